@@ -1,0 +1,23 @@
+//! samclipseg core: SAM 3 text-prompted segmentation from engine bundles,
+//! without GStreamer. Load a [`Sam3Model`], hand it a [`Frame`] and prompts,
+//! get [`Instance`]s back.
+
+pub mod backend;
+pub mod bundle;
+pub mod error;
+pub mod frame;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+pub mod render;
+pub mod resize;
+pub mod runtime;
+pub mod tensor;
+pub mod tokenizer;
+
+pub use backend::{BackendKind, BackendOptions};
+pub use bundle::Bundle;
+pub use error::{Error, Result};
+pub use frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
+pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
+pub use postprocess::{Instance, Mask, PostprocessOptions};

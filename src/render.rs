@@ -1,0 +1,238 @@
+//! Drawing results into packed pixels: the alpha channel (union of masks) and
+//! a preview overlay (translucent fill, outline, label and score).
+//!
+//! Labels use an embedded 8x8 bitmap font scaled by an integer factor, so they
+//! need no font file and stay crisp from 640x360 to 4K.
+
+use font8x8::UnicodeFonts;
+
+use crate::frame::PackedLayout;
+use crate::postprocess::Instance;
+
+/// A packed image being drawn on.
+pub struct Canvas<'a> {
+    pub data: &'a mut [u8],
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+    pub layout: PackedLayout,
+}
+
+/// Distinct, saturated colours; instance `i` of prompt `p` uses `PALETTE[p % len]`.
+pub const PALETTE: [[u8; 3]; 8] = [
+    [255, 64, 64],
+    [64, 200, 255],
+    [255, 200, 0],
+    [80, 230, 80],
+    [230, 80, 230],
+    [255, 140, 40],
+    [40, 120, 255],
+    [180, 255, 120],
+];
+
+/// The union of the instances' masks at `width` x `height`: 255 inside any mask.
+pub fn union_mask(instances: &[Instance], width: usize, height: usize) -> Vec<u8> {
+    let mut out = vec![0u8; width * height];
+    for inst in instances {
+        if inst.mask.width != width || inst.mask.height != height {
+            continue;
+        }
+        for (o, m) in out.iter_mut().zip(&inst.mask.data) {
+            *o |= *m;
+        }
+    }
+    out
+}
+
+impl Canvas<'_> {
+    fn offset(&self, x: usize, y: usize) -> usize {
+        y * self.stride + x * self.layout.bytes_per_pixel()
+    }
+
+    /// Writes `alpha` (width x height) into the alpha byte of every pixel.
+    /// Returns false when the layout has no alpha channel.
+    pub fn write_alpha(&mut self, alpha: &[u8]) -> bool {
+        let Some(a) = self.layout.alpha_offset() else {
+            return false;
+        };
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let o = self.offset(x, y) + a;
+                self.data[o] = alpha[y * self.width + x];
+            }
+        }
+        true
+    }
+
+    fn blend(&mut self, x: usize, y: usize, colour: [u8; 3], opacity: u16) {
+        let o = self.offset(x, y);
+        let idx = self.layout.channel_offsets();
+        for c in 0..3 {
+            let p = &mut self.data[o + idx[c]];
+            *p = ((*p as u16 * (256 - opacity) + colour[c] as u16 * opacity) >> 8) as u8;
+        }
+    }
+
+    fn fill_rect(&mut self, x: usize, y: usize, w: usize, h: usize, colour: [u8; 3], opacity: u16) {
+        for yy in y..(y + h).min(self.height) {
+            for xx in x..(x + w).min(self.width) {
+                self.blend(xx, yy, colour, opacity);
+            }
+        }
+    }
+
+    /// Draws text with its top-left corner at (x, y), `scale` pixels per font dot.
+    pub fn draw_text(&mut self, x: usize, y: usize, text: &str, scale: usize, colour: [u8; 3]) {
+        for (i, ch) in text.chars().enumerate() {
+            let glyph = font8x8::BASIC_FONTS
+                .get(ch)
+                .or_else(|| font8x8::BASIC_FONTS.get('?'));
+            let Some(glyph) = glyph else { continue };
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..8 {
+                    if bits & (1 << col) != 0 {
+                        let px = x + (i * 8 + col) * scale;
+                        self.fill_rect(px, y + row * scale, scale, scale, colour, 256);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Translucent masks, outlines, and a "label score" tag per instance.
+    pub fn draw_overlay(&mut self, instances: &[Instance]) {
+        let thickness = (self.height.min(self.width) / 360).max(1);
+        let scale = (self.height.min(self.width) / 240).max(1);
+        for inst in instances {
+            let m = &inst.mask;
+            if m.width != self.width || m.height != self.height {
+                continue;
+            }
+            let colour = PALETTE[inst.prompt_index % PALETTE.len()];
+            let Some((x0, y0, w, h)) = m.extent() else {
+                continue;
+            };
+            for y in y0..y0 + h {
+                for x in x0..x0 + w {
+                    if m.data[y * m.width + x] == 0 {
+                        continue;
+                    }
+                    let edge = is_edge(&m.data, m.width, m.height, x, y, thickness);
+                    self.blend(x, y, colour, if edge { 256 } else { 110 });
+                }
+            }
+        }
+        // Labels last, so that no mask covers another instance's text.
+        for inst in instances {
+            let colour = PALETTE[inst.prompt_index % PALETTE.len()];
+            let text = format!("{} {:.2}", inst.label, inst.score);
+            let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
+            let x = (inst.bbox[0].max(0.0) as usize).min(self.width.saturating_sub(tw));
+            let y = (inst.bbox[1].max(0.0) as usize).min(self.height.saturating_sub(th));
+            self.fill_rect(x, y, tw, th, [0, 0, 0], 180);
+            self.draw_text(x + scale, y + scale, &text, scale, colour);
+        }
+    }
+}
+
+/// Whether a set pixel lies within `t` pixels of an unset one or the border.
+fn is_edge(mask: &[u8], w: usize, h: usize, x: usize, y: usize, t: usize) -> bool {
+    if x < t || y < t || x + t >= w || y + t >= h {
+        return true;
+    }
+    [(x - t, y), (x + t, y), (x, y - t), (x, y + t)]
+        .iter()
+        .any(|&(xx, yy)| mask[yy * w + xx] == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postprocess::Mask;
+
+    fn square(w: usize, h: usize) -> Instance {
+        let mut data = vec![0u8; w * h];
+        for y in h / 4..h / 2 {
+            for x in w / 4..w / 2 {
+                data[y * w + x] = 255;
+            }
+        }
+        Instance {
+            label: "cat".into(),
+            prompt_index: 0,
+            query: 0,
+            score: 0.9,
+            bbox: [
+                (w / 4) as f32,
+                (h / 4) as f32,
+                (w / 2) as f32,
+                (h / 2) as f32,
+            ],
+            mask: Mask {
+                width: w,
+                height: h,
+                data,
+            },
+        }
+    }
+
+    #[test]
+    fn alpha_is_the_union_and_other_bytes_stay() {
+        let (w, h) = (8, 8);
+        let inst = square(w, h);
+        let alpha = union_mask(std::slice::from_ref(&inst), w, h);
+        let mut px = vec![7u8; w * h * 4];
+        let mut c = Canvas {
+            data: &mut px,
+            width: w,
+            height: h,
+            stride: w * 4,
+            layout: PackedLayout::Argb,
+        };
+        assert!(c.write_alpha(&alpha));
+        for (i, p) in px.chunks_exact(4).enumerate() {
+            assert_eq!(p[0], inst.mask.data[i]);
+            assert_eq!(&p[1..], &[7, 7, 7]);
+        }
+        let mut rgb = vec![0u8; 8 * 8 * 3];
+        let mut c = Canvas {
+            data: &mut rgb,
+            width: 8,
+            height: 8,
+            stride: 24,
+            layout: PackedLayout::Rgb,
+        };
+        assert!(!c.write_alpha(&alpha));
+    }
+
+    #[test]
+    fn overlay_touches_only_masks_and_labels() {
+        let (w, h) = (640, 360);
+        let inst = square(w, h);
+        let mut px = vec![0u8; w * h * 3];
+        let mut c = Canvas {
+            data: &mut px,
+            width: w,
+            height: h,
+            stride: w * 3,
+            layout: PackedLayout::Rgb,
+        };
+        c.draw_overlay(std::slice::from_ref(&inst));
+        let label_rows = h / 4..h / 4 + 10 * (h / 240).max(1);
+        for y in 0..h {
+            for x in 0..w {
+                let changed = px[(y * w + x) * 3..(y * w + x) * 3 + 3] != [0, 0, 0];
+                let inside = inst.mask.data[y * w + x] != 0;
+                if changed && !inside {
+                    assert!(
+                        label_rows.contains(&y),
+                        "pixel ({x},{y}) changed outside mask and label"
+                    );
+                }
+                if inside && !label_rows.contains(&y) {
+                    assert!(changed, "mask pixel ({x},{y}) not drawn");
+                }
+            }
+        }
+    }
+}
