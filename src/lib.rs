@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bundle;
 pub mod error;
 pub mod frame;
+pub mod image_file;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;

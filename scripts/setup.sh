@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12, and nothing
+# twice: apt packages, a Rust toolchain check, and the ONNX Runtime library
+# (from the `onnxruntime` wheel on PyPI) into .deps/onnxruntime.
+# `setup.sh engines` also installs the PyTorch tooling for engines/ into .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.31.1
+APT_PACKAGES=(
+  build-essential pkg-config python3 python3-venv python3-pip
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-libav
+)
+
+need_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no Rust toolchain; installing one with rustup (Rust 1.92 or newer is needed)"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+
+# ONNX Runtime: the library inside the official wheel, kept in its own venv.
+ort_dir=.deps/onnxruntime
+if ! ls "$ort_dir"/libonnxruntime.so* >/dev/null 2>&1; then
+  echo "setup: fetching ONNX Runtime $ORT_VERSION (the onnxruntime wheel from PyPI)"
+  mkdir -p .deps
+  python3 -m venv .deps/ort-venv
+  .deps/ort-venv/bin/pip install -q --no-deps "onnxruntime==$ORT_VERSION"
+  lib=$(ls .deps/ort-venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+  mkdir -p "$ort_dir"
+  cp "$lib" "$ort_dir/"
+fi
+
+if [ "${1:-}" = "engines" ] && ! .venv/bin/python -c "import transformers, torch, onnxscript" 2>/dev/null; then
+  echo "setup: installing the PyTorch reference tooling for engines/ into .venv (several GB)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q -r engines/requirements.txt
+fi
