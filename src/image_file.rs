@@ -15,10 +15,18 @@ pub struct OwnedImage {
 impl OwnedImage {
     pub fn open(path: &Path) -> Result<OwnedImage> {
         let img = image::open(path)
-            .map_err(|e| Error::Image(format!("{}: not a readable image file ({e})", path.display())))?
+            .map_err(|e| {
+                Error::Image(format!(
+                    "{}: not a readable image file ({e})",
+                    path.display()
+                ))
+            })?
             .to_rgba8();
         if img.width() == 0 || img.height() == 0 {
-            return Err(Error::Image(format!("{}: the image is empty", path.display())));
+            return Err(Error::Image(format!(
+                "{}: the image is empty",
+                path.display()
+            )));
         }
         Ok(OwnedImage {
             width: img.width() as usize,
@@ -28,6 +36,12 @@ impl OwnedImage {
     }
 
     pub fn frame(&self) -> Result<Frame<'_>> {
-        Frame::packed(&self.rgba, self.width, self.height, self.width * 4, PackedLayout::Rgba)
+        Frame::packed(
+            &self.rgba,
+            self.width,
+            self.height,
+            self.width * 4,
+            PackedLayout::Rgba,
+        )
     }
 }

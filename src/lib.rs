@@ -4,15 +4,18 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod change;
 pub mod error;
 pub mod frame;
 pub mod image_file;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod registry;
 pub mod render;
 pub mod resize;
 pub mod runtime;
+pub mod segmenter;
 pub mod tensor;
 pub mod tokenizer;
 
@@ -22,3 +25,5 @@ pub use error::{Error, Result};
 pub use frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
 pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
 pub use postprocess::{Instance, Mask, PostprocessOptions};
+pub use registry::shared_model;
+pub use segmenter::{InferenceState, Segmenter};

@@ -1,0 +1,133 @@
+//! Per-stream state on top of a shared [`Sam3Model`]: reuses the image
+//! features while the picture is still and the whole result while the request
+//! is unchanged too.
+
+use std::sync::Arc;
+
+use crate::change::Signature;
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::pipeline::{ImageFeatures, Sam3Model};
+use crate::postprocess::{Instance, PostprocessOptions};
+use crate::tokenizer::normalise_prompt;
+
+/// How a frame's result was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferenceState {
+    /// Image encoder and decoder ran on this frame.
+    Fresh,
+    /// The picture was still: the previous image features were decoded again
+    /// (the prompt or settings changed).
+    ReusedImageFeatures,
+    /// The picture and request were unchanged: the previous result was reused.
+    ReusedResult,
+}
+
+impl InferenceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            InferenceState::Fresh => "fresh",
+            InferenceState::ReusedImageFeatures => "reused-image-features",
+            InferenceState::ReusedResult => "reused-result",
+        }
+    }
+}
+
+/// Everything besides the picture that determines a result.
+#[derive(Debug, Clone, PartialEq)]
+struct RequestKey {
+    prompts: Vec<String>,
+    options: PostprocessOptions,
+}
+
+struct Encoded {
+    signature: Option<Signature>,
+    features: ImageFeatures,
+}
+
+pub struct Segmenter {
+    model: Arc<Sam3Model>,
+    /// Largest change of a block's mean luma (0-255) that still counts as the
+    /// same picture; 0 disables reuse.
+    pub reuse_threshold: f32,
+    encoded: Option<Encoded>,
+    last: Option<(RequestKey, Vec<Instance>)>,
+}
+
+impl Segmenter {
+    pub fn new(model: Arc<Sam3Model>, reuse_threshold: f32) -> Segmenter {
+        Segmenter {
+            model,
+            reuse_threshold,
+            encoded: None,
+            last: None,
+        }
+    }
+
+    pub fn model(&self) -> &Arc<Sam3Model> {
+        &self.model
+    }
+
+    /// Forgets the cached picture and result (after a seek or a flush).
+    pub fn reset(&mut self) {
+        self.encoded = None;
+        self.last = None;
+    }
+
+    pub fn process(
+        &mut self,
+        frame: &Frame,
+        prompts: &[&str],
+        options: &PostprocessOptions,
+    ) -> Result<(Vec<Instance>, InferenceState)> {
+        let key = RequestKey {
+            prompts: prompts.iter().map(|p| normalise_prompt(p)).collect(),
+            options: options.clone(),
+        };
+        let reuse = self.reuse_threshold > 0.0;
+        let signature = reuse.then(|| Signature::of(frame));
+        let still = match (
+            &signature,
+            self.encoded.as_ref().and_then(|e| e.signature.as_ref()),
+        ) {
+            (Some(s), Some(old)) => s.distance(old) <= self.reuse_threshold,
+            _ => false,
+        };
+        if still {
+            if let Some((k, instances)) = &self.last
+                && *k == key
+            {
+                return Ok((instances.clone(), InferenceState::ReusedResult));
+            }
+        }
+        let state = if still {
+            InferenceState::ReusedImageFeatures
+        } else {
+            InferenceState::Fresh
+        };
+        if prompts.is_empty() {
+            self.last = None;
+            return Ok((Vec::new(), state));
+        }
+        let texts = self.model.encode_texts(prompts)?;
+        // A still picture keeps the signature of the frame that was encoded, so
+        // that slow drift adds up and eventually counts as change.
+        let encoded = match (self.encoded.take(), signature) {
+            (Some(e), _) if still => e,
+            (_, signature) => Encoded {
+                features: self.model.encode_image(frame)?,
+                signature,
+            },
+        };
+        let out = self.model.decode(&encoded.features, &texts);
+        if reuse {
+            self.encoded = Some(encoded);
+        }
+        let out = out?;
+        let instances = self
+            .model
+            .postprocess(&out, &texts, (frame.width, frame.height), options);
+        self.last = reuse.then(|| (key, instances.clone()));
+        Ok((instances, state))
+    }
+}
