@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use samclipseg::render::{Canvas, union_mask};
 use samclipseg::image_file::OwnedImage;
+use samclipseg::render::{Canvas, union_mask};
 use samclipseg::{BackendOptions, Instance, PackedLayout, PostprocessOptions, Sam3Model};
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
@@ -39,13 +39,20 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        let num = |name: &str, v: String| v.parse::<f64>().map_err(|_| format!("{name}: `{v}` is not a number"));
+        let num = |name: &str, v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{name}: `{v}` is not a number"))
+        };
         match arg.as_str() {
             "--bundle" => a.bundle = value("--bundle")?.into(),
             "--prompt" => a.prompts.push(value("--prompt")?),
             "--threshold" => a.threshold = Some(num("--threshold", value("--threshold")?)? as f32),
-            "--smoothness" => a.post.smoothness = num("--smoothness", value("--smoothness")?)? as u32,
-            "--max-instances" => a.post.max_instances = num("--max-instances", value("--max-instances")?)? as usize,
+            "--smoothness" => {
+                a.post.smoothness = num("--smoothness", value("--smoothness")?)? as u32
+            }
+            "--max-instances" => {
+                a.post.max_instances = num("--max-instances", value("--max-instances")?)? as usize
+            }
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
             "--out-dir" => a.out_dir = value("--out-dir")?.into(),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -57,7 +64,10 @@ fn parse_args() -> Result<Args, String> {
         return Err(USAGE.into());
     }
     if a.post.smoothness % 2 == 0 {
-        return Err(format!("--smoothness must be odd (1 = off), not {}", a.post.smoothness));
+        return Err(format!(
+            "--smoothness must be odd (1 = off), not {}",
+            a.post.smoothness
+        ));
     }
     Ok(a)
 }
@@ -82,7 +92,8 @@ fn run() -> Result<(), String> {
     let d = &model.manifest().decoder;
     args.post.threshold = args.threshold.unwrap_or(d.default_threshold);
     args.post.mask_threshold = d.mask_threshold;
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
     let prompts: Vec<&str> = args.prompts.iter().map(String::as_str).collect();
     for path in &args.images {
         segment_one(&model, path, &prompts, &args)?;
@@ -90,24 +101,44 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn segment_one(model: &Sam3Model, path: &Path, prompts: &[&str], args: &Args) -> Result<(), String> {
+fn segment_one(
+    model: &Sam3Model,
+    path: &Path,
+    prompts: &[&str],
+    args: &Args,
+) -> Result<(), String> {
     let picture = OwnedImage::open(path).map_err(|e| e.to_string())?;
     let (w, h) = (picture.width, picture.height);
     let frame = picture.frame().map_err(|e| e.to_string())?;
-    let instances = model.segment(&frame, prompts, &args.post).map_err(|e| e.to_string())?;
-    let img = image::RgbaImage::from_raw(w as u32, h as u32, picture.rgba.clone()).ok_or("image buffer size")?;
+    let instances = model
+        .segment(&frame, prompts, &args.post)
+        .map_err(|e| e.to_string())?;
+    let img = image::RgbaImage::from_raw(w as u32, h as u32, picture.rgba.clone())
+        .ok_or("image buffer size")?;
 
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     let out = |suffix: &str| args.out_dir.join(format!("{stem}.{suffix}"));
 
     let mut cutout = img.clone();
-    Canvas { data: &mut cutout, width: w, height: h, stride: w * 4, layout: PackedLayout::Rgba }
-        .write_alpha(&union_mask(&instances, w, h));
+    Canvas {
+        data: &mut cutout,
+        width: w,
+        height: h,
+        stride: w * 4,
+        layout: PackedLayout::Rgba,
+    }
+    .write_alpha(&union_mask(&instances, w, h));
     save(&cutout, &out("cutout.png"))?;
 
     let mut annotated = img.clone();
-    Canvas { data: &mut annotated, width: w, height: h, stride: w * 4, layout: PackedLayout::Rgba }
-        .draw_overlay(&instances);
+    Canvas {
+        data: &mut annotated,
+        width: w,
+        height: h,
+        stride: w * 4,
+        layout: PackedLayout::Rgba,
+    }
+    .draw_overlay(&instances);
     save(&annotated, &out("annotated.png"))?;
 
     let json = serde_json::json!({
@@ -120,7 +151,12 @@ fn segment_one(model: &Sam3Model, path: &Path, prompts: &[&str], args: &Args) ->
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
     std::fs::write(out("json"), text).map_err(|e| format!("{}: {e}", out("json").display()))?;
-    println!("{}: {} instance(s) -> {}", path.display(), instances.len(), out("*").display());
+    println!(
+        "{}: {} instance(s) -> {}",
+        path.display(),
+        instances.len(),
+        out("*").display()
+    );
     Ok(())
 }
 
@@ -136,5 +172,6 @@ fn instance_json(i: &Instance) -> serde_json::Value {
 }
 
 fn save(img: &image::RgbaImage, path: &Path) -> Result<(), String> {
-    img.save(path).map_err(|e| format!("{}: {e}", path.display()))
+    img.save(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -48,7 +48,10 @@ fn missing_engine_file_is_named() {
     let dir = bundle_copy("missing-file");
     std::fs::remove_file(dir.join("decoder.onnx")).unwrap();
     let err = load_err(&dir);
-    assert!(err.contains("decoder.onnx") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("decoder.onnx") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,7 +59,10 @@ fn manifest_that_is_not_toml() {
     let dir = bundle_copy("not-toml");
     std::fs::write(dir.join("bundle.toml"), "[bundle\nfamily = ").unwrap();
     let err = load_err(&dir);
-    assert!(err.contains("bundle.toml") && err.contains("not a valid bundle manifest"), "{err}");
+    assert!(
+        err.contains("bundle.toml") && err.contains("not a valid bundle manifest"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,10 +76,20 @@ fn another_model_family_is_refused() {
 #[test]
 fn wrong_tensor_name_names_engine_and_tensor() {
     let dir = bundle_copy("tensor-name");
-    edit_manifest(&dir, "name = \"semantic_seg\"", "name = \"semantic_segmentation\"");
+    edit_manifest(
+        &dir,
+        "name = \"semantic_seg\"",
+        "name = \"semantic_segmentation\"",
+    );
     let err = load_err(&dir);
-    assert!(err.contains("decoder") && err.contains("`semantic_segmentation`"), "{err}");
-    assert!(err.contains("semantic_seg"), "should list what the engine has: {err}");
+    assert!(
+        err.contains("decoder") && err.contains("`semantic_segmentation`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("semantic_seg"),
+        "should list what the engine has: {err}"
+    );
 }
 
 #[test]
@@ -85,8 +101,14 @@ fn wrong_tensor_shape_says_expected_and_found() {
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 224, 224] }",
     );
     let err = load_err(&dir);
-    assert!(err.contains("image_encoder") && err.contains("pixel_values"), "{err}");
-    assert!(err.contains("224, 224]") && err.contains("112, 112]"), "{err}");
+    assert!(
+        err.contains("image_encoder") && err.contains("pixel_values"),
+        "{err}"
+    );
+    assert!(
+        err.contains("224, 224]") && err.contains("112, 112]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,13 +118,18 @@ fn truncated_onnx_is_an_error_naming_the_file() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = load_err(&dir);
-    assert!(err.contains("image_encoder.onnx") && err.contains("re-export"), "{err}");
+    assert!(
+        err.contains("image_encoder.onnx") && err.contains("re-export"),
+        "{err}"
+    );
 }
 
 #[test]
 fn random_bytes_onnx_is_an_error() {
     let dir = bundle_copy("random");
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.join("text_encoder.onnx"), noise).unwrap();
     let err = load_err(&dir);
     assert!(err.contains("text_encoder.onnx"), "{err}");
@@ -119,10 +146,16 @@ fn tokenizer_that_does_not_load() {
 #[test]
 fn gpu_backends_are_a_clear_error_not_a_cpu_fallback() {
     for kind in [BackendKind::Cuda, BackendKind::TensorRt] {
-        let err = Sam3Model::load(tiny_bundle(), &BackendOptions { kind, intra_threads: 1 })
-            .err()
-            .expect("no GPU backend in this build")
-            .to_string();
+        let err = Sam3Model::load(
+            tiny_bundle(),
+            &BackendOptions {
+                kind,
+                intra_threads: 1,
+            },
+        )
+        .err()
+        .expect("no GPU backend in this build")
+        .to_string();
         assert!(err.contains(kind.name()), "{err}");
     }
 }
@@ -132,8 +165,14 @@ fn non_image_and_empty_image_files() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let text = dir.join("not-an-image.png");
     std::fs::write(&text, "hello, I am text").unwrap();
-    let err = OwnedImage::open(&text).err().expect("text is not an image").to_string();
-    assert!(err.contains("not-an-image.png") && err.contains("not a readable image"), "{err}");
+    let err = OwnedImage::open(&text)
+        .err()
+        .expect("text is not an image")
+        .to_string();
+    assert!(
+        err.contains("not-an-image.png") && err.contains("not a readable image"),
+        "{err}"
+    );
     let empty = dir.join("empty.png");
     std::fs::write(&empty, []).unwrap();
     assert!(OwnedImage::open(&empty).is_err());
@@ -157,13 +196,31 @@ fn unloadable_runtime_library_is_a_clear_error() {
     let bogus = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libonnxruntime.so.bogus");
     std::fs::write(&bogus, "not a shared library").unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_with_bad_runtime_library", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "child_with_bad_runtime_library",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("ORT_DYLIB_PATH", &bogus)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = stdout.lines().find(|l| l.starts_with("CHILD-ERROR")).expect("child printed its error");
-    assert!(line.contains("ONNX Runtime library could not be loaded"), "{line}");
-    assert!(line.contains("libonnxruntime.so.bogus") && line.contains("make deps"), "{line}");
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("CHILD-ERROR"))
+        .expect("child printed its error");
+    assert!(
+        line.contains("ONNX Runtime library could not be loaded"),
+        "{line}"
+    );
+    assert!(
+        line.contains("libonnxruntime.so.bogus") && line.contains("make deps"),
+        "{line}"
+    );
 }

@@ -60,15 +60,35 @@ fn engines_match_pytorch() {
         let texts = m.encode_texts(&prompts).unwrap();
         for (p, t) in texts.iter().enumerate() {
             let reference = g.f32("text_features");
-            compare("text_features", &t.features.data, reference.item(p), ENGINE_ATOL, ENGINE_RTOL);
+            compare(
+                "text_features",
+                &t.features.data,
+                reference.item(p),
+                ENGINE_ATOL,
+                ENGINE_RTOL,
+            );
         }
 
-        let image = m.encode_pixels(&g.f32("pixel_values"), (case.image_width, case.image_height)).unwrap();
-        for (name, ours) in ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"].iter().zip(&image.levels) {
+        let image = m
+            .encode_pixels(
+                &g.f32("pixel_values"),
+                (case.image_width, case.image_height),
+            )
+            .unwrap();
+        for (name, ours) in ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"]
+            .iter()
+            .zip(&image.levels)
+        {
             let reference = g.f32(name);
             // The golden features may be stored per prompt (repeated); compare the first.
             assert_eq!(ours.shape[1..], reference.shape[1..], "{name} shape");
-            let worst = compare(name, &ours.data, reference.item(0), ENGINE_ATOL, ENGINE_RTOL);
+            let worst = compare(
+                name,
+                &ours.data,
+                reference.item(0),
+                ENGINE_ATOL,
+                ENGINE_RTOL,
+            );
             println!("{}: {name} max diff {worst}", case.case);
         }
 
@@ -124,22 +144,51 @@ fn final_instances_match_post_process_instance_segmentation() {
             kept_total += mine.len();
             for (k, inst) in mine.iter().enumerate() {
                 let ctx = format!("{} prompt {p} instance {k}", case.case);
-                assert!((inst.score - scores.data[k]).abs() <= 1e-4, "{ctx}: score {} vs {}", inst.score, scores.data[k]);
+                assert!(
+                    (inst.score - scores.data[k]).abs() <= 1e-4,
+                    "{ctx}: score {} vs {}",
+                    inst.score,
+                    scores.data[k]
+                );
                 for (a, b) in inst.bbox.iter().zip(boxes.item(k)) {
-                    assert!((a - b).abs() <= 0.5, "{ctx}: box {:?} vs {:?}", inst.bbox, boxes.item(k));
+                    assert!(
+                        (a - b).abs() <= 0.5,
+                        "{ctx}: box {:?} vs {:?}",
+                        inst.bbox,
+                        boxes.item(k)
+                    );
                 }
                 let reference = masks.item(k);
                 assert_eq!(reference.len(), w * h, "{ctx}: mask size");
-                let inter = inst.mask.data.iter().zip(reference).filter(|(a, b)| **a != 0 && **b != 0).count();
-                let union = inst.mask.data.iter().zip(reference).filter(|(a, b)| **a != 0 || **b != 0).count();
-                let iou = if union == 0 { 1.0 } else { inter as f64 / union as f64 };
+                let inter = inst
+                    .mask
+                    .data
+                    .iter()
+                    .zip(reference)
+                    .filter(|(a, b)| **a != 0 && **b != 0)
+                    .count();
+                let union = inst
+                    .mask
+                    .data
+                    .iter()
+                    .zip(reference)
+                    .filter(|(a, b)| **a != 0 || **b != 0)
+                    .count();
+                let iou = if union == 0 {
+                    1.0
+                } else {
+                    inter as f64 / union as f64
+                };
                 assert!(iou >= 0.99, "{ctx}: mask IoU {iou}");
             }
         }
     }
     // The fixture is only a meaningful test if the threshold keeps some queries but not all.
     assert!(kept_total > 0, "no instance kept in any golden case");
-    assert!(kept_total < queries_total, "every query kept: the threshold tests nothing");
+    assert!(
+        kept_total < queries_total,
+        "every query kept: the threshold tests nothing"
+    );
 }
 
 #[test]
@@ -147,7 +196,10 @@ fn text_features_are_cached_per_normalised_prompt() {
     let m = model();
     let a = m.encode_texts(&["a person"]).unwrap();
     let b = m.encode_texts(&["  A   Person "]).unwrap();
-    assert!(Arc::ptr_eq(&a[0], &b[0]), "second lookup should hit the cache");
+    assert!(
+        Arc::ptr_eq(&a[0], &b[0]),
+        "second lookup should hit the cache"
+    );
     let batch = m.encode_texts(&["a person", "a cat", "a cat"]).unwrap();
     assert!(Arc::ptr_eq(&batch[0], &a[0]));
     assert!(Arc::ptr_eq(&batch[1], &batch[2]));

@@ -38,7 +38,8 @@ impl Golden {
     }
 
     fn view(&self, name: &str) -> (Vec<usize>, safetensors::Dtype, Vec<u8>) {
-        let st = safetensors::SafeTensors::deserialize(&self.bytes).expect("golden safetensors parse");
+        let st =
+            safetensors::SafeTensors::deserialize(&self.bytes).expect("golden safetensors parse");
         let t = st
             .tensor(name)
             .unwrap_or_else(|e| panic!("{}: tensor {name}: {e}", self.path.display()));
@@ -46,21 +47,28 @@ impl Golden {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        let st = safetensors::SafeTensors::deserialize(&self.bytes).expect("golden safetensors parse");
+        let st =
+            safetensors::SafeTensors::deserialize(&self.bytes).expect("golden safetensors parse");
         st.names().iter().any(|n| *n == name)
     }
 
     pub fn f32(&self, name: &str) -> Tensor<f32> {
         let (shape, dtype, data) = self.view(name);
         assert_eq!(dtype, safetensors::Dtype::F32, "{name}");
-        let v = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Tensor::new(shape, v)
     }
 
     pub fn i64(&self, name: &str) -> Tensor<i64> {
         let (shape, dtype, data) = self.view(name);
         assert_eq!(dtype, safetensors::Dtype::I64, "{name}");
-        let v = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Tensor::new(shape, v)
     }
 
@@ -72,7 +80,10 @@ impl Golden {
             safetensors::Dtype::I64 => 8,
             other => panic!("{name}: unexpected mask dtype {other:?}"),
         };
-        let v = data.chunks_exact(width).map(|c| u8::from(c.iter().any(|b| *b != 0))).collect();
+        let v = data
+            .chunks_exact(width)
+            .map(|c| u8::from(c.iter().any(|b| *b != 0)))
+            .collect();
         Tensor::new(shape, v)
     }
 }
@@ -83,14 +94,19 @@ pub fn compare(name: &str, ours: &[f32], reference: &[f32], atol: f32, rtol: f32
     let mut worst = 0f32;
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
         let d = (a - b).abs();
-        assert!(d <= atol + rtol * b.abs(), "{name}[{i}]: ours {a}, reference {b} (diff {d})");
+        assert!(
+            d <= atol + rtol * b.abs(),
+            "{name}[{i}]: ours {a}, reference {b} (diff {d})"
+        );
         worst = worst.max(d);
     }
     worst
 }
 
 pub fn load_rgb(path: &Path) -> (Vec<u8>, usize, usize) {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     (img.into_raw(), w, h)
 }
