@@ -63,7 +63,7 @@ fn parse_args() -> Result<Args, String> {
     if a.bundle.as_os_str().is_empty() || a.prompts.is_empty() || a.images.is_empty() {
         return Err(USAGE.into());
     }
-    if a.post.smoothness % 2 == 0 {
+    if a.post.smoothness.is_multiple_of(2) {
         return Err(format!(
             "--smoothness must be odd (1 = off), not {}",
             a.post.smoothness

@@ -93,12 +93,11 @@ impl Segmenter {
             (Some(s), Some(old)) => s.distance(old) <= self.reuse_threshold,
             _ => false,
         };
-        if still {
-            if let Some((k, instances)) = &self.last
-                && *k == key
-            {
-                return Ok((instances.clone(), InferenceState::ReusedResult));
-            }
+        if still
+            && let Some((k, instances)) = &self.last
+            && *k == key
+        {
+            return Ok((instances.clone(), InferenceState::ReusedResult));
         }
         let state = if still {
             InferenceState::ReusedImageFeatures

@@ -46,12 +46,6 @@ impl Golden {
         (t.shape().to_vec(), t.dtype(), t.data().to_vec())
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        let st =
-            safetensors::SafeTensors::deserialize(&self.bytes).expect("golden safetensors parse");
-        st.names().iter().any(|n| *n == name)
-    }
-
     pub fn f32(&self, name: &str) -> Tensor<f32> {
         let (shape, dtype, data) = self.view(name);
         assert_eq!(dtype, safetensors::Dtype::F32, "{name}");

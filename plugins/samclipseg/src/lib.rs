@@ -1,1 +1,40 @@
+//! GStreamer plugin `samclipseg`: element `samclipseg` segments the objects a
+//! plain-English prompt names in video (SAM 3, through the `samclipseg` core
+//! library) and attaches the result to every buffer as [`SamClipSegMeta`]
+//! plus one `GstVideoRegionOfInterestMeta` per object.
+//!
+//! Use it as a loadable plugin (`libgstsamclipseg.so` on `GST_PLUGIN_PATH`) or
+//! link it and call [`plugin_register_static`]; read results with
+//! [`SamClipSegMeta::from_buffer`].
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
+use gst::glib;
+
+mod logger;
+pub mod meta;
+mod samclipseg;
+
+pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
+pub use samclipseg::{
+    Backend, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SamClipSeg, bundle_search_path,
+    default_bundle_path,
+};
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    logger::install();
+    meta::register()?;
+    samclipseg::register(plugin)
+}
+
+gst::plugin_define!(
+    samclipseg,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // GStreamer's name for a permissive licence; the crate is MIT OR Apache-2.0.
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

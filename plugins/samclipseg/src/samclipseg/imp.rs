@@ -1,0 +1,641 @@
+//! The `samclipseg` element: a video filter that works in place. Each buffer
+//! is mapped stride-aware, segmented by the core library for the current
+//! prompt, and leaves with a `SamClipSegMeta` and ROI metas (and, by
+//! `output-mode`, masks in its alpha channel or an overlay in its pixels).
+
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
+use samclipseg::render::{Canvas, union_mask};
+use samclipseg::{Instance, Segmenter, YuvMatrix};
+
+use super::result::{self, Times};
+use super::settings::{self, Backend, OutputMode, Settings};
+use super::video;
+use crate::meta::InferenceState;
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "samclipseg",
+        gst::DebugColorFlags::empty(),
+        Some("SAM 3 text-prompted segmentation"),
+    )
+});
+
+/// Picture reuse is off in this release: every frame is encoded afresh.
+const REUSE_THRESHOLD: f32 = 0.0;
+
+/// What exists between start() and stop().
+struct State {
+    /// The shared model plus this stream's memory of the last picture and
+    /// request (which decides the frame's inference state). Its own lock, held
+    /// for a whole frame, so that `state` is only ever locked briefly.
+    segmenter: Arc<Mutex<Segmenter>>,
+    /// The bundle's mask threshold (manifest `decoder.mask_threshold`).
+    mask_threshold: f32,
+    /// Negotiated video, from set_info().
+    info: Option<gst_video::VideoInfo>,
+    matrix: YuvMatrix,
+}
+
+#[derive(Default)]
+pub struct SamClipSeg {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+/// Locks a mutex even if an earlier panic poisoned it: the data behind these
+/// locks (plain settings, an `Option<State>`) stays consistent under panics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SamClipSeg {
+    /// Whether the model is loaded, i.e. the element is between start() and
+    /// stop(): properties that need a reload are refused then.
+    fn started(&self) -> bool {
+        lock(&self.state).is_some()
+    }
+
+    fn refuse_while_running(&self, name: &str) -> bool {
+        if self.started() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "property `{name}` can only change in the NULL or READY state; keeping the current value"
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets the last picture and result (after a flush or new caps).
+    fn reset_segmenter(&self) {
+        let segmenter = lock(&self.state).as_ref().map(|s| s.segmenter.clone());
+        if let Some(segmenter) = segmenter {
+            lock(&segmenter).reset();
+        }
+    }
+
+    /// Runs the model on a mapped frame; an empty prompt means no inference.
+    fn infer<T>(
+        &self,
+        segmenter: &Mutex<Segmenter>,
+        frame: &gst_video::VideoFrameRef<T>,
+        matrix: YuvMatrix,
+        prompt: &str,
+        opts: &samclipseg::PostprocessOptions,
+    ) -> Result<(Vec<Instance>, InferenceState), gst::FlowError> {
+        if prompt.is_empty() {
+            return Ok((Vec::new(), InferenceState::Fresh));
+        }
+        let core = video::core_frame(frame, matrix).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot read the frame: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        let (mut instances, state) =
+            lock(segmenter)
+                .process(&core, &[prompt], opts)
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("Inference failed: {}", e)
+                    );
+                    gst::FlowError::Error
+                })?;
+        // The core labels instances with the spelling that first filled its
+        // text cache; report the prompt as it is set now.
+        for inst in &mut instances {
+            inst.label = prompt.to_string();
+        }
+        Ok((instances, state.into()))
+    }
+
+    /// Writes the masks into the alpha channel or draws the overlay.
+    fn render(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+        mode: OutputMode,
+        instances: &[Instance],
+    ) -> Result<(), gst::FlowError> {
+        let (width, height) = (frame.width() as usize, frame.height() as usize);
+        let format = frame.format();
+        let Some(layout) = video::packed_layout(format) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("output-mode {:?} cannot draw on {}", mode, format)
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let stride = frame.plane_stride().first().copied().unwrap_or(0).max(0) as usize;
+        let data = frame.plane_data_mut(0).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Cannot write the frame: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        // Canvas indexes rows by stride: make sure every row is inside the plane.
+        if height > 0 && data.len() < stride * (height - 1) + width * layout.bytes_per_pixel() {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("Frame plane is too small"));
+            return Err(gst::FlowError::Error);
+        }
+        let mut canvas = Canvas {
+            data,
+            width,
+            height,
+            stride,
+            layout,
+        };
+        match mode {
+            OutputMode::Meta => {}
+            OutputMode::Alpha => {
+                let alpha = union_mask(instances, width, height);
+                if !canvas.write_alpha(&alpha) {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        (
+                            "output-mode alpha needs a format with alpha, got {}",
+                            format
+                        )
+                    );
+                    return Err(gst::FlowError::NotNegotiated);
+                }
+            }
+            OutputMode::Overlay => canvas.draw_overlay(instances),
+        }
+        Ok(())
+    }
+
+    fn map_error(&self, e: glib::BoolError) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Cannot map the frame: {}", e)
+        );
+        gst::FlowError::Error
+    }
+
+    fn times(&self, pts: Option<gst::ClockTime>) -> Times {
+        let segment = self.obj().segment();
+        let seg = segment.downcast_ref::<gst::ClockTime>();
+        Times {
+            pts,
+            running_time: seg.and_then(|s| s.to_running_time(pts)),
+            stream_time: seg.and_then(|s| s.to_stream_time(pts)),
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for SamClipSeg {
+    const NAME: &'static str = "GstSamClipSeg";
+    type Type = super::SamClipSeg;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for SamClipSeg {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // VideoFilter turns QoS on, which lets BaseTransform drop late frames;
+        // every input buffer must leave as one output buffer.
+        self.obj().set_qos(false);
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let default_bundle = settings::default_bundle_path();
+            let search: Vec<String> = settings::bundle_search_path()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            vec![
+                glib::ParamSpecString::builder("bundle")
+                    .nick("Bundle")
+                    .blurb(&format!(
+                        "Directory of the SAM 3 engine bundle (bundle.toml, three .onnx engines, \
+                         tokenizer.json). Default: the first of {} that holds a bundle, else the \
+                         last. Build one with engines/export_sam3.py",
+                        search.join(", ")
+                    ))
+                    .default_value(Some(default_bundle.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("backend", settings::DEFAULT_BACKEND)
+                    .nick("Backend")
+                    .blurb("Where the engines run (cuda and tensorrt are not built in yet: start fails with a clear error)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("Threads inside one operator of the CPU backend (0 = ONNX Runtime chooses)")
+                    .minimum(0)
+                    .maximum(1024)
+                    .default_value(settings::DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("prompt")
+                    .nick("Prompt")
+                    .blurb("What to segment, in plain English (e.g. \"red car\"); empty = no inference, empty metadata")
+                    .default_value(Some(settings::DEFAULT_PROMPT))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("threshold")
+                    .nick("Threshold")
+                    .blurb("Minimum score (0-1) of an instance: sigmoid(query logit) x sigmoid(presence logit)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(settings::DEFAULT_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("smoothness")
+                    .nick("Smoothness")
+                    .blurb("Odd kernel size of a morphological closing of each mask (1 = off); even values are refused")
+                    .minimum(1)
+                    .maximum(settings::MAX_SMOOTHNESS)
+                    .default_value(settings::DEFAULT_SMOOTHNESS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-instances")
+                    .nick("Max instances")
+                    .blurb("Keep at most this many instances per frame, highest scores first (0 = unlimited)")
+                    .minimum(0)
+                    .maximum(1024)
+                    .default_value(settings::DEFAULT_MAX_INSTANCES)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "output-mode",
+                    settings::DEFAULT_OUTPUT_MODE,
+                )
+                .nick("Output mode")
+                .blurb(
+                    "Besides the metadata every mode attaches: meta = pixels untouched; \
+                     alpha = union of the masks into the alpha channel (RGBA, BGRA, ARGB, ABGR, AYUV only); \
+                     overlay = draw masks, outlines and labels (packed RGB formats only, no YUV)",
+                )
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post a \"samclipseg\" element message per frame with timing, prompt, state and instances (no masks)")
+                    .default_value(settings::DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let name = pspec.name();
+        // Properties that need a model reload or renegotiation.
+        if matches!(name, "bundle" | "backend" | "threads" | "output-mode")
+            && self.refuse_while_running(name)
+        {
+            return;
+        }
+        let mut settings = lock(&self.settings);
+        match name {
+            "bundle" => {
+                let bundle: Option<String> = value.get().unwrap_or_default();
+                match bundle.filter(|b| !b.trim().is_empty()) {
+                    Some(b) => settings.bundle = b,
+                    None => gst::warning!(
+                        CAT,
+                        imp = self,
+                        "bundle cannot be empty; keeping {}",
+                        settings.bundle
+                    ),
+                }
+            }
+            "backend" => settings.backend = value.get::<Backend>().unwrap_or(settings.backend),
+            "threads" => settings.threads = value.get().unwrap_or(settings.threads),
+            "prompt" => {
+                let prompt: Option<String> = value.get().unwrap_or_default();
+                settings.prompt = prompt.unwrap_or_default();
+                gst::info!(CAT, imp = self, "prompt set to {:?}", settings.prompt);
+            }
+            "threshold" => {
+                let t: f32 = value.get().unwrap_or(settings.threshold);
+                // GLib already refuses values outside the ParamSpec range; NaN slips through.
+                if (0.0..=1.0).contains(&t) {
+                    settings.threshold = t;
+                } else {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "threshold {t} is outside 0-1; keeping {}",
+                        settings.threshold
+                    );
+                }
+            }
+            "smoothness" => {
+                let s: u32 = value.get().unwrap_or(settings.smoothness);
+                if s % 2 == 1 {
+                    settings.smoothness = s;
+                } else {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "smoothness must be odd (a kernel has a centre), got {s}; keeping {}",
+                        settings.smoothness
+                    );
+                }
+            }
+            "max-instances" => {
+                settings.max_instances = value.get().unwrap_or(settings.max_instances)
+            }
+            "output-mode" => {
+                settings.output_mode = value.get::<OutputMode>().unwrap_or(settings.output_mode)
+            }
+            "post-messages" => {
+                settings.post_messages = value.get().unwrap_or(settings.post_messages)
+            }
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = lock(&self.settings);
+        match pspec.name() {
+            "bundle" => settings.bundle.to_value(),
+            "backend" => settings.backend.to_value(),
+            "threads" => settings.threads.to_value(),
+            "prompt" => settings.prompt.to_value(),
+            "threshold" => settings.threshold.to_value(),
+            "smoothness" => settings.smoothness.to_value(),
+            "max-instances" => settings.max_instances.to_value(),
+            "output-mode" => settings.output_mode.to_value(),
+            "post-messages" => settings.post_messages.to_value(),
+            // GLib only asks for properties it knows from properties().
+            _ => pspec.default_value().clone(),
+        }
+    }
+}
+
+impl GstObjectImpl for SamClipSeg {}
+
+impl ElementImpl for SamClipSeg {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "SAM 3 text-prompted segmentation",
+                "Filter/Analyzer/Video",
+                "Segments the objects a plain-English prompt names (SAM 3), \
+                 as buffer metadata, alpha masks or an overlay",
+                "samclipseg developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = video::caps_for(&video::ALL_FORMATS);
+            [gst::PadDirection::Src, gst::PadDirection::Sink]
+                .into_iter()
+                .filter_map(|dir| {
+                    let name = if dir == gst::PadDirection::Src {
+                        "src"
+                    } else {
+                        "sink"
+                    };
+                    gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).ok()
+                })
+                .collect()
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for SamClipSeg {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        gst::info!(
+            CAT,
+            imp = self,
+            "loading bundle {} on {:?} ({} threads)",
+            settings.bundle,
+            settings.backend,
+            settings.threads
+        );
+        // Elements on the same bundle and backend share one loaded model.
+        let model = samclipseg::shared_model(
+            std::path::Path::new(&settings.bundle),
+            &settings.backend_options(),
+        )
+        .map_err(|e| {
+            use samclipseg::Error;
+            match e {
+                Error::BundleMissing { .. } => gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("Cannot load the samclipseg bundle: {}", e)
+                ),
+                Error::BundleFile { .. } => gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("Cannot read the samclipseg bundle: {}", e)
+                ),
+                _ => gst::error_msg!(
+                    gst::LibraryError::Init,
+                    (
+                        "Cannot start the samclipseg model from {}: {}",
+                        settings.bundle,
+                        e
+                    )
+                ),
+            }
+        })?;
+        let mask_threshold = model.manifest().decoder.mask_threshold;
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded bundle {} ({})",
+            model.manifest().bundle.name,
+            settings.bundle
+        );
+        *lock(&self.state) = Some(State {
+            segmenter: Arc::new(Mutex::new(Segmenter::new(model, REUSE_THRESHOLD))),
+            mask_threshold,
+            info: None,
+            matrix: YuvMatrix::default(),
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.state) = None;
+        gst::info!(CAT, imp = self, "stopped, model released");
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) = event.view() {
+            // After a seek the next picture has nothing to do with the last.
+            self.reset_segmenter();
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        // In place: the same caps on both sides, restricted to what the
+        // output mode can work on.
+        let mode = lock(&self.settings).output_mode;
+        let allowed = video::caps_for(video::formats_for(mode));
+        let mut out = caps.intersect_with_mode(&allowed, gst::CapsIntersectMode::First);
+        if let Some(filter) = filter {
+            out = filter.intersect_with_mode(&out, gst::CapsIntersectMode::First);
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "transformed {caps} ({direction:?}, {mode:?}) to {out}"
+        );
+        Some(out)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // The frame is mapped here rather than in transform_frame_ip so that
+        // the metas can be attached once the mapping is released.
+        let settings = lock(&self.settings).clone();
+        let (segmenter, info, matrix, mask_threshold) = {
+            let state = lock(&self.state);
+            let Some(state) = state.as_ref() else {
+                // Only a buffer racing with stop() gets here: not worth an error.
+                return Err(gst::FlowError::Flushing);
+            };
+            let Some(info) = state.info.clone() else {
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("No caps set"));
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            (
+                state.segmenter.clone(),
+                info,
+                state.matrix,
+                state.mask_threshold,
+            )
+        };
+        let prompt = settings.prompt.trim();
+        let opts = settings.postprocess_options(mask_threshold);
+        // A gap buffer has no picture worth looking at (and may have no memory).
+        let gap = buf.flags().contains(gst::BufferFlags::GAP);
+        let (instances, state) =
+            if gap || (settings.output_mode == OutputMode::Meta && prompt.is_empty()) {
+                (Vec::new(), InferenceState::Fresh)
+            } else if settings.output_mode == OutputMode::Meta {
+                // Read-only mapping: shared memory is not copied when pixels stay as they are.
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
+                    .map_err(|e| self.map_error(e))?;
+                self.infer(&segmenter, &frame, matrix, prompt, &opts)?
+            } else {
+                // Also with an empty prompt: the alpha channel then says "no object" everywhere.
+                let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
+                    .map_err(|e| self.map_error(e))?;
+                let (instances, state) = self.infer(&segmenter, &frame, matrix, prompt, &opts)?;
+                self.render(&mut frame, settings.output_mode, &instances)?;
+                (instances, state)
+            };
+
+        let seg = result::segmentation(
+            prompt,
+            state,
+            &instances,
+            info.width() as usize,
+            info.height() as usize,
+        );
+        gst::log!(
+            CAT,
+            imp = self,
+            "{:?}: {} instance(s) of {:?}",
+            buf.pts(),
+            seg.instances.len(),
+            prompt
+        );
+        if settings.post_messages {
+            let s = result::message_structure(&seg, self.times(buf.pts()));
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+        }
+        result::attach(buf, seg).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Cannot attach metadata: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl VideoFilterImpl for SamClipSeg {
+    fn set_info(
+        &self,
+        incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        _outcaps: &gst::Caps,
+        _out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        let mode = lock(&self.settings).output_mode;
+        let format = in_info.format();
+        if !video::formats_for(mode).contains(&format) {
+            let allowed: Vec<&str> = video::formats_for(mode)
+                .iter()
+                .map(|f| f.to_str().as_str())
+                .collect();
+            return Err(gst::loggable_error!(
+                CAT,
+                "output-mode={} cannot work on {} video: it needs one of {}",
+                match mode {
+                    OutputMode::Meta => "meta",
+                    OutputMode::Alpha => "alpha",
+                    OutputMode::Overlay => "overlay",
+                },
+                format.to_str(),
+                allowed.join(", ")
+            ));
+        }
+        self.reset_segmenter();
+        let mut state = lock(&self.state);
+        let Some(state) = state.as_mut() else {
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps set before the element started"
+            ));
+        };
+        state.matrix = video::yuv_matrix(in_info);
+        state.info = Some(in_info.clone());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "configured for {incaps} (YUV matrix {:?})",
+            state.matrix
+        );
+        Ok(())
+    }
+}

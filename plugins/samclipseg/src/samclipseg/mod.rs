@@ -1,0 +1,33 @@
+//! Element `samclipseg`: the GObject wrapper and its registration.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+pub(crate) mod result;
+pub(crate) mod settings;
+pub(crate) mod video;
+
+pub use result::{MESSAGE_NAME, ROI_PARAM_NAME};
+pub use settings::{Backend, OutputMode, bundle_search_path, default_bundle_path};
+
+pub(crate) use imp::CAT;
+
+glib::wrapper! {
+    /// The `samclipseg` element; create it with `gst::ElementFactory::make("samclipseg")`.
+    pub struct SamClipSeg(ObjectSubclass<imp::SamClipSeg>)
+        @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Enum types used by properties and metadata, documented with the plugin.
+    Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    OutputMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    crate::meta::InferenceState::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "samclipseg",
+        gst::Rank::NONE,
+        SamClipSeg::static_type(),
+    )
+}

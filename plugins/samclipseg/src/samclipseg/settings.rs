@@ -1,0 +1,149 @@
+//! Property values of the element and the enums behind its enum properties.
+
+use std::path::PathBuf;
+
+use samclipseg::{BackendKind, BackendOptions, PostprocessOptions};
+
+/// Where the engines run (property `backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstSamClipSegBackend")]
+pub enum Backend {
+    #[default]
+    #[enum_value(name = "CPU: ONNX Runtime on the CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "CUDA: ONNX Runtime CUDA execution provider", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(
+        name = "TensorRT: ONNX Runtime TensorRT execution provider",
+        nick = "tensorrt"
+    )]
+    TensorRt = 2,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Cpu => BackendKind::Cpu,
+            Backend::Cuda => BackendKind::Cuda,
+            Backend::TensorRt => BackendKind::TensorRt,
+        }
+    }
+}
+
+/// What the element does with the result besides the metadata (property `output-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstSamClipSegOutputMode")]
+pub enum OutputMode {
+    /// Pixels untouched; results only as metadata.
+    #[default]
+    #[enum_value(name = "Meta: attach metadata only, pixels untouched", nick = "meta")]
+    Meta = 0,
+    /// Alpha = union of the masks (255 inside an object, 0 elsewhere).
+    #[enum_value(
+        name = "Alpha: write the union of the masks into the alpha channel",
+        nick = "alpha"
+    )]
+    Alpha = 1,
+    /// Translucent masks, outlines and labels drawn into the picture.
+    #[enum_value(
+        name = "Overlay: draw masks, outlines and labels (packed RGB formats)",
+        nick = "overlay"
+    )]
+    Overlay = 2,
+}
+
+pub const DEFAULT_BACKEND: Backend = Backend::Cpu;
+pub const DEFAULT_THREADS: u32 = 0;
+pub const DEFAULT_PROMPT: &str = "";
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_SMOOTHNESS: u32 = 3;
+/// Largest closing kernel; larger ones cost a lot and change little.
+pub const MAX_SMOOTHNESS: u32 = 99;
+pub const DEFAULT_MAX_INSTANCES: u32 = 0;
+pub const DEFAULT_OUTPUT_MODE: OutputMode = OutputMode::Meta;
+pub const DEFAULT_POST_MESSAGES: bool = false;
+
+/// Where the real SAM 3 bundle is installed, in the order searched: the user's
+/// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), then
+/// `/usr/local/share`, then `/usr/share`, each followed by `samclipseg/sam3`.
+pub fn bundle_search_path() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let user_data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    dirs.extend(user_data);
+    dirs.push(PathBuf::from("/usr/local/share"));
+    dirs.push(PathBuf::from("/usr/share"));
+    dirs.into_iter()
+        .map(|d| d.join("samclipseg").join("sam3"))
+        .collect()
+}
+
+/// The default of property `bundle`: the first search-path entry holding a
+/// `bundle.toml`, else `/usr/share/samclipseg/sam3` (the system location, so
+/// that the error for a missing bundle names where it is expected).
+pub fn default_bundle_path() -> String {
+    let search = bundle_search_path();
+    search
+        .iter()
+        .find(|d| d.join("bundle.toml").is_file())
+        .or(search.last())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bundle: String,
+    pub backend: Backend,
+    pub threads: u32,
+    pub prompt: String,
+    pub threshold: f32,
+    pub smoothness: u32,
+    pub max_instances: u32,
+    pub output_mode: OutputMode,
+    pub post_messages: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bundle: default_bundle_path(),
+            backend: DEFAULT_BACKEND,
+            threads: DEFAULT_THREADS,
+            prompt: DEFAULT_PROMPT.to_string(),
+            threshold: DEFAULT_THRESHOLD,
+            smoothness: DEFAULT_SMOOTHNESS,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            output_mode: DEFAULT_OUTPUT_MODE,
+            post_messages: DEFAULT_POST_MESSAGES,
+        }
+    }
+}
+
+impl Settings {
+    pub fn backend_options(&self) -> BackendOptions {
+        BackendOptions {
+            kind: self.backend.into(),
+            intra_threads: self.threads as usize,
+        }
+    }
+
+    /// Post-processing as the core library takes it; `mask_threshold` is the
+    /// bundle's (manifest `decoder.mask_threshold`), not a property.
+    pub fn postprocess_options(&self, mask_threshold: f32) -> PostprocessOptions {
+        PostprocessOptions {
+            threshold: self.threshold,
+            mask_threshold,
+            smoothness: self.smoothness,
+            max_instances: self.max_instances as usize,
+        }
+    }
+}

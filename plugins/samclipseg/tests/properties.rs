@@ -1,0 +1,223 @@
+//! What gst-inspect-1.0 shows, checked through GLib's ParamSpec introspection,
+//! and how bad or badly timed property values are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gstsamclipseg::{Backend, OutputMode};
+
+fn element() -> gst::Element {
+    init();
+    gst::ElementFactory::make("samclipseg").build().unwrap()
+}
+
+#[test]
+fn factory_documents_every_property_with_its_default() {
+    init();
+    let factory = gst::ElementFactory::find("samclipseg").expect("registered");
+    assert_eq!(
+        factory.metadata(gst::ELEMENT_METADATA_KLASS),
+        Some("Filter/Analyzer/Video")
+    );
+    let e = element();
+
+    let expect_flags = |name: &str, live: bool| {
+        let p = e.find_property(name).unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            !p.nick().is_empty() && p.blurb().is_some_and(|b| b.len() > 20),
+            "{name}"
+        );
+        let flags = p.flags();
+        assert!(flags.contains(glib::ParamFlags::READWRITE), "{name}");
+        let flag = if live {
+            gst::PARAM_FLAG_MUTABLE_PLAYING
+        } else {
+            gst::PARAM_FLAG_MUTABLE_READY
+        };
+        assert!(flags.contains(flag), "{name} mutability");
+        p
+    };
+
+    let bundle = expect_flags("bundle", false);
+    assert_eq!(
+        bundle.default_value().get::<Option<String>>().unwrap(),
+        Some(gstsamclipseg::default_bundle_path())
+    );
+    // Nothing is installed on a test machine: the system location is named.
+    if !gstsamclipseg::bundle_search_path()
+        .iter()
+        .any(|d| d.join("bundle.toml").is_file())
+    {
+        assert_eq!(
+            gstsamclipseg::default_bundle_path(),
+            "/usr/share/samclipseg/sam3"
+        );
+    }
+    assert_eq!(
+        e.property::<String>("bundle"),
+        gstsamclipseg::default_bundle_path()
+    );
+
+    let backend = expect_flags("backend", false);
+    assert_eq!(
+        backend.default_value().get::<Backend>().unwrap(),
+        Backend::Cpu
+    );
+    let backend = backend.downcast_ref::<glib::ParamSpecEnum>().unwrap();
+    let nicks: Vec<&str> = backend
+        .enum_class()
+        .values()
+        .iter()
+        .map(|v| v.nick())
+        .collect();
+    assert_eq!(nicks, ["cpu", "cuda", "tensorrt"]);
+
+    let threads = expect_flags("threads", false);
+    let threads = threads.downcast_ref::<glib::ParamSpecUInt>().unwrap();
+    assert_eq!(
+        (
+            threads.minimum(),
+            threads.maximum(),
+            threads.default_value()
+        ),
+        (0, 1024, 0)
+    );
+
+    let prompt = expect_flags("prompt", true);
+    assert_eq!(
+        prompt.default_value().get::<Option<String>>().unwrap(),
+        Some(String::new())
+    );
+
+    let threshold = expect_flags("threshold", true);
+    let threshold = threshold.downcast_ref::<glib::ParamSpecFloat>().unwrap();
+    assert_eq!(
+        (
+            threshold.minimum(),
+            threshold.maximum(),
+            threshold.default_value()
+        ),
+        (0.0, 1.0, 0.5)
+    );
+
+    let smoothness = expect_flags("smoothness", true);
+    let smoothness = smoothness.downcast_ref::<glib::ParamSpecUInt>().unwrap();
+    assert_eq!(
+        (
+            smoothness.minimum(),
+            smoothness.maximum(),
+            smoothness.default_value()
+        ),
+        (1, 99, 3)
+    );
+
+    let max = expect_flags("max-instances", true);
+    let max = max.downcast_ref::<glib::ParamSpecUInt>().unwrap();
+    assert_eq!(
+        (max.minimum(), max.maximum(), max.default_value()),
+        (0, 1024, 0)
+    );
+
+    let mode = expect_flags("output-mode", false);
+    assert_eq!(
+        mode.default_value().get::<OutputMode>().unwrap(),
+        OutputMode::Meta
+    );
+    let mode = mode.downcast_ref::<glib::ParamSpecEnum>().unwrap();
+    let nicks: Vec<&str> = mode
+        .enum_class()
+        .values()
+        .iter()
+        .map(|v| v.nick())
+        .collect();
+    assert_eq!(nicks, ["meta", "alpha", "overlay"]);
+    assert!(mode.blurb().unwrap().contains("packed RGB"));
+
+    let post = expect_flags("post-messages", true);
+    assert!(!post.default_value().get::<bool>().unwrap());
+
+    // QoS would let the base class drop late frames: off by default.
+    assert!(!e.property::<bool>("qos"));
+}
+
+#[test]
+fn threshold_outside_its_range_is_refused() {
+    let e = element();
+    e.set_property("threshold", 0.25f32);
+    // glib-rs checks values against the ParamSpec range before GLib sees
+    // them and panics on a bad one.
+    let bad = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        e.set_property("threshold", 1.5f32);
+    }));
+    assert!(bad.is_err());
+    assert_eq!(e.property::<f32>("threshold"), 0.25);
+    // The C path (what gst-launch-1.0 `threshold=1.5` does): GLib's
+    // g_object_set_property validates against the range, warns and does not
+    // call set_property, so the old value stays.
+    for text in ["1.5", "-0.1"] {
+        let name = c"threshold";
+        let value = std::ffi::CString::new(text).unwrap();
+        unsafe {
+            gst::ffi::gst_util_set_object_arg(
+                e.as_ptr() as *mut glib::gobject_ffi::GObject,
+                name.as_ptr(),
+                value.as_ptr(),
+            );
+        }
+        assert_eq!(e.property::<f32>("threshold"), 0.25, "{text}");
+    }
+    e.set_property("threshold", 1.0f32);
+    assert_eq!(e.property::<f32>("threshold"), 1.0);
+}
+
+#[test]
+fn even_smoothness_is_refused_and_the_old_value_kept() {
+    let e = element();
+    assert_eq!(e.property::<u32>("smoothness"), 3);
+    e.set_property("smoothness", 4u32);
+    assert_eq!(e.property::<u32>("smoothness"), 3);
+    e.set_property("smoothness", 5u32);
+    assert_eq!(e.property::<u32>("smoothness"), 5);
+    e.set_property("smoothness", 2u32);
+    assert_eq!(e.property::<u32>("smoothness"), 5);
+    e.set_property("smoothness", 1u32);
+    assert_eq!(e.property::<u32>("smoothness"), 1);
+}
+
+#[test]
+fn empty_bundle_is_refused() {
+    let e = element();
+    let before = e.property::<String>("bundle");
+    e.set_property("bundle", "");
+    assert_eq!(e.property::<String>("bundle"), before);
+}
+
+#[test]
+fn reload_properties_are_refused_while_running_live_ones_accepted() {
+    let h = harness(&[("prompt", &"cat")]);
+    let e = h.element().unwrap();
+    let bundle = e.property::<String>("bundle");
+    e.set_property("bundle", "/somewhere/else");
+    e.set_property("threads", 3u32);
+    e.set_property("backend", Backend::Cuda);
+    e.set_property("output-mode", OutputMode::Alpha);
+    assert_eq!(e.property::<String>("bundle"), bundle);
+    assert_eq!(e.property::<u32>("threads"), 0);
+    assert_eq!(e.property::<Backend>("backend"), Backend::Cpu);
+    assert_eq!(e.property::<OutputMode>("output-mode"), OutputMode::Meta);
+
+    e.set_property("prompt", "dog");
+    e.set_property("max-instances", 2u32);
+    e.set_property("post-messages", true);
+    assert_eq!(e.property::<String>("prompt"), "dog");
+    assert_eq!(e.property::<u32>("max-instances"), 2);
+    assert!(e.property::<bool>("post-messages"));
+
+    // Back in READY the model is released and reload properties apply again.
+    e.set_state(gst::State::Ready).unwrap();
+    e.set_property("threads", 3u32);
+    assert_eq!(e.property::<u32>("threads"), 3);
+    e.set_state(gst::State::Null).unwrap();
+}
