@@ -22,17 +22,17 @@ gst-inspect-1.0 samclipseg >/dev/null || {
 
 echo "demo: making $OUT/sample.mkv ($FRAMES frames, 640x360) from $PHOTO"
 gst-launch-1.0 -q filesrc location="$PHOTO" ! pngdec ! videoconvert ! imagefreeze num-buffers="$FRAMES" \
-  ! videoscale ! video/x-raw,width=640,height=360,framerate=24/1 ! videoconvert \
+  ! videoscale add-borders=true ! video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1,framerate=24/1 ! videoconvert \
   ! vp8enc deadline=1 ! matroskamux ! filesink location="$OUT/sample.mkv"
 
 echo "demo: overlay preview -> $OUT/overlay.mkv and $OUT/overlay-NNN.png"
-gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! matroskademux ! vp8dec ! videoconvert \
-  ! samclipseg bundle="$BUNDLE" prompt="$PROMPT" output-mode=overlay ! videoconvert ! tee name=t \
-  t. ! queue ! vp8enc deadline=1 ! matroskamux ! filesink location="$OUT/overlay.mkv" \
-  t. ! queue ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! pngenc ! multifilesink location="$OUT/overlay-%03d.png"
+gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! decodebin ! videoconvert \
+  ! samclipseg bundle="$BUNDLE" prompt="$PROMPT" output-mode=overlay ! tee name=t \
+  t. ! queue ! videoconvert ! vp8enc deadline=1 ! matroskamux ! filesink location="$OUT/overlay.mkv" \
+  t. ! queue ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! videoconvert ! pngenc ! multifilesink location="$OUT/overlay-%03d.png"
 
 echo "demo: masks in the alpha channel -> $OUT/alpha-NNN.png (RGBA)"
-gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! matroskademux ! vp8dec ! videoconvert \
+gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! decodebin ! videoconvert \
   ! video/x-raw,format=RGBA ! samclipseg bundle="$BUNDLE" prompt="$PROMPT" output-mode=alpha \
   ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! pngenc ! multifilesink location="$OUT/alpha-%03d.png"
 
