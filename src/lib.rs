@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod segmenter;
 pub mod tensor;
 pub mod tokenizer;
+pub mod worker;
 
 pub use backend::{BackendKind, BackendOptions};
 pub use bundle::Bundle;

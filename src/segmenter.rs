@@ -51,7 +51,7 @@ pub struct Segmenter {
     /// same picture; 0 disables reuse.
     pub reuse_threshold: f32,
     encoded: Option<Encoded>,
-    last: Option<(RequestKey, Vec<Instance>)>,
+    last: Option<(RequestKey, (usize, usize), Vec<Instance>)>,
 }
 
 impl Segmenter {
@@ -94,7 +94,7 @@ impl Segmenter {
             _ => false,
         };
         if still
-            && let Some((k, instances)) = &self.last
+            && let Some((k, _, instances)) = &self.last
             && *k == key
         {
             return Ok((instances.clone(), InferenceState::ReusedResult));
@@ -126,7 +126,27 @@ impl Segmenter {
         let instances = self
             .model
             .postprocess(&out, &texts, (frame.width, frame.height), options);
-        self.last = reuse.then(|| (key, instances.clone()));
+        self.last = Some((key, (frame.width, frame.height), instances.clone()));
         Ok((instances, state))
+    }
+
+    /// The previous result, if it answered the same request on a frame of the
+    /// same size: what `inference-interval` shows between model runs.
+    pub fn repeat_last(
+        &self,
+        prompts: &[&str],
+        options: &PostprocessOptions,
+        size: (usize, usize),
+    ) -> Option<Vec<Instance>> {
+        let (key, last_size, instances) = self.last.as_ref()?;
+        let same = *last_size == size
+            && key.options == *options
+            && key.prompts.len() == prompts.len()
+            && key
+                .prompts
+                .iter()
+                .zip(prompts)
+                .all(|(k, p)| *k == normalise_prompt(p));
+        same.then(|| instances.clone())
     }
 }

@@ -35,16 +35,20 @@ pub enum InferenceState {
     /// Picture and prompt were unchanged: the previous result was reused.
     #[enum_value(name = "Reused result: no inference ran", nick = "reused-result")]
     ReusedResult = 2,
+    /// Asynchronous mode: no result has finished yet (the list is empty).
+    #[enum_value(name = "Pending: no result has finished yet", nick = "pending")]
+    Pending = 3,
 }
 
 impl InferenceState {
     /// The short name used in bus messages: `fresh`, `reused-image-features`,
-    /// `reused-result`.
+    /// `reused-result`, `pending`.
     pub fn nick(self) -> &'static str {
         match self {
             InferenceState::Fresh => "fresh",
             InferenceState::ReusedImageFeatures => "reused-image-features",
             InferenceState::ReusedResult => "reused-result",
+            InferenceState::Pending => "pending",
         }
     }
 }
@@ -128,6 +132,10 @@ pub struct Segmentation {
     /// The prompt in effect for this frame (trimmed); empty when none was set.
     pub prompt: String,
     pub state: InferenceState,
+    /// Timestamp of the frame the model actually looked at: the buffer's own
+    /// for fresh results, an earlier buffer's when a result is reused
+    /// (`inference-interval`) or arrives late (`asynchronous`).
+    pub source_pts: Option<gst::ClockTime>,
     /// Size of the frame the geometry refers to.
     pub frame_width: u32,
     pub frame_height: u32,
@@ -192,6 +200,7 @@ impl Segmentation {
         Segmentation {
             prompt: self.prompt.clone(),
             state: self.state,
+            source_pts: self.source_pts,
             frame_width: width,
             frame_height: height,
             instances,
@@ -273,6 +282,11 @@ impl SamClipSegMeta {
 
     pub fn state(&self) -> InferenceState {
         self.0.segmentation.state
+    }
+
+    /// Timestamp of the frame this result was computed on (see [`Segmentation::source_pts`]).
+    pub fn source_pts(&self) -> Option<gst::ClockTime> {
+        self.0.segmentation.source_pts
     }
 
     /// (width, height) of the frame the boxes and masks refer to.

@@ -138,6 +138,15 @@ fn factory_documents_every_property_with_its_default() {
     let post = expect_flags("post-messages", true);
     assert!(!post.default_value().get::<bool>().unwrap());
 
+    let reuse = expect_flags("reuse-threshold", true);
+    assert_eq!(reuse.default_value().get::<f32>().unwrap(), 3.0);
+    let interval = expect_flags("inference-interval", true);
+    assert_eq!(interval.default_value().get::<u32>().unwrap(), 1);
+    let asynchronous = expect_flags("asynchronous", false);
+    assert!(!asynchronous.default_value().get::<bool>().unwrap());
+    let latency = expect_flags("max-latency", true);
+    assert_eq!(latency.default_value().get::<u32>().unwrap(), 0);
+
     // QoS would let the base class drop late frames: off by default.
     assert!(!e.property::<bool>("qos"));
 }

@@ -3,7 +3,9 @@
 //! prompt, and leaves with a `SamClipSegMeta` and ROI metas (and, by
 //! `output-mode`, masks in its alpha channel or an overlay in its pixels).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,7 +15,8 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 use samclipseg::render::{Canvas, union_mask};
-use samclipseg::{Instance, Segmenter, YuvMatrix};
+use samclipseg::worker::{AsyncSegmenter, Job};
+use samclipseg::{Instance, PostprocessOptions, Segmenter, YuvMatrix};
 
 use super::result::{self, Times};
 use super::settings::{self, Backend, OutputMode, Settings};
@@ -28,20 +31,50 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Picture reuse is off in this release: every frame is encoded afresh.
-const REUSE_THRESHOLD: f32 = 0.0;
+/// How many submitted frames' timestamps asynchronous mode remembers.
+const JOB_HISTORY: usize = 64;
+
+/// Where inference runs: in the streaming thread, or on a worker thread.
+#[derive(Clone)]
+enum Runner {
+    /// Its own lock, held for a whole frame, so that `state` is only ever
+    /// locked briefly.
+    Sync(Arc<Mutex<Segmenter>>),
+    Async(Arc<AsyncSegmenter>),
+}
 
 /// What exists between start() and stop().
 struct State {
     /// The shared model plus this stream's memory of the last picture and
-    /// request (which decides the frame's inference state). Its own lock, held
-    /// for a whole frame, so that `state` is only ever locked briefly.
-    segmenter: Arc<Mutex<Segmenter>>,
+    /// request (which decides the frame's inference state).
+    runner: Runner,
     /// The bundle's mask threshold (manifest `decoder.mask_threshold`).
     mask_threshold: f32,
     /// Negotiated video, from set_info().
     info: Option<gst_video::VideoInfo>,
     matrix: YuvMatrix,
+    /// Frames since the model last ran (`inference-interval`); None before the first run.
+    since_run: Option<u32>,
+    /// Timestamp of the frame whose picture the current result comes from.
+    encoded_pts: Option<gst::ClockTime>,
+    /// Asynchronous mode: the id of the last submitted frame and the
+    /// timestamps of recent ones, to state a late result's source.
+    last_job: u64,
+    job_pts: VecDeque<(u64, Option<gst::ClockTime>)>,
+}
+
+impl State {
+    /// Whether `inference-interval` says this frame shows the last result.
+    fn skip_for_interval(&self, interval: u32) -> bool {
+        self.since_run.is_some_and(|n| n + 1 < interval.max(1))
+    }
+}
+
+/// A frame's result as it goes into the metadata.
+struct Inferred {
+    instances: Vec<Instance>,
+    state: InferenceState,
+    source_pts: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -78,24 +111,44 @@ impl SamClipSeg {
 
     /// Forgets the last picture and result (after a flush or new caps).
     fn reset_segmenter(&self) {
-        let segmenter = lock(&self.state).as_ref().map(|s| s.segmenter.clone());
-        if let Some(segmenter) = segmenter {
-            lock(&segmenter).reset();
+        let runner = {
+            let mut state = lock(&self.state);
+            let Some(state) = state.as_mut() else { return };
+            state.since_run = None;
+            state.encoded_pts = None;
+            state.job_pts.clear();
+            state.runner.clone()
+        };
+        match runner {
+            Runner::Sync(segmenter) => lock(&segmenter).reset(),
+            Runner::Async(worker) => worker.reset(),
         }
     }
 
-    /// Runs the model on a mapped frame; an empty prompt means no inference.
+    /// Runs the model on a mapped frame (or reuses a result, as the settings
+    /// allow); an empty prompt means no inference.
     fn infer<T>(
         &self,
-        segmenter: &Mutex<Segmenter>,
         frame: &gst_video::VideoFrameRef<T>,
-        matrix: YuvMatrix,
+        pts: Option<gst::ClockTime>,
+        settings: &Settings,
         prompt: &str,
-        opts: &samclipseg::PostprocessOptions,
-    ) -> Result<(Vec<Instance>, InferenceState), gst::FlowError> {
+        opts: &PostprocessOptions,
+    ) -> Result<Inferred, gst::FlowError> {
         if prompt.is_empty() {
-            return Ok((Vec::new(), InferenceState::Fresh));
+            return Ok(Inferred {
+                instances: Vec::new(),
+                state: InferenceState::Fresh,
+                source_pts: pts,
+            });
         }
+        let (runner, matrix) = {
+            let state = lock(&self.state);
+            let Some(state) = state.as_ref() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            (state.runner.clone(), state.matrix)
+        };
         let core = video::core_frame(frame, matrix).map_err(|e| {
             gst::element_imp_error!(
                 self,
@@ -104,23 +157,128 @@ impl SamClipSeg {
             );
             gst::FlowError::Error
         })?;
-        let (mut instances, state) =
-            lock(segmenter)
-                .process(&core, &[prompt], opts)
-                .map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("Inference failed: {}", e)
+        let inference_error = |e: samclipseg::Error| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+            gst::FlowError::Error
+        };
+        let mut result = match runner {
+            Runner::Sync(segmenter) => {
+                let mut segmenter = lock(&segmenter);
+                segmenter.reuse_threshold = settings.reuse_threshold;
+                let size = (core.width, core.height);
+                let skip = self
+                    .with_state(|s| s.skip_for_interval(settings.inference_interval))
+                    .unwrap_or(false);
+                match skip
+                    .then(|| segmenter.repeat_last(&[prompt], opts, size))
+                    .flatten()
+                {
+                    Some(instances) => {
+                        let source_pts = self
+                            .with_state(|s| {
+                                s.since_run = s.since_run.map(|n| n + 1);
+                                s.encoded_pts
+                            })
+                            .flatten();
+                        Inferred {
+                            instances,
+                            state: InferenceState::ReusedResult,
+                            source_pts,
+                        }
+                    }
+                    None => {
+                        let (instances, state) = segmenter
+                            .process(&core, &[prompt], opts)
+                            .map_err(inference_error)?;
+                        let source_pts = self
+                            .with_state(|s| {
+                                s.since_run = Some(0);
+                                if state == samclipseg::InferenceState::Fresh {
+                                    s.encoded_pts = pts;
+                                }
+                                s.encoded_pts
+                            })
+                            .flatten();
+                        Inferred {
+                            instances,
+                            state: state.into(),
+                            source_pts,
+                        }
+                    }
+                }
+            }
+            Runner::Async(worker) => {
+                let submit: Option<Option<u64>> = self.with_state(|s| {
+                    let submit = !s.skip_for_interval(settings.inference_interval);
+                    s.since_run = Some(if submit {
+                        0
+                    } else {
+                        s.since_run.unwrap_or(0) + 1
+                    });
+                    submit.then(|| {
+                        s.last_job += 1;
+                        s.job_pts.push_back((s.last_job, pts));
+                        if s.job_pts.len() > JOB_HISTORY {
+                            s.job_pts.pop_front();
+                        }
+                        s.last_job
+                    })
+                });
+                if let Some(Some(id)) = submit {
+                    let job = Job::from_frame(
+                        id,
+                        &core,
+                        vec![prompt.to_string()],
+                        opts.clone(),
+                        settings.reuse_threshold,
                     );
-                    gst::FlowError::Error
-                })?;
+                    worker.submit(job);
+                }
+                let wait_for = submit.flatten().unwrap_or(0);
+                let max_wait = Duration::from_millis(settings.max_latency_ms as u64);
+                let finished = worker
+                    .result_for(wait_for, max_wait)
+                    .map_err(inference_error)?;
+                match finished.filter(|f| (f.width, f.height) == (core.width, core.height)) {
+                    None => Inferred {
+                        instances: Vec::new(),
+                        state: InferenceState::Pending,
+                        source_pts: None,
+                    },
+                    Some(f) => {
+                        let source_pts = self
+                            .with_state(|s| {
+                                s.job_pts
+                                    .iter()
+                                    .find(|(id, _)| *id == f.id)
+                                    .and_then(|(_, p)| *p)
+                            })
+                            .flatten();
+                        let fresh_for_this_frame = Some(f.id) == submit.flatten();
+                        Inferred {
+                            instances: f.instances.as_ref().clone(),
+                            state: if fresh_for_this_frame {
+                                f.state.into()
+                            } else {
+                                InferenceState::ReusedResult
+                            },
+                            source_pts,
+                        }
+                    }
+                }
+            }
+        };
         // The core labels instances with the spelling that first filled its
         // text cache; report the prompt as it is set now.
-        for inst in &mut instances {
+        for inst in &mut result.instances {
             inst.label = prompt.to_string();
         }
-        Ok((instances, state.into()))
+        Ok(result)
+    }
+
+    /// Runs `f` on the started state; None when the element is stopped.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        lock(&self.state).as_mut().map(f)
     }
 
     /// Writes the masks into the alpha channel or draws the overlay.
@@ -297,6 +455,47 @@ impl ObjectImpl for SamClipSeg {
                     .default_value(settings::DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecFloat::builder("reuse-threshold")
+                    .nick("Reuse threshold")
+                    .blurb(
+                        "Largest change of a block's mean brightness (0-255 levels) that still counts as a \
+                         still picture, whose image features (and, if the request is unchanged, result) are \
+                         reused; 0 = never reuse",
+                    )
+                    .minimum(0.0)
+                    .maximum(255.0)
+                    .default_value(settings::DEFAULT_REUSE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("inference-interval")
+                    .nick("Inference interval")
+                    .blurb(
+                        "Run the model on every N-th frame and attach the last result to the frames in \
+                         between (state reused-result); a prompt or setting change runs it at once",
+                    )
+                    .minimum(1)
+                    .maximum(10_000)
+                    .default_value(settings::DEFAULT_INFERENCE_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("asynchronous")
+                    .nick("Asynchronous")
+                    .blurb(
+                        "Run the model on its own thread: frames pass after at most max-latency and carry \
+                         the newest finished result (its source timestamp is in the metadata); for live \
+                         sources slower than the model",
+                    )
+                    .default_value(settings::DEFAULT_ASYNCHRONOUS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-latency")
+                    .nick("Max latency")
+                    .blurb("Asynchronous mode: how long (ms) a frame may wait for its own result")
+                    .minimum(0)
+                    .maximum(60_000)
+                    .default_value(settings::DEFAULT_MAX_LATENCY_MS)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -305,8 +504,10 @@ impl ObjectImpl for SamClipSeg {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let name = pspec.name();
         // Properties that need a model reload or renegotiation.
-        if matches!(name, "bundle" | "backend" | "threads" | "output-mode")
-            && self.refuse_while_running(name)
+        if matches!(
+            name,
+            "bundle" | "backend" | "threads" | "output-mode" | "asynchronous"
+        ) && self.refuse_while_running(name)
         {
             return;
         }
@@ -367,6 +568,29 @@ impl ObjectImpl for SamClipSeg {
             "post-messages" => {
                 settings.post_messages = value.get().unwrap_or(settings.post_messages)
             }
+            "reuse-threshold" => {
+                let t: f32 = value.get().unwrap_or(settings.reuse_threshold);
+                if (0.0..=255.0).contains(&t) {
+                    settings.reuse_threshold = t;
+                } else {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "reuse-threshold {t} is outside 0-255; keeping {}",
+                        settings.reuse_threshold
+                    );
+                }
+            }
+            "inference-interval" => {
+                settings.inference_interval = value
+                    .get::<u32>()
+                    .unwrap_or(settings.inference_interval)
+                    .max(1)
+            }
+            "asynchronous" => settings.asynchronous = value.get().unwrap_or(settings.asynchronous),
+            "max-latency" => {
+                settings.max_latency_ms = value.get().unwrap_or(settings.max_latency_ms)
+            }
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -383,6 +607,10 @@ impl ObjectImpl for SamClipSeg {
             "max-instances" => settings.max_instances.to_value(),
             "output-mode" => settings.output_mode.to_value(),
             "post-messages" => settings.post_messages.to_value(),
+            "reuse-threshold" => settings.reuse_threshold.to_value(),
+            "inference-interval" => settings.inference_interval.to_value(),
+            "asynchronous" => settings.asynchronous.to_value(),
+            "max-latency" => settings.max_latency_ms.to_value(),
             // GLib only asks for properties it knows from properties().
             _ => pspec.default_value().clone(),
         }
@@ -474,11 +702,27 @@ impl BaseTransformImpl for SamClipSeg {
             model.manifest().bundle.name,
             settings.bundle
         );
+        let segmenter = Segmenter::new(model, settings.reuse_threshold);
+        let runner = if settings.asynchronous {
+            let worker = AsyncSegmenter::new(segmenter).map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Thread,
+                    ("Cannot start asynchronous inference: {}", e)
+                )
+            })?;
+            Runner::Async(Arc::new(worker))
+        } else {
+            Runner::Sync(Arc::new(Mutex::new(segmenter)))
+        };
         *lock(&self.state) = Some(State {
-            segmenter: Arc::new(Mutex::new(Segmenter::new(model, REUSE_THRESHOLD))),
+            runner,
             mask_threshold,
             info: None,
             matrix: YuvMatrix::default(),
+            since_run: None,
+            encoded_pts: None,
+            last_job: 0,
+            job_pts: VecDeque::new(),
         });
         Ok(())
     }
@@ -523,7 +767,7 @@ impl BaseTransformImpl for SamClipSeg {
         // The frame is mapped here rather than in transform_frame_ip so that
         // the metas can be attached once the mapping is released.
         let settings = lock(&self.settings).clone();
-        let (segmenter, info, matrix, mask_threshold) = {
+        let (info, mask_threshold) = {
             let state = lock(&self.state);
             let Some(state) = state.as_ref() else {
                 // Only a buffer racing with stop() gets here: not worth an error.
@@ -533,38 +777,38 @@ impl BaseTransformImpl for SamClipSeg {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("No caps set"));
                 return Err(gst::FlowError::NotNegotiated);
             };
-            (
-                state.segmenter.clone(),
-                info,
-                state.matrix,
-                state.mask_threshold,
-            )
+            (info, state.mask_threshold)
         };
         let prompt = settings.prompt.trim();
         let opts = settings.postprocess_options(mask_threshold);
+        let pts = buf.pts();
         // A gap buffer has no picture worth looking at (and may have no memory).
         let gap = buf.flags().contains(gst::BufferFlags::GAP);
-        let (instances, state) =
-            if gap || (settings.output_mode == OutputMode::Meta && prompt.is_empty()) {
-                (Vec::new(), InferenceState::Fresh)
-            } else if settings.output_mode == OutputMode::Meta {
-                // Read-only mapping: shared memory is not copied when pixels stay as they are.
-                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
-                    .map_err(|e| self.map_error(e))?;
-                self.infer(&segmenter, &frame, matrix, prompt, &opts)?
-            } else {
-                // Also with an empty prompt: the alpha channel then says "no object" everywhere.
-                let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
-                    .map_err(|e| self.map_error(e))?;
-                let (instances, state) = self.infer(&segmenter, &frame, matrix, prompt, &opts)?;
-                self.render(&mut frame, settings.output_mode, &instances)?;
-                (instances, state)
-            };
+        let result = if gap || (settings.output_mode == OutputMode::Meta && prompt.is_empty()) {
+            Inferred {
+                instances: Vec::new(),
+                state: InferenceState::Fresh,
+                source_pts: pts,
+            }
+        } else if settings.output_mode == OutputMode::Meta {
+            // Read-only mapping: shared memory is not copied when pixels stay as they are.
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
+                .map_err(|e| self.map_error(e))?;
+            self.infer(&frame, pts, &settings, prompt, &opts)?
+        } else {
+            // Also with an empty prompt: the alpha channel then says "no object" everywhere.
+            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
+                .map_err(|e| self.map_error(e))?;
+            let result = self.infer(&frame, pts, &settings, prompt, &opts)?;
+            self.render(&mut frame, settings.output_mode, &result.instances)?;
+            result
+        };
 
         let seg = result::segmentation(
             prompt,
-            state,
-            &instances,
+            result.state,
+            result.source_pts,
+            &result.instances,
             info.width() as usize,
             info.height() as usize,
         );

@@ -50,6 +50,7 @@ pub fn instance_rect(inst: &Instance, width: usize, height: usize) -> (usize, us
 pub fn segmentation(
     prompt: &str,
     state: InferenceState,
+    source_pts: Option<gst::ClockTime>,
     instances: &[Instance],
     width: usize,
     height: usize,
@@ -80,6 +81,7 @@ pub fn segmentation(
     Segmentation {
         prompt: prompt.to_string(),
         state,
+        source_pts,
         frame_width: width as u32,
         frame_height: height as u32,
         instances,
@@ -147,6 +149,7 @@ pub fn message_structure(seg: &Segmentation, times: Times) -> gst::Structure {
         .field_if_some("stream-time", times.stream_time)
         .field("prompt", seg.prompt.as_str())
         .field("state", seg.state.nick())
+        .field_if_some("source-timestamp", seg.source_pts)
         .field("frame-width", seg.frame_width)
         .field("frame-height", seg.frame_height)
         .field("instances", gst::List::new(instances))
@@ -193,7 +196,7 @@ mod tests {
     #[test]
     fn segmentation_masks_cover_their_rects() {
         let i = inst([0.0, 0.0, 3.0, 3.0], &[(1, 1), (4, 4)], 6, 6);
-        let seg = segmentation("cat", InferenceState::Fresh, &[i], 6, 6);
+        let seg = segmentation("cat", InferenceState::Fresh, None, &[i], 6, 6);
         let s = &seg.instances[0];
         assert_eq!(s.rect(), (0, 0, 5, 5));
         assert_eq!(s.mask.len(), 25);

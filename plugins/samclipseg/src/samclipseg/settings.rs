@@ -64,6 +64,12 @@ pub const MAX_SMOOTHNESS: u32 = 99;
 pub const DEFAULT_MAX_INSTANCES: u32 = 0;
 pub const DEFAULT_OUTPUT_MODE: OutputMode = OutputMode::Meta;
 pub const DEFAULT_POST_MESSAGES: bool = false;
+/// Largest block change of mean luma (levels) that still counts as a still
+/// picture: above sensor noise (~0.1 on block means), below anything moving.
+pub const DEFAULT_REUSE_THRESHOLD: f32 = 3.0;
+pub const DEFAULT_INFERENCE_INTERVAL: u32 = 1;
+pub const DEFAULT_ASYNCHRONOUS: bool = false;
+pub const DEFAULT_MAX_LATENCY_MS: u32 = 0;
 
 /// Where the real SAM 3 bundle is installed, in the order searched: the user's
 /// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), then
@@ -110,6 +116,10 @@ pub struct Settings {
     pub max_instances: u32,
     pub output_mode: OutputMode,
     pub post_messages: bool,
+    pub reuse_threshold: f32,
+    pub inference_interval: u32,
+    pub asynchronous: bool,
+    pub max_latency_ms: u32,
 }
 
 impl Default for Settings {
@@ -124,6 +134,10 @@ impl Default for Settings {
             max_instances: DEFAULT_MAX_INSTANCES,
             output_mode: DEFAULT_OUTPUT_MODE,
             post_messages: DEFAULT_POST_MESSAGES,
+            reuse_threshold: DEFAULT_REUSE_THRESHOLD,
+            inference_interval: DEFAULT_INFERENCE_INTERVAL,
+            asynchronous: DEFAULT_ASYNCHRONOUS,
+            max_latency_ms: DEFAULT_MAX_LATENCY_MS,
         }
     }
 }
