@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ort::session::Session;
 use ort::value::{Tensor as OrtTensor, TensorElementType, ValueType};
@@ -48,6 +49,7 @@ pub struct Engine {
     role: EngineRole,
     path: PathBuf,
     session: Mutex<Session>,
+    runs: AtomicU64,
 }
 
 impl Engine {
@@ -88,11 +90,17 @@ impl Engine {
             role,
             path: path.to_path_buf(),
             session: Mutex::new(session),
+            runs: AtomicU64::new(0),
         })
     }
 
     pub fn role(&self) -> EngineRole {
         self.role
+    }
+
+    /// How many times the engine has run since it was loaded.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     /// Runs the engine and returns the named float outputs, in the order asked.
@@ -119,6 +127,7 @@ impl Engine {
             .session
             .lock()
             .map_err(|_| err("session lock poisoned by an earlier panic".into()))?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
         let out = session
             .run(values)
             .map_err(|e| err(format!("inference failed: {e}")))?;

@@ -11,13 +11,17 @@ pub mod image_file;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod prompt;
 pub mod registry;
 pub mod render;
+pub mod request;
 pub mod resize;
 pub mod runtime;
 pub mod segmenter;
+pub mod suggest;
 pub mod tensor;
 pub mod tokenizer;
+pub mod tracker;
 pub mod worker;
 
 pub use backend::{BackendKind, BackendOptions};

@@ -16,7 +16,8 @@ use crate::preprocess::preprocess;
 use crate::tensor::{TensorF32, TensorI64};
 use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 
-const TEXT_CACHE_ENTRIES: usize = 256;
+// Room for the default suggestion vocabulary plus the prompts in use.
+const TEXT_CACHE_ENTRIES: usize = 1024;
 const IMAGE_OUTPUTS: [&str; 4] = ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"];
 const DECODER_OUTPUTS: [&str; 4] = ["pred_logits", "pred_boxes", "pred_masks", "presence_logits"];
 
@@ -100,6 +101,16 @@ impl Sam3Model {
 
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
+    }
+
+    /// Runs of (text encoder, image encoder, decoder) since loading: what a
+    /// frame cost, and what reuse saved.
+    pub fn engine_runs(&self) -> [u64; 3] {
+        [
+            self.text_encoder.runs(),
+            self.image_encoder.runs(),
+            self.decoder.runs(),
+        ]
     }
 
     pub fn tokenize(&self, prompt: &str) -> Result<TokenizedPrompt> {
