@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 use samclipseg::image_file::OwnedImage;
 use samclipseg::render::{Canvas, union_mask};
+use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::{BackendOptions, Instance, PackedLayout, PostprocessOptions, Sam3Model};
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--max-instances 0] [--threads 0] [--out-dir .] IMAGE...";
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--out-dir .] IMAGE...";
 
 struct Args {
     bundle: PathBuf,
@@ -22,6 +23,7 @@ struct Args {
     post: PostprocessOptions,
     threshold: Option<f32>,
     threads: usize,
+    suggest: usize,
     out_dir: PathBuf,
     images: Vec<PathBuf>,
 }
@@ -33,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
         post: PostprocessOptions::default(),
         threshold: None,
         threads: 0,
+        suggest: 0,
         out_dir: PathBuf::from("."),
         images: Vec::new(),
     };
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
                 a.post.max_instances = num("--max-instances", value("--max-instances")?)? as usize
             }
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--suggest" => a.suggest = num("--suggest", value("--suggest")?)? as usize,
             "--out-dir" => a.out_dir = value("--out-dir")?.into(),
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
@@ -131,17 +135,36 @@ fn segment_one(
     save(&cutout, &out("cutout.png"))?;
 
     let mut annotated = img.clone();
-    Canvas {
+    let mut canvas = Canvas {
         data: &mut annotated,
         width: w,
         height: h,
         stride: w * 4,
         layout: PackedLayout::Rgba,
+    };
+    canvas.draw_overlay(&instances, None);
+    if prompts.len() > 1 {
+        canvas.draw_legend(prompts);
     }
-    .draw_overlay(&instances);
     save(&annotated, &out("annotated.png"))?;
 
+    let suggestions = if args.suggest > 0 {
+        let vocabulary = parse_vocabulary(DEFAULT_VOCABULARY);
+        let image = model.encode_image(&frame).map_err(|e| e.to_string())?;
+        let top = model
+            .suggest(&image, &vocabulary, args.suggest)
+            .map_err(|e| e.to_string())?;
+        for s in &top {
+            println!("  suggestion: {:<24} presence {:.3}", s.phrase, s.presence);
+        }
+        top.iter()
+            .map(|s| serde_json::json!({"phrase": s.phrase, "presence": s.presence}))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let json = serde_json::json!({
+        "suggestions": suggestions,
         "image": path.display().to_string(),
         "width": w,
         "height": h,

@@ -99,8 +99,9 @@ impl Canvas<'_> {
         }
     }
 
-    /// Translucent masks, outlines, and a "label score" tag per instance.
-    pub fn draw_overlay(&mut self, instances: &[Instance]) {
+    /// Translucent masks, outlines, and a "label score" tag per instance
+    /// ("#id label score" when tracking ids are given, one per instance).
+    pub fn draw_overlay(&mut self, instances: &[Instance], ids: Option<&[u64]>) {
         let thickness = (self.height.min(self.width) / 360).max(1);
         let scale = (self.height.min(self.width) / 240).max(1);
         for inst in instances {
@@ -123,14 +124,34 @@ impl Canvas<'_> {
             }
         }
         // Labels last, so that no mask covers another instance's text.
-        for inst in instances {
+        for (i, inst) in instances.iter().enumerate() {
             let colour = PALETTE[inst.prompt_index % PALETTE.len()];
-            let text = format!("{} {:.2}", inst.label, inst.score);
+            let text = match ids.and_then(|ids| ids.get(i)) {
+                Some(id) => format!("#{id} {} {:.2}", inst.label, inst.score),
+                None => format!("{} {:.2}", inst.label, inst.score),
+            };
             let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
             let x = (inst.bbox[0].max(0.0) as usize).min(self.width.saturating_sub(tw));
             let y = (inst.bbox[1].max(0.0) as usize).min(self.height.saturating_sub(th));
             self.fill_rect(x, y, tw, th, [0, 0, 0], 180);
             self.draw_text(x + scale, y + scale, &text, scale, colour);
+        }
+    }
+}
+
+impl Canvas<'_> {
+    /// A key in the top-right corner: each phrase in its colour.
+    pub fn draw_legend(&mut self, phrases: &[&str]) {
+        let scale = (self.height.min(self.width) / 240).max(1);
+        let widest = phrases.iter().map(|p| p.chars().count()).max().unwrap_or(0);
+        let (w, line) = ((widest + 2) * 8 * scale + 2 * scale, 10 * scale);
+        let x = self.width.saturating_sub(w + scale);
+        self.fill_rect(x, scale, w, line * phrases.len() + scale, [0, 0, 0], 180);
+        for (i, phrase) in phrases.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let y = scale + i * line + scale;
+            self.fill_rect(x + scale, y, 8 * scale, 8 * scale, colour, 256);
+            self.draw_text(x + 2 * 8 * scale, y, phrase, scale, colour);
         }
     }
 }
@@ -217,7 +238,7 @@ mod tests {
             stride: w * 3,
             layout: PackedLayout::Rgb,
         };
-        c.draw_overlay(std::slice::from_ref(&inst));
+        c.draw_overlay(std::slice::from_ref(&inst), None);
         let label_rows = h / 4..h / 4 + 10 * (h / 240).max(1);
         for y in 0..h {
             for x in 0..w {

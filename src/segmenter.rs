@@ -68,6 +68,11 @@ impl Segmenter {
         &self.model
     }
 
+    /// Image features of the last picture the image encoder saw.
+    pub fn last_features(&self) -> Option<&ImageFeatures> {
+        self.encoded.as_ref().map(|e| &e.features)
+    }
+
     /// Forgets the cached picture and result (after a seek or a flush).
     pub fn reset(&mut self) {
         self.encoded = None;
@@ -119,9 +124,8 @@ impl Segmenter {
             },
         };
         let out = self.model.decode(&encoded.features, &texts);
-        if reuse {
-            self.encoded = Some(encoded);
-        }
+        // Kept without reuse too: prompt suggestions rank phrases on it.
+        self.encoded = Some(encoded);
         let out = out?;
         let instances = self
             .model

@@ -68,8 +68,13 @@ impl From<samclipseg::InferenceState> for InferenceState {
 pub struct SegmentedInstance {
     /// Position of the instance in the frame's list (0-based, by descending score).
     pub index: u32,
-    /// The prompt that found it.
+    /// Stable id: the same object keeps it from frame to frame (matched by
+    /// mask overlap, per phrase), for up to `track-patience` frames of absence.
+    pub id: u64,
+    /// The phrase that found it.
     pub label: String,
+    /// Index of that phrase among the positive phrases of `prompt`.
+    pub phrase_index: u32,
     /// Confidence, 0-1: sigmoid(query logit) x sigmoid(presence logit).
     pub score: f32,
     /// The box the model predicted, (x1, y1, x2, y2) in frame pixels, not clipped.
@@ -94,7 +99,9 @@ impl fmt::Debug for SegmentedInstance {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.debug_struct("SegmentedInstance")
             .field("index", &self.index)
+            .field("id", &self.id)
             .field("label", &self.label)
+            .field("phrase_index", &self.phrase_index)
             .field("score", &self.score)
             .field("bbox", &self.bbox)
             .field("rect", &self.rect())

@@ -173,14 +173,14 @@ fn alpha_mode_on_ayuv_uses_the_yuv_matrix_of_the_caps() {
 }
 
 /// The label tag of `draw_overlay`: an 8x8 font at an integer scale, placed
-/// at the box's top-left corner and kept inside the frame.
+/// at the box's top-left corner and kept inside the frame; "#id label score".
 fn label_rect(
     inst: &gstsamclipseg::SegmentedInstance,
     w: usize,
     h: usize,
 ) -> (usize, usize, usize, usize) {
     let scale = (h.min(w) / 240).max(1);
-    let text = format!("{} {:.2}", inst.label, inst.score);
+    let text = format!("#{} {} {:.2}", inst.id, inst.label, inst.score);
     let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
     let x = (inst.bbox[0].max(0.0) as usize).min(w.saturating_sub(tw));
     let y = (inst.bbox[1].max(0.0) as usize).min(h.saturating_sub(th));

@@ -147,6 +147,16 @@ fn factory_documents_every_property_with_its_default() {
     let latency = expect_flags("max-latency", true);
     assert_eq!(latency.default_value().get::<u32>().unwrap(), 0);
 
+    for name in [
+        "negative-prompt",
+        "negative-overlap",
+        "track-patience",
+        "temporal-smoothing",
+        "vocabulary",
+    ] {
+        expect_flags(name, true);
+    }
+
     // QoS would let the base class drop late frames: off by default.
     assert!(!e.property::<bool>("qos"));
 }
@@ -229,4 +239,40 @@ fn reload_properties_are_refused_while_running_live_ones_accepted() {
     e.set_property("threads", 3u32);
     assert_eq!(e.property::<u32>("threads"), 3);
     e.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn every_writable_property_reads_back_what_was_set() {
+    init();
+    let e = element();
+    e.set_property("prompt", "red car; -toy car");
+    e.set_property("threshold", 0.25f32);
+    e.set_property("smoothness", 5u32);
+    e.set_property("max-instances", 4u32);
+    e.set_property("post-messages", true);
+    e.set_property("reuse-threshold", 7.5f32);
+    e.set_property("inference-interval", 3u32);
+    e.set_property("asynchronous", true);
+    e.set_property("max-latency", 40u32);
+    e.set_property("negative-prompt", "bus");
+    e.set_property("negative-overlap", 0.8f32);
+    e.set_property("track-patience", 9u32);
+    e.set_property("temporal-smoothing", 0.5f32);
+    e.set_property("vocabulary", "/tmp/words.txt");
+    e.set_property("threads", 2u32);
+    assert_eq!(e.property::<String>("prompt"), "red car; -toy car");
+    assert_eq!(e.property::<f32>("threshold"), 0.25);
+    assert_eq!(e.property::<u32>("smoothness"), 5);
+    assert_eq!(e.property::<u32>("max-instances"), 4);
+    assert!(e.property::<bool>("post-messages"));
+    assert_eq!(e.property::<f32>("reuse-threshold"), 7.5);
+    assert_eq!(e.property::<u32>("inference-interval"), 3);
+    assert!(e.property::<bool>("asynchronous"));
+    assert_eq!(e.property::<u32>("max-latency"), 40);
+    assert_eq!(e.property::<String>("negative-prompt"), "bus");
+    assert_eq!(e.property::<f32>("negative-overlap"), 0.8);
+    assert_eq!(e.property::<u32>("track-patience"), 9);
+    assert_eq!(e.property::<f32>("temporal-smoothing"), 0.5);
+    assert_eq!(e.property::<String>("vocabulary"), "/tmp/words.txt");
+    assert_eq!(e.property::<u32>("threads"), 2);
 }

@@ -14,7 +14,11 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
-use samclipseg::render::{Canvas, union_mask};
+use samclipseg::prompt::PromptSet;
+use samclipseg::render::Canvas;
+use samclipseg::request;
+use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::tracker::Tracker;
 use samclipseg::worker::{AsyncSegmenter, Job};
 use samclipseg::{Instance, PostprocessOptions, Segmenter, YuvMatrix};
 
@@ -61,6 +65,8 @@ struct State {
     /// timestamps of recent ones, to state a late result's source.
     last_job: u64,
     job_pts: VecDeque<(u64, Option<gst::ClockTime>)>,
+    /// Stable instance ids across frames.
+    tracker: Tracker,
 }
 
 impl State {
@@ -71,8 +77,14 @@ impl State {
 }
 
 /// A frame's result as it goes into the metadata.
+#[derive(Default)]
 struct Inferred {
+    /// Instances of the positive phrases that survived the negative rule.
     instances: Vec<Instance>,
+    /// Instances of negative phrases: never reported, cleared from the alpha.
+    negatives: Vec<Instance>,
+    /// Stable id of each instance.
+    ids: Vec<u64>,
     state: InferenceState,
     source_pts: Option<gst::ClockTime>,
 }
@@ -135,13 +147,19 @@ impl SamClipSeg {
         prompt: &str,
         opts: &PostprocessOptions,
     ) -> Result<Inferred, gst::FlowError> {
-        if prompt.is_empty() {
+        let set = PromptSet::parse(prompt, &settings.negative_prompt);
+        if set.is_empty() {
             return Ok(Inferred {
-                instances: Vec::new(),
-                state: InferenceState::Fresh,
                 source_pts: pts,
+                ..Default::default()
             });
         }
+        // Every phrase, positive and negative, in one batched decoder run.
+        let texts = set.texts();
+        let opts = &PostprocessOptions {
+            threshold: request::lowest_threshold(&set, opts.threshold),
+            ..opts.clone()
+        };
         let (runner, matrix) = {
             let state = lock(&self.state);
             let Some(state) = state.as_ref() else {
@@ -184,11 +202,12 @@ impl SamClipSeg {
                             instances,
                             state: InferenceState::ReusedResult,
                             source_pts,
+                            ..Default::default()
                         }
                     }
                     None => {
                         let (instances, state) = segmenter
-                            .process(&core, &[prompt], opts)
+                            .process(&core, &texts, opts)
                             .map_err(inference_error)?;
                         let source_pts = self
                             .with_state(|s| {
@@ -203,6 +222,7 @@ impl SamClipSeg {
                             instances,
                             state: state.into(),
                             source_pts,
+                            ..Default::default()
                         }
                     }
                 }
@@ -228,7 +248,7 @@ impl SamClipSeg {
                     let job = Job::from_frame(
                         id,
                         &core,
-                        vec![prompt.to_string()],
+                        texts.iter().map(|t| t.to_string()).collect(),
                         opts.clone(),
                         settings.reuse_threshold,
                     );
@@ -241,9 +261,8 @@ impl SamClipSeg {
                     .map_err(inference_error)?;
                 match finished.filter(|f| (f.width, f.height) == (core.width, core.height)) {
                     None => Inferred {
-                        instances: Vec::new(),
                         state: InferenceState::Pending,
-                        source_pts: None,
+                        ..Default::default()
                     },
                     Some(f) => {
                         let source_pts = self
@@ -263,17 +282,84 @@ impl SamClipSeg {
                                 InferenceState::ReusedResult
                             },
                             source_pts,
+                            ..Default::default()
                         }
                     }
                 }
             }
         };
         // The core labels instances with the spelling that first filled its
-        // text cache; report the prompt as it is set now.
+        // text cache; report the phrases as they are set now.
         for inst in &mut result.instances {
-            inst.label = prompt.to_string();
+            if let Some(t) = texts.get(inst.prompt_index) {
+                inst.label = t.to_string();
+            }
         }
+        let (mut kept, negatives) = request::resolve(
+            &set,
+            std::mem::take(&mut result.instances),
+            settings.threshold,
+            settings.negative_overlap,
+        );
+        result.ids = self
+            .with_state(|s| {
+                s.tracker.patience = settings.track_patience;
+                s.tracker.smoothing = settings.temporal_smoothing;
+                s.tracker.update(&mut kept)
+            })
+            .unwrap_or_default();
+        result.instances = kept;
+        result.negatives = negatives;
         Ok(result)
+    }
+
+    /// The `suggest` action: the `k` vocabulary phrases with the highest
+    /// presence on the last picture the model encoded. Also posted on the bus.
+    /// Errors come back in the structure's `error` field.
+    fn suggest(&self, k: u32) -> gst::Structure {
+        let vocabulary_path = lock(&self.settings).vocabulary.clone();
+        let result = (|| -> Result<Vec<samclipseg::suggest::Suggestion>, String> {
+            let vocabulary = if vocabulary_path.is_empty() {
+                parse_vocabulary(DEFAULT_VOCABULARY)
+            } else {
+                let text = std::fs::read_to_string(&vocabulary_path)
+                    .map_err(|e| format!("vocabulary {vocabulary_path}: {e}"))?;
+                parse_vocabulary(&text)
+            };
+            let runner = lock(&self.state)
+                .as_ref()
+                .map(|s| s.runner.clone())
+                .ok_or("the element is not running")?;
+            let Runner::Sync(segmenter) = runner else {
+                return Err("suggest is not available in asynchronous mode".into());
+            };
+            let segmenter = lock(&segmenter);
+            let features = segmenter
+                .last_features()
+                .ok_or("no picture has been encoded yet (set a prompt and let a frame pass)")?;
+            segmenter
+                .model()
+                .suggest(features, &vocabulary, k as usize)
+                .map_err(|e| e.to_string())
+        })();
+        let mut s = gst::Structure::builder("samclipseg-suggestions");
+        match result {
+            Ok(top) => {
+                let phrases: Vec<String> = top.iter().map(|t| t.phrase.clone()).collect();
+                let scores: Vec<f64> = top.iter().map(|t| t.presence as f64).collect();
+                s = s
+                    .field("phrases", gst::List::new(phrases))
+                    .field("scores", gst::List::new(scores));
+            }
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "suggest: {e}");
+                s = s.field("error", e);
+            }
+        }
+        let s = s.build();
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s.clone()).src(&*obj).build());
+        s
     }
 
     /// Runs `f` on the started state; None when the element is stopped.
@@ -286,8 +372,9 @@ impl SamClipSeg {
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
         mode: OutputMode,
-        instances: &[Instance],
+        result: &Inferred,
     ) -> Result<(), gst::FlowError> {
+        let instances = &result.instances;
         let (width, height) = (frame.width() as usize, frame.height() as usize);
         let format = frame.format();
         let Some(layout) = video::packed_layout(format) else {
@@ -322,7 +409,8 @@ impl SamClipSeg {
         match mode {
             OutputMode::Meta => {}
             OutputMode::Alpha => {
-                let alpha = union_mask(instances, width, height);
+                let alpha =
+                    request::alpha_without_negatives(instances, &result.negatives, width, height);
                 if !canvas.write_alpha(&alpha) {
                     gst::element_imp_error!(
                         self,
@@ -335,7 +423,16 @@ impl SamClipSeg {
                     return Err(gst::FlowError::NotNegotiated);
                 }
             }
-            OutputMode::Overlay => canvas.draw_overlay(instances),
+            OutputMode::Overlay => {
+                canvas.draw_overlay(instances, Some(&result.ids));
+                let settings = lock(&self.settings);
+                let set = PromptSet::parse(&settings.prompt, "");
+                if set.positives.len() > 1 {
+                    let phrases: Vec<&str> =
+                        set.positives.iter().map(|p| p.text.as_str()).collect();
+                    canvas.draw_legend(&phrases);
+                }
+            }
         }
         Ok(())
     }
@@ -373,6 +470,26 @@ impl ObjectImpl for SamClipSeg {
         // VideoFilter turns QoS on, which lets BaseTransform drop late frames;
         // every input buffer must leave as one output buffer.
         self.obj().set_qos(false);
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                glib::subclass::Signal::builder("suggest")
+                    .param_types([u32::static_type()])
+                    .return_type::<gst::Structure>()
+                    .action()
+                    .class_handler(|args| {
+                        let element = args
+                            .first()
+                            .and_then(|a| a.get::<super::SamClipSeg>().ok())?;
+                        let k = args.get(1).and_then(|a| a.get::<u32>().ok()).unwrap_or(5);
+                        Some(element.imp().suggest(k).to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
@@ -488,6 +605,52 @@ impl ObjectImpl for SamClipSeg {
                     .default_value(settings::DEFAULT_ASYNCHRONOUS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("negative-prompt")
+                    .nick("Negative prompt")
+                    .blurb(
+                        "Phrases to exclude, ';'-separated like prompt (also \"-phrase\" inside prompt): a \
+                         positive instance mostly covered by a negative one is dropped, and negative pixels \
+                         are cleared from the alpha",
+                    )
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("negative-overlap")
+                    .nick("Negative overlap")
+                    .blurb("Share (0-1) of a positive instance's mask that negative instances must cover to drop it")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(settings::DEFAULT_NEGATIVE_OVERLAP)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("track-patience")
+                    .nick("Track patience")
+                    .blurb("Frames an object may be missing and still keep its id when it returns")
+                    .minimum(0)
+                    .maximum(100_000)
+                    .default_value(settings::DEFAULT_TRACK_PATIENCE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("temporal-smoothing")
+                    .nick("Temporal smoothing")
+                    .blurb(
+                        "Blend each tracked mask with its previous ones to stop edge flicker: 0 = off, \
+                         towards 1 = slower to follow changes",
+                    )
+                    .minimum(0.0)
+                    .maximum(0.95)
+                    .default_value(settings::DEFAULT_TEMPORAL_SMOOTHING)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("vocabulary")
+                    .nick("Vocabulary")
+                    .blurb(
+                        "Phrase list (one per line) that the suggest action ranks; empty = the built-in list \
+                         of a few hundred common objects",
+                    )
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-latency")
                     .nick("Max latency")
                     .blurb("Asynchronous mode: how long (ms) a frame may wait for its own result")
@@ -591,6 +754,23 @@ impl ObjectImpl for SamClipSeg {
             "max-latency" => {
                 settings.max_latency_ms = value.get().unwrap_or(settings.max_latency_ms)
             }
+            "negative-prompt" => {
+                let v: Option<String> = value.get().unwrap_or_default();
+                settings.negative_prompt = v.unwrap_or_default();
+            }
+            "negative-overlap" => {
+                settings.negative_overlap = value.get().unwrap_or(settings.negative_overlap)
+            }
+            "track-patience" => {
+                settings.track_patience = value.get().unwrap_or(settings.track_patience)
+            }
+            "temporal-smoothing" => {
+                settings.temporal_smoothing = value.get().unwrap_or(settings.temporal_smoothing)
+            }
+            "vocabulary" => {
+                let v: Option<String> = value.get().unwrap_or_default();
+                settings.vocabulary = v.unwrap_or_default();
+            }
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -611,6 +791,11 @@ impl ObjectImpl for SamClipSeg {
             "inference-interval" => settings.inference_interval.to_value(),
             "asynchronous" => settings.asynchronous.to_value(),
             "max-latency" => settings.max_latency_ms.to_value(),
+            "negative-prompt" => settings.negative_prompt.to_value(),
+            "negative-overlap" => settings.negative_overlap.to_value(),
+            "track-patience" => settings.track_patience.to_value(),
+            "temporal-smoothing" => settings.temporal_smoothing.to_value(),
+            "vocabulary" => settings.vocabulary.to_value(),
             // GLib only asks for properties it knows from properties().
             _ => pspec.default_value().clone(),
         }
@@ -723,6 +908,7 @@ impl BaseTransformImpl for SamClipSeg {
             encoded_pts: None,
             last_job: 0,
             job_pts: VecDeque::new(),
+            tracker: Tracker::new(settings.track_patience, settings.temporal_smoothing),
         });
         Ok(())
     }
@@ -735,8 +921,10 @@ impl BaseTransformImpl for SamClipSeg {
 
     fn sink_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::FlushStop(_) = event.view() {
-            // After a seek the next picture has nothing to do with the last.
+            // After a seek the next picture has nothing to do with the last,
+            // and the objects in it are new ones.
             self.reset_segmenter();
+            self.with_state(|s| s.tracker.reset());
         }
         self.parent_sink_event(event)
     }
@@ -786,9 +974,8 @@ impl BaseTransformImpl for SamClipSeg {
         let gap = buf.flags().contains(gst::BufferFlags::GAP);
         let result = if gap || (settings.output_mode == OutputMode::Meta && prompt.is_empty()) {
             Inferred {
-                instances: Vec::new(),
-                state: InferenceState::Fresh,
                 source_pts: pts,
+                ..Default::default()
             }
         } else if settings.output_mode == OutputMode::Meta {
             // Read-only mapping: shared memory is not copied when pixels stay as they are.
@@ -800,7 +987,7 @@ impl BaseTransformImpl for SamClipSeg {
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
                 .map_err(|e| self.map_error(e))?;
             let result = self.infer(&frame, pts, &settings, prompt, &opts)?;
-            self.render(&mut frame, settings.output_mode, &result.instances)?;
+            self.render(&mut frame, settings.output_mode, &result)?;
             result
         };
 
@@ -809,6 +996,7 @@ impl BaseTransformImpl for SamClipSeg {
             result.state,
             result.source_pts,
             &result.instances,
+            &result.ids,
             info.width() as usize,
             info.height() as usize,
         );

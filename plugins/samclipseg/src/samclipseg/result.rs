@@ -52,6 +52,7 @@ pub fn segmentation(
     state: InferenceState,
     source_pts: Option<gst::ClockTime>,
     instances: &[Instance],
+    ids: &[u64],
     width: usize,
     height: usize,
 ) -> Segmentation {
@@ -67,7 +68,9 @@ pub fn segmentation(
             };
             SegmentedInstance {
                 index: i as u32,
-                label: prompt.to_string(),
+                id: ids.get(i).copied().unwrap_or(0),
+                label: inst.label.clone(),
+                phrase_index: inst.prompt_index as u32,
                 score: inst.score,
                 bbox: inst.bbox,
                 x: x as u32,
@@ -104,12 +107,14 @@ pub fn attach(buffer: &mut gst::BufferRef, seg: Segmentation) -> Result<(), glib
     });
     for inst in &seg.instances {
         let mut roi = gst_video::VideoRegionOfInterestMeta::add(buffer, &inst.label, inst.rect());
-        roi.set_id(inst.index as i32);
+        roi.set_id(i32::try_from(inst.id).unwrap_or(i32::MAX));
         roi.add_param(
             gst::Structure::builder(ROI_PARAM_NAME)
                 .field("label", inst.label.as_str())
                 .field("score", inst.score as f64)
                 .field("index", inst.index)
+                .field("id", inst.id)
+                .field("phrase-index", inst.phrase_index)
                 .build(),
         );
     }
@@ -134,7 +139,9 @@ pub fn message_structure(seg: &Segmentation, times: Times) -> gst::Structure {
         .map(|i| {
             gst::Structure::builder("instance")
                 .field("index", i.index)
+                .field("id", i.id)
                 .field("label", i.label.as_str())
+                .field("phrase-index", i.phrase_index)
                 .field("score", i.score as f64)
                 .field("x", i.x)
                 .field("y", i.y)
@@ -196,7 +203,7 @@ mod tests {
     #[test]
     fn segmentation_masks_cover_their_rects() {
         let i = inst([0.0, 0.0, 3.0, 3.0], &[(1, 1), (4, 4)], 6, 6);
-        let seg = segmentation("cat", InferenceState::Fresh, None, &[i], 6, 6);
+        let seg = segmentation("cat", InferenceState::Fresh, None, &[i], &[7], 6, 6);
         let s = &seg.instances[0];
         assert_eq!(s.rect(), (0, 0, 5, 5));
         assert_eq!(s.mask.len(), 25);

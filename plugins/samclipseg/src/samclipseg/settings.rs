@@ -70,6 +70,9 @@ pub const DEFAULT_REUSE_THRESHOLD: f32 = 3.0;
 pub const DEFAULT_INFERENCE_INTERVAL: u32 = 1;
 pub const DEFAULT_ASYNCHRONOUS: bool = false;
 pub const DEFAULT_MAX_LATENCY_MS: u32 = 0;
+pub const DEFAULT_NEGATIVE_OVERLAP: f32 = samclipseg::request::DEFAULT_NEGATIVE_OVERLAP;
+pub const DEFAULT_TRACK_PATIENCE: u32 = 5;
+pub const DEFAULT_TEMPORAL_SMOOTHING: f32 = 0.0;
 
 /// Where the real SAM 3 bundle is installed, in the order searched: the user's
 /// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), then
@@ -120,6 +123,12 @@ pub struct Settings {
     pub inference_interval: u32,
     pub asynchronous: bool,
     pub max_latency_ms: u32,
+    pub negative_prompt: String,
+    pub negative_overlap: f32,
+    pub track_patience: u32,
+    pub temporal_smoothing: f32,
+    /// Suggestion vocabulary file; empty = the built-in list.
+    pub vocabulary: String,
 }
 
 impl Default for Settings {
@@ -138,6 +147,11 @@ impl Default for Settings {
             inference_interval: DEFAULT_INFERENCE_INTERVAL,
             asynchronous: DEFAULT_ASYNCHRONOUS,
             max_latency_ms: DEFAULT_MAX_LATENCY_MS,
+            negative_prompt: String::new(),
+            negative_overlap: DEFAULT_NEGATIVE_OVERLAP,
+            track_patience: DEFAULT_TRACK_PATIENCE,
+            temporal_smoothing: DEFAULT_TEMPORAL_SMOOTHING,
+            vocabulary: String::new(),
         }
     }
 }
