@@ -7,7 +7,7 @@ TINY := tests/fixtures/tiny-sam3
 OUT ?= out
 PLUGIN_DIR := $(CURDIR)/target/release
 
-.PHONY: deps engines-deps build test lint demo fixtures
+.PHONY: deps engines-deps build test lint demo fixtures bench
 
 deps:
 	bash scripts/setup.sh
@@ -32,3 +32,13 @@ demo: build
 # Regenerates the tiny bundle and its golden outputs with the PyTorch reference.
 fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
+
+# Per-stage times, pipeline frames/s and the PyTorch reference side by side
+# (engines/BENCHMARK.md). Builds the bench bundle (engines/work/bench, ~3 min)
+# once; the run takes about 5 minutes on 2 cores. Extra options: BENCH_ARGS=...
+BENCH_BUNDLE := engines/work/bench
+bench: engines-deps
+	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
+	mkdir -p $(OUT)
+	set -o pipefail; cargo run --release -p gst-plugin-samclipseg --example bench -- \
+		--bundle $(BENCH_BUNDLE) --reference --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt

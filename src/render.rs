@@ -133,7 +133,8 @@ impl Canvas<'_> {
             let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
             let x = (inst.bbox[0].max(0.0) as usize).min(self.width.saturating_sub(tw));
             let y = (inst.bbox[1].max(0.0) as usize).min(self.height.saturating_sub(th));
-            self.fill_rect(x, y, tw, th, [0, 0, 0], 180);
+            // Opaque, so that a tag drawn over another stays readable.
+            self.fill_rect(x, y, tw, th, [0, 0, 0], 256);
             self.draw_text(x + scale, y + scale, &text, scale, colour);
         }
     }
