@@ -12,10 +12,12 @@ use std::process::ExitCode;
 use samclipseg::image_file::OwnedImage;
 use samclipseg::render::{Canvas, union_mask};
 use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
-use samclipseg::{BackendOptions, Instance, PackedLayout, PostprocessOptions, Sam3Model};
+use samclipseg::{
+    BackendKind, BackendOptions, Instance, PackedLayout, PostprocessOptions, Sam3Model,
+};
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--out-dir .] IMAGE...";
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--out-dir .] IMAGE...";
 
 struct Args {
     bundle: PathBuf,
@@ -23,6 +25,7 @@ struct Args {
     post: PostprocessOptions,
     threshold: Option<f32>,
     threads: usize,
+    backend: BackendKind,
     suggest: usize,
     out_dir: PathBuf,
     images: Vec<PathBuf>,
@@ -35,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         post: PostprocessOptions::default(),
         threshold: None,
         threads: 0,
+        backend: BackendKind::Cpu,
         suggest: 0,
         out_dir: PathBuf::from("."),
         images: Vec::new(),
@@ -57,6 +61,16 @@ fn parse_args() -> Result<Args, String> {
                 a.post.max_instances = num("--max-instances", value("--max-instances")?)? as usize
             }
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--backend" => {
+                a.backend = match value("--backend")?.as_str() {
+                    "cpu" => BackendKind::Cpu,
+                    "cuda" => BackendKind::Cuda,
+                    "tensorrt" => BackendKind::TensorRt,
+                    other => {
+                        return Err(format!("--backend: `{other}` is not cpu, cuda or tensorrt"));
+                    }
+                }
+            }
             "--suggest" => a.suggest = num("--suggest", value("--suggest")?)? as usize,
             "--out-dir" => a.out_dir = value("--out-dir")?.into(),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -89,6 +103,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut args = parse_args()?;
     let options = BackendOptions {
+        kind: args.backend,
         intra_threads: args.threads,
         ..Default::default()
     };

@@ -37,6 +37,97 @@ pub struct BackendOptions {
     pub kind: BackendKind,
     /// Threads inside one operator; 0 lets ONNX Runtime choose.
     pub intra_threads: usize,
+    /// CUDA device for the `cuda` and `tensorrt` backends.
+    pub device_id: i32,
+    pub tensorrt: TensorRtOptions,
+}
+
+/// TensorRT engine building. Engines are built on first use (minutes for the
+/// full model) and cached on disk, keyed by model and options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TensorRtOptions {
+    pub fp16: bool,
+    /// Where built engines are kept; None = `$XDG_CACHE_HOME/samclipseg/tensorrt`
+    /// (or `~/.cache/...`).
+    pub engine_cache_dir: Option<PathBuf>,
+    /// Keep TensorRT's kernel timing cache beside the engines (faster rebuilds).
+    pub timing_cache: bool,
+    /// Builder workspace in bytes; 0 = TensorRT's default.
+    pub workspace_bytes: usize,
+}
+
+impl Default for TensorRtOptions {
+    fn default() -> Self {
+        TensorRtOptions {
+            fp16: true,
+            engine_cache_dir: None,
+            timing_cache: true,
+            workspace_bytes: 0,
+        }
+    }
+}
+
+impl TensorRtOptions {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.engine_cache_dir.clone().unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir);
+            base.join("samclipseg").join("tensorrt")
+        })
+    }
+}
+
+const GPU_HINT: &str = "it needs the GPU build of ONNX Runtime (pip install onnxruntime-gpu, then set \
+     ORT_DYLIB_PATH to its onnxruntime/capi/libonnxruntime.so.*), an NVIDIA driver, and the CUDA 12 and \
+     cuDNN 9 libraries (plus TensorRT 10 for `tensorrt`) on the library path";
+
+/// Registers the GPU execution providers; a provider that does not start is
+/// an error, never a silent fall back to the CPU.
+fn with_gpu_providers(
+    builder: ort::session::builder::SessionBuilder,
+    options: &BackendOptions,
+) -> Result<ort::session::builder::SessionBuilder> {
+    use ort::ep;
+    let cuda = ep::CUDA::default()
+        .with_device_id(options.device_id)
+        .build()
+        .error_on_failure();
+    let providers = match options.kind {
+        BackendKind::Cpu => return Ok(builder),
+        BackendKind::Cuda => vec![cuda],
+        BackendKind::TensorRt => {
+            let t = &options.tensorrt;
+            let dir = t.cache_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Backend {
+                backend: "tensorrt".into(),
+                message: format!(
+                    "cannot create the engine cache directory {}: {e}",
+                    dir.display()
+                ),
+            })?;
+            let mut trt = ep::TensorRT::default()
+                .with_device_id(options.device_id)
+                .with_fp16(t.fp16)
+                .with_engine_cache(true)
+                .with_engine_cache_path(dir.display().to_string())
+                .with_timing_cache(t.timing_cache)
+                .with_timing_cache_path(dir.display().to_string());
+            if t.workspace_bytes > 0 {
+                trt = trt.with_max_workspace_size(t.workspace_bytes);
+            }
+            // Nodes TensorRT cannot take run on CUDA, still on the GPU.
+            vec![trt.build().error_on_failure(), cuda]
+        }
+    };
+    builder
+        .with_execution_providers(providers)
+        .map_err(|e| Error::Backend {
+            backend: options.kind.name().into(),
+            message: format!("the execution provider did not start ({e}); {GPU_HINT}"),
+        })
 }
 
 /// An input value for [`Engine::run`].
@@ -64,17 +155,10 @@ impl Engine {
             path: path.to_path_buf(),
             message,
         };
-        if options.kind != BackendKind::Cpu {
-            return Err(Error::Backend {
-                backend: options.kind.name().into(),
-                message:
-                    "this build runs the CPU backend only; CUDA and TensorRT are not built in yet"
-                        .into(),
-            });
-        }
         let env = runtime::environment()?;
         let mut builder =
             Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
+        builder = with_gpu_providers(builder, options)?;
         if options.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(options.intra_threads)
@@ -86,6 +170,12 @@ impl Engine {
             .commit_from_file(path)
             .map_err(|e| engine_err(format!("ONNX Runtime cannot load it ({e}); the file is damaged or not an ONNX model: re-export the bundle")))?;
         check_signature(&session, spec).map_err(engine_err)?;
+        log::info!(
+            "engine {} ({}) runs on the {} backend",
+            role.key(),
+            path.display(),
+            options.kind.name()
+        );
         Ok(Engine {
             role,
             path: path.to_path_buf(),

@@ -144,19 +144,30 @@ fn tokenizer_that_does_not_load() {
 }
 
 #[test]
-fn gpu_backends_are_a_clear_error_not_a_cpu_fallback() {
+fn gpu_backends_without_a_gpu_runtime_are_a_clear_error_not_a_cpu_fallback() {
     for kind in [BackendKind::Cuda, BackendKind::TensorRt] {
         let err = Sam3Model::load(
             tiny_bundle(),
             &BackendOptions {
                 kind,
                 intra_threads: 1,
+                tensorrt: samclipseg::backend::TensorRtOptions {
+                    engine_cache_dir: Some(
+                        Path::new(env!("CARGO_TARGET_TMPDIR")).join("trt-cache"),
+                    ),
+                    ..Default::default()
+                },
+                ..Default::default()
             },
         )
         .err()
-        .expect("no GPU backend in this build")
+        .expect("this machine's ONNX Runtime has no GPU providers")
         .to_string();
         assert!(err.contains(kind.name()), "{err}");
+        assert!(
+            err.contains("did not start") && err.contains("onnxruntime-gpu"),
+            "{err}"
+        );
     }
 }
 

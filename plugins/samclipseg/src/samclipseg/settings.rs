@@ -161,6 +161,7 @@ impl Settings {
         BackendOptions {
             kind: self.backend.into(),
             intra_threads: self.threads as usize,
+            ..Default::default()
         }
     }
 
