@@ -42,3 +42,25 @@ bench: engines-deps
 	mkdir -p $(OUT)
 	set -o pipefail; cargo run --release -p gst-plugin-samclipseg --example bench -- \
 		--bundle $(BENCH_BUNDLE) --reference --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
+
+.PHONY: soak fuzz
+
+# Long run (not part of `make test`): SOAK_FRAMES frames (default 20000) of
+# videotestsrc through samclipseg with the tiny model and a prompt change every
+# 100 frames; prints resident memory after 1,000 frames and at the end and
+# fails if the end is more than 5% above the first value.
+soak: deps
+	cargo test --release -p gst-plugin-samclipseg --test streams -- \
+		--ignored --exact soak_memory_stays_flat --nocapture
+
+# Fuzzes the manifest parser and prompt handling (fuzz/, its own workspace) for
+# FUZZ_SECONDS each. cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain take them. New inputs go to fuzz/corpus/<target>/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := manifest prompt
+fuzz: deps
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
+	done
