@@ -1,7 +1,9 @@
 //! The prompt syntax: several phrases in one string, optional per-phrase
 //! thresholds, and negative phrases.
 //!
-//!     red car; person:0.6; dog; -cat
+//! ```text
+//! red car; person:0.6; dog; -cat
+//! ```
 //!
 //! Phrases are separated by `;`. A trailing `:N` with 0 <= N <= 1 is that
 //! phrase's score threshold. A leading `-` makes the phrase negative: its

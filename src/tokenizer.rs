@@ -105,9 +105,48 @@ pub fn normalise_prompt(prompt: &str) -> String {
         .to_lowercase()
 }
 
+/// Whether `text` is likely outside the model's vocabulary, which is English
+/// (CLIP's byte-level BPE takes any string, but other scripts were rare in its
+/// training text): it has no ASCII letter, or most of its letters are not
+/// Latin script. Blank text is not.
+pub fn likely_not_english(text: &str) -> bool {
+    let (mut letters, mut ascii, mut latin) = (0usize, 0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        ascii += usize::from(c.is_ascii_alphabetic());
+        latin += usize::from(is_latin_letter(c));
+    }
+    !text.trim().is_empty() && (ascii == 0 || latin * 2 < letters)
+}
+
+/// ASCII, Latin-1, Latin Extended-A/B and Latin Extended Additional letters.
+fn is_latin_letter(c: char) -> bool {
+    c.is_ascii_alphabetic()
+        || (c.is_alphabetic() && matches!(u32::from(c), 0xC0..=0x24F | 0x1E00..=0x1EFF))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn english_or_not() {
+        for english in [
+            "red car",
+            "café crème",
+            "a DOG!",
+            "🐶 dog",
+            "cat\u{7}",
+            "",
+            "  ",
+        ] {
+            assert!(!likely_not_english(english), "{english:?}");
+        }
+        for other in ["红色的汽车", "🐶🐱", "123", "собака", "一只黑猫 a", "ñ"]
+        {
+            assert!(likely_not_english(other), "{other:?}");
+        }
+    }
 
     #[test]
     fn normalisation_collapses_space_and_case() {

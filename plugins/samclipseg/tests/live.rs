@@ -214,3 +214,25 @@ fn asynchronous_mode_without_waiting_passes_every_frame_in_order() {
         "no result finished within {n} frames: {got:?}"
     );
 }
+
+#[test]
+fn inference_interval_repeats_multi_phrase_results_too() {
+    let p = photo("chelsea.png");
+    let mut h = harness(&[
+        ("prompt", &"cat; a person"),
+        ("reuse-threshold", &0.0f32),
+        ("inference-interval", &2u32),
+    ]);
+    h.set_src_caps(p.caps("RGBA"));
+    let got = run(
+        &mut h,
+        (0..4).map(|n| p.rgba_buffer(n)).collect(),
+        |_, _| {},
+    );
+    use InferenceState::{Fresh, ReusedResult};
+    assert_eq!(
+        got.iter().map(|g| g.1).collect::<Vec<_>>(),
+        [Fresh, ReusedResult, Fresh, ReusedResult]
+    );
+    assert_eq!(got[1].3, got[0].3);
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::glib;
+use gst::glib::translate::ToGlibPtr;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
@@ -37,6 +38,9 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// How many submitted frames' timestamps asynchronous mode remembers.
 const JOB_HISTORY: usize = 64;
+/// How many prompt values the "not English" warning remembers, so that it is
+/// logged once per value (bounded for applications that change the prompt a lot).
+const WARNED_PROMPTS: usize = 64;
 
 /// Where inference runs: in the streaming thread, or on a worker thread.
 #[derive(Clone)]
@@ -67,6 +71,8 @@ struct State {
     job_pts: VecDeque<(u64, Option<gst::ClockTime>)>,
     /// Stable instance ids across frames.
     tracker: Tracker,
+    /// Ids of the last frame's instances, for reused results.
+    last_ids: Vec<u64>,
 }
 
 impl State {
@@ -93,6 +99,8 @@ struct Inferred {
 pub struct SamClipSeg {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Prompt values already warned about as not English.
+    warned_prompts: Mutex<VecDeque<String>>,
 }
 
 /// Locks a mutex even if an earlier panic poisoned it: the data behind these
@@ -119,6 +127,84 @@ impl SamClipSeg {
         } else {
             false
         }
+    }
+
+    /// A string property's value. GLib does not check that a `char *` set
+    /// through the C API is UTF-8 (and glib-rs panics on one that is not), so
+    /// the bytes are read here and invalid ones become U+FFFD, with a warning.
+    fn string_value(&self, name: &str, value: &glib::Value) -> Option<String> {
+        if !value.type_().is_a(glib::Type::STRING) {
+            return None;
+        }
+        // SAFETY: the value holds a string (checked above), so this returns
+        // NULL or a NUL-terminated string that the value owns while we read it.
+        let bytes = unsafe {
+            let ptr = glib::gobject_ffi::g_value_get_string(value.to_glib_none().0);
+            if ptr.is_null() {
+                return None;
+            }
+            std::ffi::CStr::from_ptr(ptr).to_bytes()
+        };
+        Some(match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                let s = String::from_utf8_lossy(bytes).into_owned();
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "property `{name}` is not valid UTF-8; using {s:?} (invalid bytes replaced)"
+                );
+                s
+            }
+        })
+    }
+
+    /// Warns, once per prompt value, about phrases the English vocabulary of
+    /// the model may not understand. The prompt is still used as it is.
+    fn warn_if_not_english(&self, prompt: &str) {
+        let foreign: Vec<String> = samclipseg::prompt::parse_phrases(prompt)
+            .into_iter()
+            .filter(|p| samclipseg::tokenizer::likely_not_english(&p.text))
+            .map(|p| p.text)
+            .collect();
+        if foreign.is_empty() {
+            return;
+        }
+        let mut warned = lock(&self.warned_prompts);
+        if warned.iter().any(|w| w == prompt) {
+            return;
+        }
+        if warned.len() >= WARNED_PROMPTS {
+            warned.pop_front();
+        }
+        warned.push_back(prompt.to_owned());
+        let quoted: Vec<String> = foreign.iter().map(|f| format!("\"{f}\"")).collect();
+        gst::warning!(
+            CAT,
+            imp = self,
+            "the model's vocabulary is English; {} may not be understood",
+            quoted.join(", ")
+        );
+    }
+
+    /// Runs the per-frame work in `f`, turning a panic in it (in the backend,
+    /// say) into an element error instead of taking the element down for good.
+    fn guard<R>(&self, f: impl FnOnce() -> Result<R, gst::FlowError>) -> Result<R, gst::FlowError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("unknown cause");
+            // What the model remembers of the last picture may be half-updated.
+            self.reset_segmenter();
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Inference failed: the model panicked ({})", what)
+            );
+            Err(gst::FlowError::Error)
+        })
     }
 
     /// Forgets the last picture and result (after a flush or new caps).
@@ -188,7 +274,7 @@ impl SamClipSeg {
                     .with_state(|s| s.skip_for_interval(settings.inference_interval))
                     .unwrap_or(false);
                 match skip
-                    .then(|| segmenter.repeat_last(&[prompt], opts, size))
+                    .then(|| segmenter.repeat_last(&texts, opts, size))
                     .flatten()
                 {
                     Some(instances) => {
@@ -301,11 +387,18 @@ impl SamClipSeg {
             settings.threshold,
             settings.negative_overlap,
         );
+        let reused = result.state == InferenceState::ReusedResult;
         result.ids = self
             .with_state(|s| {
+                // A reused result is the same objects again: their ids stand,
+                // and matching full-frame masks against themselves is skipped.
+                if reused && s.last_ids.len() == kept.len() {
+                    return s.last_ids.clone();
+                }
                 s.tracker.patience = settings.track_patience;
                 s.tracker.smoothing = settings.temporal_smoothing;
-                s.tracker.update(&mut kept)
+                s.last_ids = s.tracker.update(&mut kept);
+                s.last_ids.clone()
             })
             .unwrap_or_default();
         result.instances = kept;
@@ -677,7 +770,7 @@ impl ObjectImpl for SamClipSeg {
         let mut settings = lock(&self.settings);
         match name {
             "bundle" => {
-                let bundle: Option<String> = value.get().unwrap_or_default();
+                let bundle = self.string_value(name, value);
                 match bundle.filter(|b| !b.trim().is_empty()) {
                     Some(b) => settings.bundle = b,
                     None => gst::warning!(
@@ -691,9 +784,9 @@ impl ObjectImpl for SamClipSeg {
             "backend" => settings.backend = value.get::<Backend>().unwrap_or(settings.backend),
             "threads" => settings.threads = value.get().unwrap_or(settings.threads),
             "prompt" => {
-                let prompt: Option<String> = value.get().unwrap_or_default();
-                settings.prompt = prompt.unwrap_or_default();
+                settings.prompt = self.string_value(name, value).unwrap_or_default();
                 gst::info!(CAT, imp = self, "prompt set to {:?}", settings.prompt);
+                self.warn_if_not_english(&settings.prompt);
             }
             "threshold" => {
                 let t: f32 = value.get().unwrap_or(settings.threshold);
@@ -755,8 +848,8 @@ impl ObjectImpl for SamClipSeg {
                 settings.max_latency_ms = value.get().unwrap_or(settings.max_latency_ms)
             }
             "negative-prompt" => {
-                let v: Option<String> = value.get().unwrap_or_default();
-                settings.negative_prompt = v.unwrap_or_default();
+                settings.negative_prompt = self.string_value(name, value).unwrap_or_default();
+                self.warn_if_not_english(&settings.negative_prompt);
             }
             "negative-overlap" => {
                 settings.negative_overlap = value.get().unwrap_or(settings.negative_overlap)
@@ -768,8 +861,7 @@ impl ObjectImpl for SamClipSeg {
                 settings.temporal_smoothing = value.get().unwrap_or(settings.temporal_smoothing)
             }
             "vocabulary" => {
-                let v: Option<String> = value.get().unwrap_or_default();
-                settings.vocabulary = v.unwrap_or_default();
+                settings.vocabulary = self.string_value(name, value).unwrap_or_default();
             }
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
@@ -909,6 +1001,7 @@ impl BaseTransformImpl for SamClipSeg {
             last_job: 0,
             job_pts: VecDeque::new(),
             tracker: Tracker::new(settings.track_patience, settings.temporal_smoothing),
+            last_ids: Vec::new(),
         });
         Ok(())
     }
@@ -924,7 +1017,10 @@ impl BaseTransformImpl for SamClipSeg {
             // After a seek the next picture has nothing to do with the last,
             // and the objects in it are new ones.
             self.reset_segmenter();
-            self.with_state(|s| s.tracker.reset());
+            self.with_state(|s| {
+                s.tracker.reset();
+                s.last_ids.clear();
+            });
         }
         self.parent_sink_event(event)
     }
@@ -981,14 +1077,16 @@ impl BaseTransformImpl for SamClipSeg {
             // Read-only mapping: shared memory is not copied when pixels stay as they are.
             let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
                 .map_err(|e| self.map_error(e))?;
-            self.infer(&frame, pts, &settings, prompt, &opts)?
+            self.guard(|| self.infer(&frame, pts, &settings, prompt, &opts))?
         } else {
             // Also with an empty prompt: the alpha channel then says "no object" everywhere.
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
                 .map_err(|e| self.map_error(e))?;
-            let result = self.infer(&frame, pts, &settings, prompt, &opts)?;
-            self.render(&mut frame, settings.output_mode, &result)?;
-            result
+            self.guard(|| {
+                let result = self.infer(&frame, pts, &settings, prompt, &opts)?;
+                self.render(&mut frame, settings.output_mode, &result)?;
+                Ok(result)
+            })?
         };
 
         let seg = result::segmentation(
