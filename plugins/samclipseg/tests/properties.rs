@@ -260,6 +260,14 @@ fn every_writable_property_reads_back_what_was_set() {
     e.set_property("temporal-smoothing", 0.5f32);
     e.set_property("vocabulary", "/tmp/words.txt");
     e.set_property("threads", 2u32);
+    e.set_property("device-id", 1i32);
+    e.set_property("tensorrt-fp16", false);
+    e.set_property("tensorrt-cache-dir", "/tmp/trt");
+    e.set_property("tensorrt-workspace", 2048u32);
+    assert_eq!(e.property::<i32>("device-id"), 1);
+    assert!(!e.property::<bool>("tensorrt-fp16"));
+    assert_eq!(e.property::<String>("tensorrt-cache-dir"), "/tmp/trt");
+    assert_eq!(e.property::<u32>("tensorrt-workspace"), 2048);
     assert_eq!(e.property::<String>("prompt"), "red car; -toy car");
     assert_eq!(e.property::<f32>("threshold"), 0.25);
     assert_eq!(e.property::<u32>("smoothness"), 5);

@@ -606,7 +606,38 @@ impl ObjectImpl for SamClipSeg {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("backend", settings::DEFAULT_BACKEND)
                     .nick("Backend")
-                    .blurb("Where the engines run (cuda and tensorrt are not built in yet: start fails with a clear error)")
+                    .blurb("Where the engines run: cpu, or cuda / tensorrt through the GPU build of ONNX Runtime (a provider that does not start is an error, never a CPU fallback)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("CUDA device for backend=cuda and backend=tensorrt")
+                    .minimum(0)
+                    .maximum(63)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("tensorrt-fp16")
+                    .nick("TensorRT FP16")
+                    .blurb("backend=tensorrt: build FP16 engines (faster, slightly less exact)")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("tensorrt-cache-dir")
+                    .nick("TensorRT cache directory")
+                    .blurb(
+                        "backend=tensorrt: where built engines and the timing cache are kept \
+                         (empty = $XDG_CACHE_HOME/samclipseg/tensorrt, else ~/.cache/samclipseg/tensorrt)",
+                    )
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tensorrt-workspace")
+                    .nick("TensorRT workspace")
+                    .blurb("backend=tensorrt: builder workspace in MiB (0 = TensorRT's default)")
+                    .minimum(0)
+                    .maximum(1 << 20)
+                    .default_value(0)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("threads")
@@ -762,7 +793,15 @@ impl ObjectImpl for SamClipSeg {
         // Properties that need a model reload or renegotiation.
         if matches!(
             name,
-            "bundle" | "backend" | "threads" | "output-mode" | "asynchronous"
+            "bundle"
+                | "backend"
+                | "threads"
+                | "output-mode"
+                | "asynchronous"
+                | "device-id"
+                | "tensorrt-fp16"
+                | "tensorrt-cache-dir"
+                | "tensorrt-workspace"
         ) && self.refuse_while_running(name)
         {
             return;
@@ -783,6 +822,17 @@ impl ObjectImpl for SamClipSeg {
             }
             "backend" => settings.backend = value.get::<Backend>().unwrap_or(settings.backend),
             "threads" => settings.threads = value.get().unwrap_or(settings.threads),
+            "device-id" => settings.device_id = value.get().unwrap_or(settings.device_id),
+            "tensorrt-fp16" => {
+                settings.tensorrt_fp16 = value.get().unwrap_or(settings.tensorrt_fp16)
+            }
+            "tensorrt-cache-dir" => {
+                settings.tensorrt_cache_dir = self.string_value(name, value).unwrap_or_default()
+            }
+            "tensorrt-workspace" => {
+                settings.tensorrt_workspace_mib =
+                    value.get().unwrap_or(settings.tensorrt_workspace_mib)
+            }
             "prompt" => {
                 settings.prompt = self.string_value(name, value).unwrap_or_default();
                 gst::info!(CAT, imp = self, "prompt set to {:?}", settings.prompt);
@@ -873,6 +923,10 @@ impl ObjectImpl for SamClipSeg {
             "bundle" => settings.bundle.to_value(),
             "backend" => settings.backend.to_value(),
             "threads" => settings.threads.to_value(),
+            "device-id" => settings.device_id.to_value(),
+            "tensorrt-fp16" => settings.tensorrt_fp16.to_value(),
+            "tensorrt-cache-dir" => settings.tensorrt_cache_dir.to_value(),
+            "tensorrt-workspace" => settings.tensorrt_workspace_mib.to_value(),
             "prompt" => settings.prompt.to_value(),
             "threshold" => settings.threshold.to_value(),
             "smoothness" => settings.smoothness.to_value(),

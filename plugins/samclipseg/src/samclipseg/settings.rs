@@ -129,6 +129,11 @@ pub struct Settings {
     pub temporal_smoothing: f32,
     /// Suggestion vocabulary file; empty = the built-in list.
     pub vocabulary: String,
+    pub device_id: i32,
+    pub tensorrt_fp16: bool,
+    /// Empty = the default cache directory.
+    pub tensorrt_cache_dir: String,
+    pub tensorrt_workspace_mib: u32,
 }
 
 impl Default for Settings {
@@ -152,6 +157,10 @@ impl Default for Settings {
             track_patience: DEFAULT_TRACK_PATIENCE,
             temporal_smoothing: DEFAULT_TEMPORAL_SMOOTHING,
             vocabulary: String::new(),
+            device_id: 0,
+            tensorrt_fp16: true,
+            tensorrt_cache_dir: String::new(),
+            tensorrt_workspace_mib: 0,
         }
     }
 }
@@ -161,7 +170,14 @@ impl Settings {
         BackendOptions {
             kind: self.backend.into(),
             intra_threads: self.threads as usize,
-            ..Default::default()
+            device_id: self.device_id,
+            tensorrt: samclipseg::backend::TensorRtOptions {
+                fp16: self.tensorrt_fp16,
+                engine_cache_dir: (!self.tensorrt_cache_dir.is_empty())
+                    .then(|| PathBuf::from(&self.tensorrt_cache_dir)),
+                timing_cache: true,
+                workspace_bytes: self.tensorrt_workspace_mib as usize * 1024 * 1024,
+            },
         }
     }
 
