@@ -17,7 +17,7 @@ use samclipseg::{
 };
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--out-dir .] IMAGE...";
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--trt-cache DIR] [--out-dir .] IMAGE...";
 
 struct Args {
     bundle: PathBuf,
@@ -26,6 +26,7 @@ struct Args {
     threshold: Option<f32>,
     threads: usize,
     backend: BackendKind,
+    trt_cache: Option<PathBuf>,
     suggest: usize,
     out_dir: PathBuf,
     images: Vec<PathBuf>,
@@ -39,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         threshold: None,
         threads: 0,
         backend: BackendKind::Cpu,
+        trt_cache: None,
         suggest: 0,
         out_dir: PathBuf::from("."),
         images: Vec::new(),
@@ -71,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
+            "--trt-cache" => a.trt_cache = Some(value("--trt-cache")?.into()),
             "--suggest" => a.suggest = num("--suggest", value("--suggest")?)? as usize,
             "--out-dir" => a.out_dir = value("--out-dir")?.into(),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -105,6 +108,10 @@ fn run() -> Result<(), String> {
     let options = BackendOptions {
         kind: args.backend,
         intra_threads: args.threads,
+        tensorrt: samclipseg::backend::TensorRtOptions {
+            engine_cache_dir: args.trt_cache.clone(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let model = Sam3Model::load(&args.bundle, &options).map_err(|e| e.to_string())?;
