@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gst::prelude::*;
-use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
+use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation};
 use samclipseg::render::{Canvas, union_mask};
 use samclipseg::{BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions};
 
@@ -269,33 +269,17 @@ const STAGES: [(&str, &str); 10] = [
 /// (as the element's result module does) and a `SamClipSegMeta` on a buffer.
 fn attach_meta(instances: &[Instance], prompt: &str) -> BoxResult<gst::Buffer> {
     let mut buffer = gst::Buffer::new();
-    let seg = Segmentation {
-        prompt: prompt.to_string(),
-        state: InferenceState::Fresh,
-        frame_width: WIDTH as u32,
-        frame_height: HEIGHT as u32,
-        instances: instances
-            .iter()
-            .enumerate()
-            .map(|(i, inst)| {
-                let (x, y, w, h) = inst.mask.extent().unwrap_or((0, 0, 0, 0));
-                SegmentedInstance {
-                    index: i as u32,
-                    id: i as u64 + 1,
-                    label: prompt.to_string(),
-                    phrase_index: 0,
-                    score: inst.score,
-                    bbox: inst.bbox,
-                    x: x as u32,
-                    y: y as u32,
-                    width: w as u32,
-                    height: h as u32,
-                    mask: inst.mask.crop(x, y, w, h).data,
-                }
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let ids: Vec<u64> = (1..=instances.len() as u64).collect();
+    // The element's own conversion, so that the stage times what the element does.
+    let seg = Segmentation::from_instances(
+        prompt,
+        InferenceState::Fresh,
+        None,
+        instances,
+        &ids,
+        WIDTH,
+        HEIGHT,
+    );
     SamClipSegMeta::add(buffer.make_mut(), seg)?;
     Ok(buffer)
 }

@@ -151,6 +151,24 @@ pub struct Segmentation {
 }
 
 impl Segmentation {
+    /// The meta's form of core-library instances found on a `width` x
+    /// `height` frame: rectangles clipped to the frame and grown to hold every
+    /// mask pixel, masks cropped to them. `ids` are the stable ids, one per
+    /// instance (0 where missing).
+    pub fn from_instances(
+        prompt: &str,
+        state: InferenceState,
+        source_pts: Option<gst::ClockTime>,
+        instances: &[samclipseg::Instance],
+        ids: &[u64],
+        width: usize,
+        height: usize,
+    ) -> Segmentation {
+        crate::samclipseg::result::segmentation(
+            prompt, state, source_pts, instances, ids, width, height,
+        )
+    }
+
     /// The result as it applies to the same picture scaled to `width` x
     /// `height`: boxes scaled, rectangles rounded outwards, masks resampled
     /// (nearest neighbour). The same size gives an identical copy.

@@ -93,6 +93,8 @@ struct Inferred {
     ids: Vec<u64>,
     state: InferenceState,
     source_pts: Option<gst::ClockTime>,
+    /// The positive phrases, for the overlay's legend.
+    phrases: Vec<String>,
 }
 
 #[derive(Default)]
@@ -403,6 +405,7 @@ impl SamClipSeg {
             .unwrap_or_default();
         result.instances = kept;
         result.negatives = negatives;
+        result.phrases = set.positives.into_iter().map(|p| p.text).collect();
         Ok(result)
     }
 
@@ -518,11 +521,8 @@ impl SamClipSeg {
             }
             OutputMode::Overlay => {
                 canvas.draw_overlay(instances, Some(&result.ids));
-                let settings = lock(&self.settings);
-                let set = PromptSet::parse(&settings.prompt, "");
-                if set.positives.len() > 1 {
-                    let phrases: Vec<&str> =
-                        set.positives.iter().map(|p| p.text.as_str()).collect();
+                if result.phrases.len() > 1 {
+                    let phrases: Vec<&str> = result.phrases.iter().map(String::as_str).collect();
                     canvas.draw_legend(&phrases);
                 }
             }
