@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Train a tiny SAM 3 on the shapes world (CPU only, seeded, resumable).
+
+    .venv/bin/python engines/train_toy_sam3.py --work engines/work/toy-train --steps 24000
+    .venv/bin/python engines/train_toy_sam3.py --work engines/work/toy-train --finish
+
+The model is a standard transformers ``Sam3Model`` (config from
+../shared/SAM3-NOTES.md: ViT 96 wide, 3 layers; FPN/DETR/mask 64 wide; 16
+queries; CLIP text 32 wide, 2 layers).  Loss: DETR-style set loss with
+Hungarian matching (classification, L1 and GIoU box costs); BCE on the query
+logits (presence weight 4), L1 + GIoU on boxes, BCE + dice on the matched masks
+(at image resolution, as post-processing sees them), BCE on presence.
+
+Without a special initialisation the queries never separate: anchors start
+spread over the image, query embeddings larger than default, and the box
+relative-position bias penalises attention outside each query's box.
+
+Every ``--save-every`` steps the state (model, optimiser, step) goes to
+``WORK/state.pt``; a rerun with the same WORK resumes.  The batch of step k is
+generated from seed (SEED, k), so a resumed run sees the same data.  A
+``--deadline-minutes`` stop saves and exits cleanly (rerun to continue).
+``--finish`` writes the trained weights, rounded to float16 and saved as a
+float16 transformers checkpoint, to ``WORK/checkpoint`` (what export reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import shapes_world as world  # noqa: E402
+
+SEED = 7
+IMAGE_SIZE = 112
+
+
+def toy_config():
+    from transformers import Sam3Config
+
+    return Sam3Config(
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam3_vit_model", hidden_size=96, intermediate_size=384, num_hidden_layers=3,
+                num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=14, window_size=4,
+                global_attn_indexes=[2], pretrain_image_size=56,
+            ),
+            fpn_hidden_size=64,
+            scale_factors=[4.0, 2.0, 1.0, 0.5],
+            backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
+        ),
+        text_config=dict(
+            model_type="clip_text_model", vocab_size=49408, hidden_size=32, intermediate_size=128,
+            projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
+            hidden_act="gelu",
+        ),
+        geometry_encoder_config=dict(hidden_size=64, num_layers=1, num_attention_heads=4, intermediate_size=128),
+        detr_encoder_config=dict(hidden_size=64, num_layers=2, num_attention_heads=4, intermediate_size=128),
+        detr_decoder_config=dict(hidden_size=64, num_layers=2, num_queries=16, num_attention_heads=4,
+                                 intermediate_size=128),
+        mask_decoder_config=dict(hidden_size=64, num_attention_heads=4),
+    )
+
+
+def initialise(model, seed: int) -> None:
+    """The initialisation that lets queries separate (see the module docstring)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    d = model.detr_decoder
+    with torch.no_grad():
+        rp = d.reference_points.weight  # (cx, cy, w, h) before the sigmoid
+        n = rp.shape[0]
+        side = int(math.ceil(math.sqrt(n)))
+        for q in range(n):
+            cx, cy = (q % side + 0.5) / side, (q // side + 0.5) / side
+            rp[q, 0] = math.log(cx / (1 - cx))
+            rp[q, 1] = math.log(cy / (1 - cy))
+        rp[:, 2:4] = math.log(0.25 / 0.75) + torch.randn(n, 2, generator=g) * 0.2
+        d.query_embed.weight.copy_(torch.randn(d.query_embed.weight.shape, generator=g))
+        # box relative-position bias: -k * (distance outside the box) for every head
+        for mlp in (d.box_rpb_embed_x, d.box_rpb_embed_y):
+            mlp.layer1.weight.mul_(0.1)
+            mlp.layer1.bias.zero_()
+            mlp.layer1.weight[0] = torch.tensor([-1.0, 0.0])  # relu(-(c - x1)): left of / above the box
+            mlp.layer1.weight[1] = torch.tensor([0.0, 1.0])  # relu(c - x2): right of / below the box
+            mlp.layer2.weight.mul_(0.1)
+            mlp.layer2.weight[:, 0:2] = -4.0
+            mlp.layer2.bias.zero_()
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+class Tokens:
+    """Token ids of every phrase of the world, padded to 32 as the processor does."""
+
+    def __init__(self):
+        import export_sam3
+
+        tok = export_sam3.build_clip_tokenizer()
+        self.phrases = world.vocabulary()
+        enc = tok(self.phrases, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+        self.ids = {p: (enc["input_ids"][i], enc["attention_mask"][i]) for i, p in enumerate(self.phrases)}
+
+    def batch(self, prompts):
+        import torch
+
+        return (torch.stack([self.ids[p][0] for p in prompts]), torch.stack([self.ids[p][1] for p in prompts]))
+
+
+def make_batch(step: int, images: int, prompts: int, seed: int = SEED):
+    """Scenes and prompts for a step, from seed (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
+    pairs = [(i, p) for i, s in enumerate(scenes) for p in world.sample_prompts(rng, s, prompts)]
+    return scenes, pairs
+
+
+def pixel_values(scenes):
+    import torch
+
+    x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float()
+    return (x / 255.0 - 0.5) / 0.5
+
+
+def forward(model, tokens: Tokens, scenes, pairs):
+    """One vision pass per image, then every (image, prompt) pair through the decoder."""
+    import torch
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    vision = model.get_vision_features(pixel_values(scenes))
+    index = torch.tensor([i for i, _ in pairs])
+    rep = Sam3VisionEncoderOutput(
+        fpn_hidden_states=tuple(h[index] for h in vision.fpn_hidden_states),
+        fpn_position_encoding=tuple(p[index] for p in vision.fpn_position_encoding),
+    )
+    ids, mask = tokens.batch([p for _, p in pairs])
+    return model(vision_embeds=rep, input_ids=ids, attention_mask=mask)
+
+
+# --- loss --------------------------------------------------------------------------------
+
+
+def box_giou(a, b):
+    """Generalised IoU of matching rows of two (N, 4) xyxy box tensors."""
+    import torch
+
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    union = area_a + area_b - inter
+    iou = inter / union.clamp(min=1e-6)
+    lt2, rb2 = torch.min(a[:, :2], b[:, :2]), torch.max(a[:, 2:], b[:, 2:])
+    hull = (rb2 - lt2).clamp(min=0).prod(1)
+    return iou - (hull - union) / hull.clamp(min=1e-6)
+
+
+def pairwise_giou(a, b):
+    n, m = a.shape[0], b.shape[0]
+    return box_giou(a[:, None].expand(n, m, 4).reshape(-1, 4), b[None].expand(n, m, 4).reshape(-1, 4)).view(n, m)
+
+
+W = dict(cls=2.0, l1=5.0, giou=2.0, mask_bce=5.0, dice=5.0, presence=4.0)
+
+
+def set_loss(out, scenes, pairs):
+    import torch
+    import torch.nn.functional as F
+    from scipy.optimize import linear_sum_assignment
+
+    logits, boxes, masks, presence = out.pred_logits, out.pred_boxes, out.pred_masks, out.presence_logits[:, 0]
+    n, q = logits.shape
+    cls_target = torch.zeros_like(logits)
+    pres_target = torch.zeros_like(presence)
+    m_pred, m_gt, b_pred, b_gt = [], [], [], []
+    with torch.no_grad():
+        prob = logits.sigmoid()
+    for k, (i, phrase) in enumerate(pairs):
+        scene = scenes[i]
+        objs = scene.truth(phrase)
+        if not objs:
+            continue
+        pres_target[k] = 1.0
+        gt_boxes = torch.tensor([scene.boxes()[o] for o in objs], dtype=torch.float32) / IMAGE_SIZE
+        with torch.no_grad():
+            cost = (-W["cls"] * prob[k][:, None] + W["l1"] * torch.cdist(boxes[k], gt_boxes, p=1)
+                    - W["giou"] * pairwise_giou(boxes[k], gt_boxes))
+        rows, cols = linear_sum_assignment(cost.numpy())
+        for r, c in zip(rows, cols):
+            cls_target[k, r] = 1.0
+            m_pred.append((k, int(r)))
+            m_gt.append(scene.masks[objs[c]])
+            b_gt.append(gt_boxes[c])
+        b_pred += [boxes[k, int(r)] for r in rows]
+    losses = {
+        "cls": F.binary_cross_entropy_with_logits(logits, cls_target),
+        "presence": F.binary_cross_entropy_with_logits(presence, pres_target),
+    }
+    if m_pred:
+        bp, bg = torch.stack(b_pred), torch.stack(b_gt)
+        losses["l1"] = F.l1_loss(bp, bg)
+        losses["giou"] = (1 - box_giou(bp, bg)).mean()
+        sel = torch.stack([masks[k, r] for k, r in m_pred])[:, None]
+        up = F.interpolate(sel, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
+        gt = torch.from_numpy(np.stack(m_gt)).float()
+        losses["mask_bce"] = F.binary_cross_entropy_with_logits(up, gt)
+        p = up.sigmoid().flatten(1)
+        g = gt.flatten(1)
+        losses["dice"] = (1 - (2 * (p * g).sum(1) + 1) / (p.sum(1) + g.sum(1) + 1)).mean()
+    total = sum(W[k] * v for k, v in losses.items())
+    return total, {k: float(v) for k, v in losses.items()}
+
+
+# --- evaluation (PyTorch, for the training log; eval_toy.py measures the Rust pipeline) ---
+
+
+def quick_eval(model, tokens, images: int = 48, threshold: float = 0.5):
+    import torch
+    import torch.nn.functional as F
+
+    scenes, pairs = make_batch(10_000_000, images, 3, seed=SEED + 1)
+    with torch.no_grad():
+        out = forward(model, tokens, scenes, pairs)
+    score = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
+    found, total, best_ious, neg, neg_fp, pres_ok = 0, 0, [], 0, 0, 0
+    for k, (i, phrase) in enumerate(pairs):
+        objs = scenes[i].truth(phrase)
+        pres_ok += int((out.presence_logits[k, 0] > 0).item() == bool(objs))
+        kept = (score[k] > threshold).nonzero()[:, 0]
+        if not objs:
+            neg += 1
+            neg_fp += int(len(kept) > 0)
+            continue
+        up = F.interpolate(out.pred_masks[k][:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")[:, 0] > 0
+        for o in objs:
+            gt = torch.from_numpy(scenes[i].masks[o])
+            ious = [((up[r] & gt).sum() / (up[r] | gt).sum().clamp(min=1)).item() for r in range(up.shape[0])]
+            best_ious.append(max(ious))
+            total += 1
+            found += int(any(ious[int(r)] >= 0.5 for r in kept))
+    return dict(best_query_iou=float(np.mean(best_ious)), recall_kept=found / max(total, 1),
+                no_match_fp=neg_fp / max(neg, 1), presence_acc=pres_ok / len(pairs))
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 400) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def build(work: str):
+    import torch
+    from transformers import Sam3Model
+
+    torch.manual_seed(SEED)
+    config = toy_config()
+    config._attn_implementation = "eager"
+    model = Sam3Model(config)
+    initialise(model, SEED)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embed" in name or "norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.999))
+    step = 0
+    state_path = os.path.join(work, "state.pt")
+    if os.path.exists(state_path):
+        st = torch.load(state_path, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        print(f"[train] resumed from {state_path} at step {step}", flush=True)
+    return model, opt, step
+
+
+def save(work, model, opt, step):
+    import torch
+
+    tmp = os.path.join(work, "state.pt.tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+    os.replace(tmp, os.path.join(work, "state.pt"))
+
+
+def finish(work: str, model) -> str:
+    """Round to float16 and save a float16 checkpoint: the exported float32 engines then
+    hold exactly the weights the (small) reference checkpoint holds."""
+    import torch
+    from transformers import Sam3ImageProcessor
+
+    out = os.path.join(work, "checkpoint")
+    model = model.to(torch.float16)
+    model.config.torch_dtype = "float16"
+    model.save_pretrained(out)
+    Sam3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(out)
+    print(f"[train] wrote {out}", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=os.path.join(HERE, "work", "toy-train"))
+    ap.add_argument("--steps", type=int, default=24000, help="total steps (the LR schedule spans them)")
+    ap.add_argument("--images", type=int, default=16, help="images per step")
+    ap.add_argument("--prompts", type=int, default=2, help="prompts per image")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=2000)
+    ap.add_argument("--deadline-minutes", type=float, default=0, help="save and stop after this long (0: never)")
+    ap.add_argument("--finish", action="store_true", help="write WORK/checkpoint from the saved state and exit")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.work, exist_ok=True)
+    model, opt, step = build(args.work)
+    if args.finish:
+        finish(args.work, model.eval())
+        return 0
+    tokens = Tokens()
+    n = sum(p.numel() for p in model.parameters())
+    print(f"[train] {n / 1e6:.2f} M parameters, steps {step}..{args.steps}", flush=True)
+    start = time.time()
+    log_path = os.path.join(args.work, "metrics.jsonl")
+    model.train()
+    ema = None
+    while step < args.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr)
+        scenes, pairs = make_batch(step, args.images, args.prompts)
+        out = forward(model, tokens, scenes, pairs)
+        loss, parts = set_loss(out, scenes, pairs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        if step % 100 == 0:
+            el = time.time() - start
+            print(f"[train] step {step} loss {ema:.3f} " + " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+                  + f" lr {opt.param_groups[0]['lr']:.2e} {el / 60:.1f} min", flush=True)
+        if step % args.eval_every == 0 or step == args.steps:
+            model.eval()
+            m = quick_eval(model, tokens)
+            model.train()
+            print(f"[train] eval step {step}: {m}", flush=True)
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": step, "loss": ema, **m}) + "\n")
+        if step % args.save_every == 0 or step == args.steps:
+            save(args.work, model, opt, step)
+        if args.deadline_minutes and time.time() - start > args.deadline_minutes * 60:
+            save(args.work, model, opt, step)
+            print(f"[train] deadline reached at step {step}; rerun to continue", flush=True)
+            return 0
+    print(f"[train] done: {step} steps", flush=True)
+    finish(args.work, model.eval())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
