@@ -7,7 +7,7 @@ TINY := tests/fixtures/tiny-sam3
 OUT ?= out
 PLUGIN_DIR := $(CURDIR)/target/release
 
-.PHONY: deps engines-deps build test lint demo fixtures bench
+.PHONY: deps engines-deps build test lint demo fixtures bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -32,6 +32,21 @@ demo: build
 # Regenerates the tiny bundle and its golden outputs with the PyTorch reference.
 fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
+
+# The toy model trained on the shapes world (engines/README.md, "The toy
+# shapes-world model"): trains for TOY_STEPS steps (about 100 minutes on
+# 2 cores; resumable: rerun to continue), exports it into
+# tests/fixtures/toy-shapes-sam3 and evaluates it through the Rust core.
+TOY_WORK := engines/work/toy-train
+TOY_STEPS ?= 14000
+toy: engines-deps
+	.venv/bin/python engines/train_toy_sam3.py --work $(TOY_WORK) --steps $(TOY_STEPS)
+	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_WORK)/checkpoint
+
+# Evaluates the committed toy bundle through the Rust core (numpy and Pillow only).
+eval-toy: deps
+	mkdir -p $(OUT)
+	/usr/bin/python3 engines/eval_toy.py --json $(OUT)/eval-toy.json
 
 # Per-stage times, pipeline frames/s and the PyTorch reference side by side
 # (engines/BENCHMARK.md). Builds the bench bundle (engines/work/bench, ~3 min)

@@ -11,7 +11,8 @@ position, with exact instance masks (pixel centre inside the shape, minus
 what a later shape covers) and boxes.  Prompts: "red circle", "circle",
 "red shape"; a prompt matches every object with those attributes.
 
-Clips: shapes that move, enter and leave, with per-frame ground truth:
+Clips: a hero shape (default the red circle) that bounces around the frame
+all along, and other shapes that move in, cross and leave; per-frame truth:
 ``frame-NNN.png``, ``ids-NNN.png`` (8-bit map: 0 background, k = object k)
 and ``truth.json`` (per frame: each object's id, colour, shape, box).
 
@@ -239,59 +240,75 @@ def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: f
 # --- clips ---------------------------------------------------------------------------------
 
 
-def clip(seed: int, size: int = 112, frames: int = 48):
-    """Yield (frame index, Scene with ids) for a clip of moving shapes: a fixed
-    background, 2-3 shapes on screen at once; shapes enter from an edge, cross,
-    and leave; ids persist while an object is on screen."""
+def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | None = ("red", "circle")):
+    """Yield (frame index, Scene with ids) for a clip of moving shapes over a fixed
+    background.  The hero (colour, shape), if given, is id 1: it stays on screen the
+    whole clip, bouncing off the edges, drawn on top, and is the only object with
+    its colour and shape.  Other shapes enter from an edge, cross, and leave; ids
+    persist while an object is on screen."""
     rng = np.random.default_rng(seed)
     bg = background(rng, size)
-    live: list[tuple[Shape, float, float]] = []
+    live: list[list] = []  # [shape, vx, vy, bounces]
     next_id = 1
 
-    def spawn(initial: bool) -> tuple[Shape, float, float]:
+    def spawn(from_edge: bool) -> list:
         nonlocal next_id
-        s = random_shape(rng, 0.10, 0.18)
+        while True:
+            s = random_shape(rng, 0.10, 0.17)
+            if hero is None or (s.color, s.shape) != hero:
+                break
         speed = rng.uniform(0.012, 0.025)
         ang = rng.uniform(0, 2 * math.pi)
         vx, vy = speed * math.cos(ang), speed * math.sin(ang)
-        if not initial:  # start just outside the edge it moves away from
+        if from_edge:  # start just outside the edge it moves away from
             if abs(vx) > abs(vy):
                 s.cx = -s.r if vx > 0 else 1 + s.r
             else:
                 s.cy = -s.r if vy > 0 else 1 + s.r
         s.ident = next_id
         next_id += 1
-        return s, vx, vy
+        return [s, vx, vy, False]
 
-    while len(live) < 2:
-        cand = spawn(True)
-        if all(math.hypot(cand[0].cx - o.cx, cand[0].cy - o.cy) > cand[0].r + o.r + 0.05 for o, _, _ in live):
-            live.append(cand)
+    if hero is not None:
+        color, shape = hero
+        h = random_shape(rng, 0.13, 0.16)
+        h = Shape(**{**h.__dict__, "color": color, "shape": shape, "rgb": COLORS[color],
+                     "cx": float(rng.uniform(0.3, 0.7)), "cy": float(rng.uniform(0.3, 0.7)), "ident": next_id})
+        next_id += 1
+        ang = rng.uniform(0, 2 * math.pi)
+        live.append([h, 0.022 * math.cos(ang), 0.022 * math.sin(ang), True])
+    live.append(spawn(False))
     for f in range(frames):
-        shapes = [s for s, _, _ in live]
-        frame_rng = np.random.default_rng([seed, f])
-        scene = render(frame_rng, shapes, size, bg=bg)
+        # the hero last, so nothing covers it
+        order = [o for o in live if not o[3]] + [o for o in live if o[3]]
+        scene = render(np.random.default_rng([seed, f]), [o[0] for o in order], size, bg=bg)
         keep = [i for i, m in enumerate(scene.masks) if m.sum() >= 12]
-        scene = Scene(scene.image, [scene.shapes[i] for i in keep], [scene.masks[i] for i in keep])
-        yield f, scene
+        yield f, Scene(scene.image, [scene.shapes[i] for i in keep], [scene.masks[i] for i in keep])
         moved = []
-        for s, vx, vy in live:
+        for s, vx, vy, bounces in live:
             s = Shape(**{**s.__dict__, "cx": s.cx + vx, "cy": s.cy + vy})
-            if -s.r - 0.01 <= s.cx <= 1 + s.r + 0.01 and -s.r - 0.01 <= s.cy <= 1 + s.r + 0.01:
-                moved.append((s, vx, vy))
+            if bounces:
+                if not s.r <= s.cx <= 1 - s.r:
+                    vx = -vx
+                    s.cx = min(max(s.cx, s.r), 1 - s.r)
+                if not s.r <= s.cy <= 1 - s.r:
+                    vy = -vy
+                    s.cy = min(max(s.cy, s.r), 1 - s.r)
+                moved.append([s, vx, vy, True])
+            elif -s.r - 0.01 <= s.cx <= 1 + s.r + 0.01 and -s.r - 0.01 <= s.cy <= 1 + s.r + 0.01:
+                moved.append([s, vx, vy, False])
         live = moved
-        if len(live) < 3 and rng.uniform() < 0.12 or len(live) < 2:
-            cand = spawn(False)
-            if all(math.hypot(cand[0].cx - o.cx, cand[0].cy - o.cy) > cand[0].r + o.r + 0.05 for o, _, _ in live):
-                live.append(cand)
+        others = sum(1 for o in live if not o[3])
+        if others == 0 or (others < 2 and rng.uniform() < 0.1):
+            live.append(spawn(True))
 
 
-def write_clip(out_dir: str, seed: int, size: int, frames: int) -> None:
+def write_clip(out_dir: str, seed: int, size: int, frames: int, hero: tuple[str, str] | None = ("red", "circle")) -> None:
     from PIL import Image
 
     os.makedirs(out_dir, exist_ok=True)
-    truth = {"seed": seed, "size": size, "frames": []}
-    for f, scene in clip(seed, size, frames):
+    truth = {"seed": seed, "size": size, "hero": list(hero) if hero else None, "frames": []}
+    for f, scene in clip(seed, size, frames, hero):
         Image.fromarray(scene.image).save(os.path.join(out_dir, f"frame-{f:03d}.png"), optimize=True)
         ids = np.zeros((size, size), dtype=np.uint8)
         for s, m in zip(scene.shapes, scene.masks):
@@ -318,6 +335,7 @@ def main(argv=None) -> int:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--size", type=int, default=112)
     c.add_argument("--frames", type=int, default=48)
+    c.add_argument("--hero", default="red circle", help="the object on screen all along ('' for none)")
     v = sub.add_parser("vocabulary", help="write the world's phrases, one per line")
     v.add_argument("out")
     args = ap.parse_args(argv)
@@ -331,7 +349,10 @@ def main(argv=None) -> int:
         with open(os.path.splitext(args.out)[0] + ".json", "w") as fh:
             json.dump(truth, fh, indent=1)
     elif args.cmd == "clip":
-        write_clip(args.out_dir, args.seed, args.size, args.frames)
+        hero = tuple(args.hero.split()) if args.hero else None
+        if hero is not None and (len(hero) != 2 or hero[0] not in COLORS or hero[1] not in SHAPES):
+            ap.error(f"--hero: {args.hero!r} is not '<colour> <shape>'")
+        write_clip(args.out_dir, args.seed, args.size, args.frames, hero)
     else:
         with open(args.out, "w") as fh:
             fh.write("\n".join(vocabulary()) + "\n")

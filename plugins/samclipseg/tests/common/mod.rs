@@ -25,6 +25,23 @@ pub fn tiny_bundle_str() -> String {
     tiny_bundle().to_string_lossy().into_owned()
 }
 
+/// The bundle trained on the shapes world (engines/train_toy_sam3.py): its masks mean something.
+pub fn toy_bundle() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/toy-shapes-sam3")
+}
+
+/// An image file as tightly packed RGBA (alpha 255).
+pub fn load_rgba(path: &std::path::Path) -> Photo {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
+    Photo {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        rgba: img.into_raw(),
+    }
+}
+
 pub fn photo_path(name: &str) -> PathBuf {
     tiny_bundle().join("golden").join(name)
 }
@@ -141,10 +158,15 @@ pub fn reference(
 
 /// A harness around a `samclipseg` on the tiny bundle with these properties.
 pub fn harness(props: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
+    harness_on(&tiny_bundle(), props)
+}
+
+/// A harness around a `samclipseg` on a given bundle with these properties.
+pub fn harness_on(bundle: &std::path::Path, props: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
     init();
     // Properties first: the harness starts the element (and loads the model) at once.
     let e = gst::ElementFactory::make("samclipseg")
-        .property("bundle", tiny_bundle_str())
+        .property("bundle", bundle.to_string_lossy().into_owned())
         .build()
         .unwrap();
     for (name, value) in props {

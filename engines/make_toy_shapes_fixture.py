@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Build tests/fixtures/toy-shapes-sam3/ from the trained shapes-world checkpoint.
+
+    .venv/bin/python engines/make_toy_shapes_fixture.py \
+        [--checkpoint engines/work/toy-train/checkpoint] [--out tests/fixtures/toy-shapes-sam3]
+
+1. ``export_sam3.py CHECKPOINT OUT``: the three ONNX engines, tokenizer.json and
+   bundle.toml, verified against PyTorch.
+2. ``reference/``: the float16 checkpoint the engines were exported from.
+3. ``vocabulary.txt``: every phrase of the world (the element's `vocabulary`).
+4. ``golden/``: one composed scene (red circle, blue square, green triangle,
+   white square) with its instance-id map, and a 24-frame clip of a red circle
+   bouncing among shapes that come and go (``clip/``), with per-frame truth.
+5. ``eval.json``: engines/eval_toy.py on 500 held-out images, through the Rust core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import export_sam3  # noqa: E402
+import shapes_world as world  # noqa: E402
+
+# the composed test scene: (shape, colour, cx, cy, r, angle), drawn in this order
+SCENE = [
+    ("circle", "red", 0.28, 0.30, 0.15, 0.0),
+    ("square", "blue", 0.70, 0.68, 0.17, 0.3),
+    ("triangle", "green", 0.72, 0.24, 0.15, 0.2),
+    ("square", "white", 0.26, 0.76, 0.12, 0.7),
+]
+CLIP_SEED, CLIP_FRAMES = 3, 24
+
+
+def write_scene(golden: str, size: int) -> None:
+    from PIL import Image
+
+    shapes = [world.Shape(shape=s, color=c, cx=x, cy=y, r=r, angle=a, rgb=world.COLORS[c], ident=i + 1)
+              for i, (s, c, x, y, r, a) in enumerate(SCENE)]
+    scene = world.render(np.random.default_rng(11), shapes, size)
+    Image.fromarray(scene.image).save(os.path.join(golden, "scene.png"))
+    ids = np.zeros((size, size), dtype=np.uint8)
+    for s, m in zip(scene.shapes, scene.masks):
+        ids[m] = s.ident
+    Image.fromarray(ids).save(os.path.join(golden, "scene-ids.png"))
+    truth = [{"id": s.ident, "color": s.color, "shape": s.shape, "box": list(b)}
+             for s, b in zip(scene.shapes, scene.boxes())]
+    with open(os.path.join(golden, "scene.json"), "w") as fh:
+        json.dump(truth, fh, indent=1)
+        fh.write("\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default=os.path.join(HERE, "work", "toy-train", "checkpoint"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3"))
+    ap.add_argument("--eval-images", type=int, default=500)
+    args = ap.parse_args(argv)
+    out = args.out
+    ref_dir, golden = os.path.join(out, "reference"), os.path.join(out, "golden")
+    for f in ("bundle.toml", "tokenizer.json", "text_encoder.onnx", "image_encoder.onnx", "decoder.onnx"):
+        if os.path.exists(os.path.join(out, f)):
+            os.remove(os.path.join(out, f))
+    for d in (ref_dir, golden):
+        shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(ref_dir)
+
+    rc = export_sam3.main([
+        args.checkpoint, out, "--name", "toy-shapes-sam3",
+        "--licence", "MIT OR Apache-2.0 (trained from scratch on generated shapes, no outside data)",
+        "--source", "toy-shapes-sam3: engines/train_toy_sam3.py on engines/shapes_world.py "
+                    "(tests/fixtures/toy-shapes-sam3/reference)",
+        "--tolerance", "1e-4",
+    ])
+    if rc != 0:
+        return rc
+    for f in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        shutil.copy(os.path.join(args.checkpoint, f), ref_dir)
+    with open(os.path.join(out, "vocabulary.txt"), "w") as fh:
+        fh.write("# every phrase of the shapes world (engines/shapes_world.py)\n")
+        fh.write("\n".join(world.vocabulary()) + "\n")
+
+    size = 112
+    os.makedirs(golden)
+    write_scene(golden, size)
+    world.write_clip(os.path.join(golden, "clip"), CLIP_SEED, size, CLIP_FRAMES, ("red", "circle"))
+
+    subprocess.run([sys.executable, os.path.join(HERE, "eval_toy.py"), "--bundle", out,
+                    "--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")], check=True)
+    total = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(out) for fn in fns)
+    print(f"[make_toy] fixture {out}: {total / 1e6:.2f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
