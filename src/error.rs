@@ -30,6 +30,9 @@ pub enum Error {
     #[error("image: {0}")]
     Image(String),
 
+    #[error("CUDA kernels: {0}")]
+    Gpu(String),
+
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }

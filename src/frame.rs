@@ -57,6 +57,17 @@ pub enum YuvMatrix {
     Bt709,
 }
 
+impl YuvMatrix {
+    /// Fixed-point coefficients scaled by 65536: (Y gain, R from V, G from U,
+    /// G from V, B from U). Shared with the CUDA conversion kernel.
+    pub fn fixed_point(self) -> [i32; 5] {
+        match self {
+            YuvMatrix::Bt601 => [76309, 104597, 25675, 53279, 132201],
+            YuvMatrix::Bt709 => [76309, 117489, 13975, 34925, 138438],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Plane<'a> {
     pub data: &'a [u8],
@@ -209,11 +220,7 @@ impl<'a> Frame<'a> {
 
 /// Limited-range YUV to RGB, in fixed point (16 fractional bits).
 fn yuv_to_rgb(y: u8, u: u8, v: u8, m: YuvMatrix) -> [u8; 3] {
-    // Coefficients scaled by 65536: (Y gain, R from V, G from U, G from V, B from U).
-    let (ky, rv, gu, gv, bu) = match m {
-        YuvMatrix::Bt601 => (76309, 104597, 25675, 53279, 132201),
-        YuvMatrix::Bt709 => (76309, 117489, 13975, 34925, 138438),
-    };
+    let [ky, rv, gu, gv, bu] = m.fixed_point();
     let c = (y as i32 - 16) * ky;
     let d = u as i32 - 128;
     let e = v as i32 - 128;

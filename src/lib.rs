@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod change;
 pub mod error;
 pub mod frame;
+pub mod gpu;
 pub mod image_file;
 pub mod pipeline;
 pub mod postprocess;

@@ -130,21 +130,13 @@ pub fn instances(
     }
     kept.into_iter()
         .map(|i| {
-            let probs: Vec<f32> = q.masks[i * mw * mh..(i + 1) * mw * mh]
-                .iter()
-                .map(|v| sigmoid(*v))
-                .collect();
-            let up = resize_plane_bilinear(&probs, mw, mh, w, h);
-            let data = up
-                .iter()
-                .map(|p| if *p > opts.mask_threshold { 255 } else { 0 })
-                .collect();
             let mask = smooth(
-                Mask {
-                    width: w,
-                    height: h,
-                    data,
-                },
+                mask_from_logits(
+                    &q.masks[i * mw * mh..(i + 1) * mw * mh],
+                    (mw, mh),
+                    (w, h),
+                    opts.mask_threshold,
+                ),
                 opts.smoothness,
             );
             let b = &q.boxes[i * 4..i * 4 + 4];
@@ -163,6 +155,28 @@ pub fn instances(
             }
         })
         .collect()
+}
+
+/// One query's mask logits (`mask_size` = (width, height)) to a binary mask at
+/// `image_size`: sigmoid, bilinear up-sampling, `> mask_threshold`. The CPU
+/// twin of `gpu::GpuKernels::masks_from_logits`.
+pub fn mask_from_logits(
+    logits: &[f32],
+    mask_size: (usize, usize),
+    image_size: (usize, usize),
+    mask_threshold: f32,
+) -> Mask {
+    let ((mw, mh), (w, h)) = (mask_size, image_size);
+    let probs: Vec<f32> = logits[..mw * mh].iter().map(|v| sigmoid(*v)).collect();
+    let data = resize_plane_bilinear(&probs, mw, mh, w, h)
+        .iter()
+        .map(|p| if *p > mask_threshold { 255 } else { 0 })
+        .collect();
+    Mask {
+        width: w,
+        height: h,
+        data,
+    }
 }
 
 /// Morphological closing (dilate, then erode) with a square kernel: fills

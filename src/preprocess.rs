@@ -1,6 +1,9 @@
 //! Frame to engine input, as `Sam3ImageProcessor` does it: resize to a square
 //! (aspect ratio not kept) with antialiased bilinear on uint8, then
 //! `(x - mean/rescale) / (std/rescale)` per channel, laid out CHW.
+//!
+//! [`preprocess`] is also the CPU twin of the CUDA kernels in
+//! `gpu::GpuKernels::preprocess`, for every frame layout and stride.
 
 use crate::bundle::PreprocessSpec;
 use crate::error::Result;
@@ -24,18 +27,27 @@ pub fn preprocess(frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
 /// Interleaved RGB8 (s x s) to a [1, 3, s, s] float tensor. The fused mean and
 /// std are computed in f32, as the processor does with float32 tensors.
 pub fn normalise_chw(rgb: &[u8], s: usize, spec: &PreprocessSpec) -> TensorF32 {
-    // torch multiplies the float32 mean by the Python float 1/rescale in float32.
-    let inv_rescale = (1.0 / spec.rescale_factor) as f32;
+    let (means, stds) = fused_mean_std(spec);
     let mut data = vec![0f32; 3 * s * s];
     for c in 0..3 {
-        let mean = spec.image_mean[c] * inv_rescale;
-        let std = spec.image_std[c] * inv_rescale;
+        let (mean, std) = (means[c], stds[c]);
         let plane = &mut data[c * s * s..(c + 1) * s * s];
         for (o, px) in plane.iter_mut().zip(rgb.chunks_exact(3)) {
             *o = (px[c] as f32 - mean) / std;
         }
     }
     TensorF32::new(vec![1, 3, s, s], data)
+}
+
+/// Per-channel mean and std on the 0-255 scale: `(v - mean) / std` on a uint8
+/// value is the processor's rescale-then-normalise. Shared with the CUDA kernel.
+pub fn fused_mean_std(spec: &PreprocessSpec) -> ([f32; 3], [f32; 3]) {
+    // torch multiplies the float32 mean by the Python float 1/rescale in float32.
+    let inv_rescale = (1.0 / spec.rescale_factor) as f32;
+    (
+        spec.image_mean.map(|m| m * inv_rescale),
+        spec.image_std.map(|s| s * inv_rescale),
+    )
 }
 
 #[cfg(test)]

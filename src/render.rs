@@ -7,7 +7,7 @@
 use font8x8::UnicodeFonts;
 
 use crate::frame::PackedLayout;
-use crate::postprocess::Instance;
+use crate::postprocess::{Instance, mask_from_logits};
 
 /// A packed image being drawn on.
 pub struct Canvas<'a> {
@@ -42,6 +42,31 @@ pub fn union_mask(instances: &[Instance], width: usize, height: usize) -> Vec<u8
         }
     }
     out
+}
+
+/// The union of the masks of `logits` (masks of `mask_size` = (width, height)
+/// one after the other, see [`mask_from_logits`]) at the canvas size, written
+/// into its alpha channel. The CPU twin of `gpu::GpuKernels::alpha_from_logits`.
+/// Returns false, writing nothing, when the layout has no alpha channel.
+pub fn alpha_from_logits(
+    canvas: &mut Canvas,
+    logits: &[f32],
+    mask_size: (usize, usize),
+    mask_threshold: f32,
+) -> bool {
+    let (w, h) = (canvas.width, canvas.height);
+    let mut alpha = vec![0u8; w * h];
+    let per = mask_size.0 * mask_size.1;
+    for m in logits
+        .chunks_exact(per.max(1))
+        .take(if per == 0 { 0 } else { usize::MAX })
+    {
+        let mask = mask_from_logits(m, mask_size, (w, h), mask_threshold);
+        for (o, v) in alpha.iter_mut().zip(&mask.data) {
+            *o |= *v;
+        }
+    }
+    canvas.write_alpha(&alpha)
 }
 
 impl Canvas<'_> {
@@ -225,6 +250,50 @@ mod tests {
             layout: PackedLayout::Rgb,
         };
         assert!(!c.write_alpha(&alpha));
+    }
+
+    #[test]
+    fn alpha_from_logits_is_the_union_of_the_thresholded_masks() {
+        // Two 2x2 masks: left column, then top row; 8x6 BGRA with row padding.
+        let logits = [5.0, -5.0, 5.0, -5.0, 5.0, 5.0, -5.0, -5.0];
+        let (w, h, stride) = (8, 6, 8 * 4 + 4);
+        let mut px = vec![9u8; stride * h];
+        let mut c = Canvas {
+            data: &mut px,
+            width: w,
+            height: h,
+            stride,
+            layout: PackedLayout::Bgra,
+        };
+        assert!(alpha_from_logits(&mut c, &logits, (2, 2), 0.5));
+        for y in 0..h {
+            for x in 0..w {
+                let want = if x < w / 2 || y < h / 2 { 255 } else { 0 };
+                assert_eq!(px[y * stride + x * 4 + 3], want, "({x},{y})");
+                assert_eq!(&px[y * stride + x * 4..y * stride + x * 4 + 3], &[9, 9, 9]);
+            }
+            assert_eq!(&px[y * stride + w * 4..(y + 1) * stride], &[9, 9, 9, 9]);
+        }
+        // No masks clears alpha; no alpha channel writes nothing.
+        let mut c = Canvas {
+            data: &mut px,
+            width: w,
+            height: h,
+            stride,
+            layout: PackedLayout::Bgra,
+        };
+        assert!(alpha_from_logits(&mut c, &[], (2, 2), 0.5));
+        assert!(px.chunks_exact(4).take(w).all(|p| p[3] == 0));
+        let mut rgb = vec![1u8; 4 * 3];
+        let mut c = Canvas {
+            data: &mut rgb,
+            width: 2,
+            height: 2,
+            stride: 6,
+            layout: PackedLayout::Rgb,
+        };
+        assert!(!alpha_from_logits(&mut c, &logits, (2, 2), 0.5));
+        assert_eq!(rgb, vec![1u8; 12]);
     }
 
     #[test]

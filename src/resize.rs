@@ -71,6 +71,46 @@ fn antialias_kernel(in_size: usize, out_size: usize) -> Kernel {
     Kernel { taps, precision }
 }
 
+/// One axis of the antialiased filter as flat tables, for the CUDA kernel
+/// (`gpu::GpuKernels::preprocess`): output `i` reads `counts[i]` inputs from
+/// `starts[i]` with `weights[i * max_taps..][..counts[i]]`, sums in integers
+/// with a bias of `1 << (precision - 1)` and shifts right by `precision`,
+/// clamped to 0-255. The same numbers [`resize_rgb8_antialias`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterTable {
+    pub starts: Vec<i32>,
+    pub counts: Vec<i32>,
+    /// `out_size * max_taps` weights, zero-padded.
+    pub weights: Vec<i32>,
+    pub max_taps: usize,
+    pub precision: u32,
+}
+
+/// The antialias filter from `in_size` to `out_size` samples. Equal sizes give
+/// an identity filter (one weight of `1 << precision`), so a kernel needs no
+/// special case where [`resize_rgb8_antialias`] skips a pass.
+pub fn antialias_table(in_size: usize, out_size: usize) -> FilterTable {
+    let k = antialias_kernel(in_size, out_size);
+    let max_taps = k
+        .taps
+        .iter()
+        .map(|t| t.weights.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut weights = vec![0i32; out_size * max_taps];
+    for (i, t) in k.taps.iter().enumerate() {
+        weights[i * max_taps..i * max_taps + t.weights.len()].copy_from_slice(&t.weights);
+    }
+    FilterTable {
+        starts: k.taps.iter().map(|t| t.start as i32).collect(),
+        counts: k.taps.iter().map(|t| t.weights.len() as i32).collect(),
+        weights,
+        max_taps,
+        precision: k.precision,
+    }
+}
+
 #[inline]
 fn round_shift(acc: i64, precision: u32) -> u8 {
     (acc >> precision).clamp(0, 255) as u8
@@ -158,6 +198,25 @@ pub fn resize_plane_bilinear(
     out
 }
 
+/// The taps of [`resize_plane_bilinear`] along one axis, for the CUDA mask
+/// kernel: output `i` blends inputs `first[i]` and `second[i]` with weight
+/// `frac[i]` on the second, `(1 - frac) * a + frac * b` in f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearTable {
+    pub first: Vec<i32>,
+    pub second: Vec<i32>,
+    pub frac: Vec<f32>,
+}
+
+pub fn linear_table(in_size: usize, out_size: usize) -> LinearTable {
+    let taps = linear_taps(in_size, out_size);
+    LinearTable {
+        first: taps.iter().map(|t| t.0 as i32).collect(),
+        second: taps.iter().map(|t| t.1 as i32).collect(),
+        frac: taps.iter().map(|t| t.2).collect(),
+    }
+}
+
 /// torch `area_pixel_compute_source_index` (align_corners=False), in f32 as
 /// the CPU kernel computes it for float inputs.
 fn linear_taps(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32)> {
@@ -200,6 +259,80 @@ mod tests {
             assert_eq!(out.len(), ow * oh * 3);
             assert!(out.iter().all(|v| *v == 77), "{w}x{h} -> {ow}x{oh}");
         }
+    }
+
+    /// The two passes as the CUDA kernels compute them from the flat tables.
+    fn resize_with_tables(img: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
+        let apply = |t: &FilterTable, i: usize, read: &dyn Fn(usize) -> u8| {
+            let mut acc = 1i64 << (t.precision - 1);
+            for j in 0..t.counts[i] as usize {
+                acc += read(t.starts[i] as usize + j) as i64 * t.weights[i * t.max_taps + j] as i64;
+            }
+            round_shift(acc, t.precision)
+        };
+        let (th, tv) = (antialias_table(w, ow), antialias_table(h, oh));
+        let mut mid = vec![0u8; h * ow * 3];
+        for y in 0..h {
+            for x in 0..ow {
+                for c in 0..3 {
+                    mid[(y * ow + x) * 3 + c] = apply(&th, x, &|j| img[(y * w + j) * 3 + c]);
+                }
+            }
+        }
+        let mut out = vec![0u8; oh * ow * 3];
+        for y in 0..oh {
+            for x in 0..ow {
+                for c in 0..3 {
+                    out[(y * ow + x) * 3 + c] = apply(&tv, y, &|j| mid[(j * ow + x) * 3 + c]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn flat_tables_reproduce_the_resize_including_identity_axes() {
+        let mut seed = 12345u32;
+        for (w, h, ow, oh) in [
+            (37, 23, 16, 16),
+            (16, 23, 16, 9),
+            (37, 16, 20, 16),
+            (5, 7, 5, 7),
+            (3, 2, 11, 13),
+        ] {
+            let img: Vec<u8> = (0..w * h * 3)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let want = resize_rgb8_antialias(
+                w,
+                h,
+                |y, r| r.copy_from_slice(&img[y * w * 3..(y + 1) * w * 3]),
+                ow,
+                oh,
+            );
+            assert_eq!(
+                resize_with_tables(&img, w, h, ow, oh),
+                want,
+                "{w}x{h} -> {ow}x{oh}"
+            );
+        }
+        let t = antialias_table(1920, 1008);
+        assert_eq!(t.starts.len(), 1008);
+        assert_eq!(t.weights.len(), 1008 * t.max_taps);
+        assert!(t.counts.iter().all(|c| *c as usize <= t.max_taps));
+        assert!(t.weights.iter().all(|w| *w < 1 << 15));
+    }
+
+    #[test]
+    fn linear_table_is_the_planes_taps() {
+        let t = linear_table(2, 4);
+        assert_eq!(t.first, vec![0, 0, 0, 1]);
+        assert_eq!(t.second, vec![1, 1, 1, 1]);
+        // At the edge both taps are the last sample, so the weight does not matter.
+        assert_eq!(t.frac, vec![0.0, 0.25, 0.75, 0.25]);
     }
 
     #[test]

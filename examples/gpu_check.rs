@@ -1,0 +1,446 @@
+//! GPU check: the CUDA kernels against their CPU twins at 640x360, 1080p and
+//! 4K for every input layout, with timings; then the CUDA and TensorRT
+//! backends on a bundle. Run by tests/gpu-check.sh; by hand:
+//!
+//!     cargo run --release --example gpu_check -- [BUNDLE] [--runs N] [--cpu-runs N]
+//!
+//! Exit status: 0 all kernel comparisons passed (backends are reported, not
+//! judged: their libraries are often simply absent); 1 a comparison failed or
+//! the kernels did not start on a machine with a driver; 2 bad arguments;
+//! 77 no CUDA driver, nothing compared.
+
+#[path = "../tests/gpu_common/mod.rs"]
+mod gpu_common;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use gpu_common::{
+    Layout, MAIN_LAYOUTS, OwnedFrame, Rng, diff_f32, diff_u8, mask_logits, photo_rgb,
+};
+use samclipseg::bundle::PreprocessSpec;
+use samclipseg::frame::{PackedLayout, YuvMatrix};
+use samclipseg::gpu::{GpuKernels, driver_present};
+use samclipseg::postprocess::mask_from_logits;
+use samclipseg::preprocess::{fused_mean_std, preprocess};
+use samclipseg::render::{Canvas, alpha_from_logits};
+use samclipseg::{BackendKind, BackendOptions, PostprocessOptions, Sam3Model};
+
+const SIZES: [(usize, usize); 3] = [(640, 360), (1920, 1080), (3840, 2160)];
+/// SAM 3's real input and mask sizes.
+const INPUT_SIZE: u32 = 1008;
+const MASK_SIZE: (usize, usize) = (288, 288);
+const MASKS: usize = 3;
+const EXIT_NO_DRIVER: u8 = 77;
+
+struct Args {
+    bundle: PathBuf,
+    runs: usize,
+    cpu_runs: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        bundle: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sam3"),
+        runs: 20,
+        cpu_runs: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut count = |name: &str| -> Result<usize, String> {
+            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(format!("{name}: `{v}` is not a positive whole number"))
+        };
+        match arg.as_str() {
+            "--runs" => a.runs = count("--runs")?,
+            "--cpu-runs" => a.cpu_runs = count("--cpu-runs")?,
+            "-h" | "--help" => {
+                return Err("usage: gpu_check [BUNDLE] [--runs 20] [--cpu-runs 3]".into());
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => a.bundle = s.into(),
+        }
+    }
+    Ok(a)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `f` `n` times; median wall milliseconds and the last result.
+fn time<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut ms = Vec::with_capacity(n);
+    let mut last = None;
+    for _ in 0..n {
+        let t = Instant::now();
+        last = Some(f());
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (median(ms), last.expect("n > 0"))
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    max_diff: f64,
+    mismatch: f64,
+    kernel_ms: f64,
+    gpu_ms: f64,
+    cpu_ms: f64,
+    ok: bool,
+}
+
+fn print_header() {
+    println!(
+        "{:<36} {:>9} {:>10} {:>10} {:>10} {:>9} {:>8}  result",
+        "kernel / layout / size",
+        "max diff",
+        "mismatch",
+        "kernel ms",
+        "GPU ms",
+        "CPU ms",
+        "speed-up"
+    );
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:<36} {:>9.3e} {:>9.5}% {:>10.3} {:>10.3} {:>9.2} {:>7.1}x  {}",
+        r.what,
+        r.max_diff,
+        r.mismatch * 100.0,
+        r.kernel_ms,
+        r.gpu_ms,
+        r.cpu_ms,
+        r.cpu_ms / r.gpu_ms,
+        if r.ok { "ok" } else { "FAIL" }
+    );
+}
+
+fn sam3_spec() -> PreprocessSpec {
+    PreprocessSpec {
+        image_size: INPUT_SIZE,
+        resample: "bilinear".into(),
+        rescale_factor: 1.0 / 255.0,
+        image_mean: [0.5; 3],
+        image_std: [0.5; 3],
+    }
+}
+
+fn check_preprocess(k: &mut GpuKernels, a: &Args, photo: &Path, rows: &mut Vec<Row>) {
+    let spec = sam3_spec();
+    let level = 1.0 / fused_mean_std(&spec).1[0] as f64;
+    let mut rng = Rng::new(1);
+    for (w, h) in SIZES {
+        let rgb = photo_rgb(photo, w, h);
+        for layout in MAIN_LAYOUTS {
+            // Padded strides, as GStreamer gives for many sizes.
+            let f = OwnedFrame::from_rgb(&rgb, w, h, layout, 64, YuvMatrix::Bt709, &mut rng);
+            let frame = f.frame();
+            let what = format!("preprocess {:<5} {w}x{h}", layout.name());
+            let (cpu_ms, cpu) = time(a.cpu_runs, || preprocess(&frame, &spec));
+            let row = (|| -> samclipseg::Result<Row> {
+                let cpu = cpu?;
+                k.preprocess(&frame, &spec)?; // warm-up: buffers and tables
+                let mut kernel = Vec::new();
+                let (gpu_ms, gpu) = time(a.runs, || {
+                    let r = k.preprocess(&frame, &spec);
+                    kernel.push(k.last_kernel_ms() as f64);
+                    r
+                });
+                let (max, n) = diff_f32(&gpu?.data, &cpu.data);
+                Ok(Row {
+                    what: what.clone(),
+                    max_diff: max as f64,
+                    mismatch: n as f64 / cpu.data.len() as f64,
+                    kernel_ms: median(kernel),
+                    gpu_ms,
+                    cpu_ms,
+                    ok: (max as f64) <= level * 1.0001,
+                })
+            })();
+            push(rows, what, row);
+        }
+    }
+}
+
+fn check_masks(k: &mut GpuKernels, a: &Args, rows: &mut Vec<Row>) {
+    let mut rng = Rng::new(2);
+    let per = MASK_SIZE.0 * MASK_SIZE.1;
+    for (w, h) in SIZES {
+        let logits = mask_logits(MASKS, MASK_SIZE.0, MASK_SIZE.1, &mut rng);
+        let what = format!("masks x{MASKS} 288->{w}x{h}");
+        let (cpu_ms, cpu) = time(a.cpu_runs, || {
+            logits
+                .chunks_exact(per)
+                .map(|m| mask_from_logits(m, MASK_SIZE, (w, h), 0.5))
+                .collect::<Vec<_>>()
+        });
+        let row = (|| -> samclipseg::Result<Row> {
+            k.masks_from_logits(&logits, MASK_SIZE, (w, h), 0.5)?;
+            let mut kernel = Vec::new();
+            let (gpu_ms, gpu) = time(a.runs, || {
+                let r = k.masks_from_logits(&logits, MASK_SIZE, (w, h), 0.5);
+                kernel.push(k.last_kernel_ms() as f64);
+                r
+            });
+            let (mut max, mut n) = (0u8, 0usize);
+            for (g, c) in gpu?.iter().zip(&cpu) {
+                let (m, d) = diff_u8(&g.data, &c.data);
+                (max, n) = (max.max(m), n + d);
+            }
+            let share = n as f64 / (MASKS * w * h) as f64;
+            Ok(Row {
+                what: what.clone(),
+                max_diff: max as f64,
+                mismatch: share,
+                kernel_ms: median(kernel),
+                gpu_ms,
+                cpu_ms,
+                // Only pixels whose probability sits on the threshold may differ.
+                ok: share <= 1e-4,
+            })
+        })();
+        push(rows, what, row);
+
+        for layout in [PackedLayout::Rgba, PackedLayout::Bgra] {
+            let what = format!(
+                "alpha x{MASKS} {:<5} {w}x{h}",
+                format!("{layout:?}").to_uppercase()
+            );
+            let stride = w * 4 + 64;
+            let base: Vec<u8> = (0..stride * h).map(|_| rng.byte()).collect();
+            let mut cpu = base.clone();
+            let (cpu_ms, _) = time(a.cpu_runs, || {
+                cpu.copy_from_slice(&base);
+                alpha_from_logits(
+                    &mut packed_canvas(&mut cpu, w, h, stride, layout),
+                    &logits,
+                    MASK_SIZE,
+                    0.5,
+                )
+            });
+            let row = (|| -> samclipseg::Result<Row> {
+                let mut gpu = base.clone();
+                k.alpha_from_logits(
+                    &mut packed_canvas(&mut gpu, w, h, stride, layout),
+                    &logits,
+                    MASK_SIZE,
+                    0.5,
+                )?;
+                let mut kernel = Vec::new();
+                let (gpu_ms, r) = time(a.runs, || {
+                    gpu.copy_from_slice(&base);
+                    let r = k.alpha_from_logits(
+                        &mut packed_canvas(&mut gpu, w, h, stride, layout),
+                        &logits,
+                        MASK_SIZE,
+                        0.5,
+                    );
+                    kernel.push(k.last_kernel_ms() as f64);
+                    r
+                });
+                r?;
+                let (max, n) = diff_u8(&gpu, &cpu);
+                let share = n as f64 / (w * h) as f64;
+                Ok(Row {
+                    what: what.clone(),
+                    max_diff: max as f64,
+                    mismatch: share,
+                    kernel_ms: median(kernel),
+                    gpu_ms,
+                    cpu_ms,
+                    ok: share <= 1e-4,
+                })
+            })();
+            push(rows, what, row);
+        }
+    }
+}
+
+fn packed_canvas(
+    data: &mut [u8],
+    width: usize,
+    height: usize,
+    stride: usize,
+    layout: PackedLayout,
+) -> Canvas<'_> {
+    Canvas {
+        data,
+        width,
+        height,
+        stride,
+        layout,
+    }
+}
+
+fn push(rows: &mut Vec<Row>, what: String, row: samclipseg::Result<Row>) {
+    let row = row.unwrap_or_else(|e| {
+        println!("{what}: FAIL: {e}");
+        Row {
+            what,
+            max_diff: f64::NAN,
+            mismatch: f64::NAN,
+            kernel_ms: f64::NAN,
+            gpu_ms: f64::NAN,
+            cpu_ms: f64::NAN,
+            ok: false,
+        }
+    });
+    print_row(&row);
+    rows.push(row);
+}
+
+/// Loads the bundle on `kind` and segments one frame; prints the timing or
+/// the exact error. Returns the scores for comparison with the CPU.
+fn run_backend(
+    kind: BackendKind,
+    bundle: &Path,
+    photo: &Path,
+    cpu: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let name = kind.name();
+    let options = BackendOptions {
+        kind,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let model = match Sam3Model::load(bundle, &options) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("backend {name:<8}: not run: {e}");
+            return None;
+        }
+    };
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rgb = photo_rgb(photo, 640, 360);
+    let mut rng = Rng::new(9);
+    let f = OwnedFrame::from_rgb(
+        &rgb,
+        640,
+        360,
+        Layout::Packed(PackedLayout::Rgba),
+        0,
+        YuvMatrix::Bt601,
+        &mut rng,
+    );
+    let frame = f.frame();
+    let opts = PostprocessOptions::default();
+    let t = Instant::now();
+    let first = model.segment(&frame, &["a person"], &opts);
+    let first_ms = t.elapsed().as_secs_f64() * 1e3;
+    if let Err(e) = first {
+        println!("backend {name:<8}: loaded in {load_ms:.0} ms, segment failed: {e}");
+        return None;
+    }
+    // Steady state of a stream: image encoder and decoder every frame, the
+    // prompt's text features from the cache.
+    let (ms, r) = time(5, || model.segment(&frame, &["a person"], &opts));
+    let scores: Vec<f32> = match r {
+        Ok(v) => v.iter().map(|i| i.score).collect(),
+        Err(e) => {
+            println!("backend {name:<8}: segment failed: {e}");
+            return None;
+        }
+    };
+    let vs_cpu = match cpu {
+        Some(c) if c.len() == scores.len() => format!(
+            ", {} instances, scores within {:.2e} of the CPU's",
+            scores.len(),
+            c.iter()
+                .zip(&scores)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        ),
+        Some(c) => format!(", {} instances (the CPU found {})", scores.len(), c.len()),
+        None => format!(", {} instances", scores.len()),
+    };
+    println!(
+        "backend {name:<8}: ok: load {load_ms:.0} ms, first frame {first_ms:.1} ms, then {ms:.2} ms a frame (median){vs_cpu}"
+    );
+    Some(scores)
+}
+
+fn provider_note() {
+    let Some(dir) = samclipseg::runtime::library_path().and_then(Path::parent) else {
+        return;
+    };
+    for (what, lib) in [
+        ("CUDA", "libonnxruntime_providers_cuda.so"),
+        ("TensorRT", "libonnxruntime_providers_tensorrt.so"),
+    ] {
+        let present = dir.join(lib).exists();
+        println!(
+            "ONNX Runtime {what} execution provider library ({lib}) {} in {}",
+            if present { "present" } else { "not present" },
+            dir.display()
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let photo =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sam3/golden/astronaut.png");
+    let mut failed = false;
+    match GpuKernels::new(0) {
+        Err(e) if !driver_present() => {
+            println!("no GPU: skipped: kernel comparisons ({e})");
+            println!("no GPU: skipped: CUDA and TensorRT backends");
+            return ExitCode::from(EXIT_NO_DRIVER);
+        }
+        Err(e) => {
+            println!(
+                "kernels: FAIL: a CUDA driver is installed but the kernels did not start: {e}"
+            );
+            failed = true;
+        }
+        Ok(mut k) => {
+            println!(
+                "kernels on {}: GPU ms = median of {} calls including copies to and from the host; kernel ms = device time of the kernels alone; CPU ms = the CPU twin, median of {}",
+                k.device_name(),
+                a.runs,
+                a.cpu_runs
+            );
+            print_header();
+            let mut rows = Vec::new();
+            check_preprocess(&mut k, &a, &photo, &mut rows);
+            check_masks(&mut k, &a, &mut rows);
+            let bad = rows.iter().filter(|r| !r.ok).count();
+            println!(
+                "kernels: {} of {} comparisons passed",
+                rows.len() - bad,
+                rows.len()
+            );
+            failed |= bad > 0;
+        }
+    }
+
+    println!("backends on bundle {}:", a.bundle.display());
+    let cpu = run_backend(BackendKind::Cpu, &a.bundle, &photo, None);
+    provider_note();
+    for kind in [BackendKind::Cuda, BackendKind::TensorRt] {
+        run_backend(kind, &a.bundle, &photo, cpu.as_deref());
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
