@@ -1,11 +1,13 @@
 //! ONNX Runtime sessions for the three engines, checked against the manifest.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use cudarc::driver::CudaContext;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
-use ort::value::{Tensor as OrtTensor, TensorElementType, ValueType};
+use ort::value::{Tensor as OrtTensor, TensorElementType, TensorValueType, ValueType};
 
 use crate::bundle::{Dim, EngineRole, EngineSpec, TensorSpec};
 use crate::error::{Error, Result};
@@ -136,19 +138,294 @@ pub enum Input<'a> {
     I64(&'a TensorI64),
 }
 
+impl Input<'_> {
+    fn bytes(&self) -> u64 {
+        match self {
+            Input::F32(t) => (t.data.len() * 4) as u64,
+            Input::I64(t) => (t.data.len() * 8) as u64,
+        }
+    }
+
+    fn to_ort(&self) -> ort::Result<ort::value::DynValue> {
+        Ok(match self {
+            Input::F32(t) => OrtTensor::from_array((t.shape.clone(), t.data.clone()))?.into_dyn(),
+            Input::I64(t) => OrtTensor::from_array((t.shape.clone(), t.data.clone()))?.into_dyn(),
+        })
+    }
+}
+
+/// An input for [`Engine::run_bound`]: a host tensor (ONNX Runtime uploads it
+/// on a GPU backend) or a value an engine left in device memory (bound as is).
+pub enum Bound<'a> {
+    Host(Input<'a>),
+    Device(&'a DeviceTensor),
+}
+
+/// Bytes moved between the host and the engines' memory since the model was
+/// loaded; the difference over a frame is what the frame cost.
+///
+/// Counted the same way on every backend, so the CPU tests pin down what a GPU
+/// backend does: on `cpu` an "upload" is ONNX Runtime reading host memory and a
+/// "download" a plain copy, on `cuda` / `tensorrt` they cross the PCIe bus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// Host tensors given to an engine (pixels, token ids, attention masks).
+    pub host_to_device: u64,
+    /// Engine outputs read back to the host (scores, boxes, kept masks, and
+    /// every explicit `to_host()`).
+    pub device_to_host: u64,
+    /// Copies inside device memory (assembling a decoder batch of text features).
+    pub device_to_device: u64,
+}
+
+/// Where the engines of one model leave their outputs: CUDA device memory for
+/// the `cuda` and `tensorrt` backends, host memory for `cpu`. Shared by the
+/// engines and every [`DeviceTensor`] they make, and counts their copies.
+pub struct DeviceMemory {
+    backend: BackendKind,
+    device_id: i32,
+    info: MemoryInfo<'static>,
+    host_to_device: AtomicU64,
+    device_to_host: AtomicU64,
+    device_to_device: AtomicU64,
+    /// The device's primary context (the one ONNX Runtime's CUDA provider
+    /// uses), retained on the first copy that needs it.
+    cuda: Mutex<Option<Arc<CudaContext>>>,
+}
+
+impl std::fmt::Debug for DeviceMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceMemory")
+            .field("backend", &self.backend)
+            .field("device_id", &self.device_id)
+            .field("transfers", &self.transfers())
+            .finish()
+    }
+}
+
+impl DeviceMemory {
+    pub fn new(options: &BackendOptions) -> Result<DeviceMemory> {
+        // ONNX Runtime must be loaded before any of its objects is made.
+        runtime::environment()?;
+        let (device, id) = match options.kind {
+            BackendKind::Cpu => (AllocationDevice::CPU, 0),
+            BackendKind::Cuda | BackendKind::TensorRt => {
+                (AllocationDevice::CUDA, options.device_id)
+            }
+        };
+        let info = MemoryInfo::new(device, id, AllocatorType::Device, MemoryType::Default)
+            .map_err(|e| Error::Backend {
+                backend: options.kind.name().into(),
+                message: format!("cannot describe device {id}'s memory to ONNX Runtime: {e}"),
+            })?;
+        Ok(DeviceMemory {
+            backend: options.kind,
+            device_id: id,
+            info,
+            host_to_device: AtomicU64::new(0),
+            device_to_host: AtomicU64::new(0),
+            device_to_device: AtomicU64::new(0),
+            cuda: Mutex::new(None),
+        })
+    }
+
+    pub fn transfers(&self) -> Transfers {
+        Transfers {
+            host_to_device: self.host_to_device.load(Ordering::Relaxed),
+            device_to_host: self.device_to_host.load(Ordering::Relaxed),
+            device_to_device: self.device_to_device.load(Ordering::Relaxed),
+        }
+    }
+
+    fn copy_error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Backend {
+            backend: self.backend.name().into(),
+            message: format!(
+                "{what} on CUDA device {} failed: {e}; check `nvidia-smi` and the device-id property",
+                self.device_id
+            ),
+        }
+    }
+
+    /// The CUDA context to copy with, made current on this thread.
+    fn cuda(&self) -> Result<Arc<CudaContext>> {
+        let mut slot = self.cuda.lock().map_err(|_| {
+            self.copy_error("locking the CUDA context", "poisoned by an earlier panic")
+        })?;
+        let ctx = match slot.as_ref() {
+            Some(ctx) => ctx.clone(),
+            None => {
+                // SAFETY: only opens libcuda.so.1 by name; CudaContext::new panics without it.
+                if !unsafe { cudarc::driver::sys::is_culib_present() } {
+                    return Err(self.copy_error(
+                        "loading the CUDA driver",
+                        "libcuda.so.1 is not on the library path",
+                    ));
+                }
+                let ordinal = usize::try_from(self.device_id)
+                    .map_err(|_| self.copy_error("opening the device", "negative device id"))?;
+                // cudarc panics on a driver that lacks a symbol it binds.
+                let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+                    .map_err(|_| {
+                        self.copy_error("opening the device", "the CUDA driver is too old")
+                    })?
+                    .map_err(|e| self.copy_error("opening the device", e))?;
+                slot.insert(ctx).clone()
+            }
+        };
+        ctx.bind_to_thread()
+            .map_err(|e| self.copy_error("binding the CUDA context", e))?;
+        Ok(ctx)
+    }
+}
+
+/// A float tensor that an engine left where it ran (see [`DeviceMemory`]): it
+/// can be bound to another engine's input without a copy, and is read on the
+/// host only through the explicit, counted [`DeviceTensor::to_host`] and
+/// [`DeviceTensor::read`]. Immutable; clones share the value.
+#[derive(Clone)]
+pub struct DeviceTensor {
+    value: Arc<OrtTensor<f32>>,
+    shape: Vec<usize>,
+    memory: Arc<DeviceMemory>,
+}
+
+impl std::fmt::Debug for DeviceTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceTensor")
+            .field("shape", &self.shape)
+            .field("on_host", &self.on_host())
+            .finish()
+    }
+}
+
+impl DeviceTensor {
+    fn new(value: OrtTensor<f32>, memory: Arc<DeviceMemory>) -> DeviceTensor {
+        let shape = value.shape().iter().map(|d| *d as usize).collect();
+        DeviceTensor {
+            value: Arc::new(value),
+            shape,
+            memory,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements in one item of the leading (batch) dimension.
+    pub fn item_len(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+
+    /// Whether the data is in host memory (the `cpu` backend). Decided by the
+    /// value itself: ONNX Runtime may leave an output of a GPU session on the host.
+    pub fn on_host(&self) -> bool {
+        self.value.memory_info().is_cpu_accessible()
+    }
+
+    /// Whether both are the very same value (no copy between them).
+    pub fn same_value(&self, other: &DeviceTensor) -> bool {
+        Arc::ptr_eq(&self.value, &other.value)
+    }
+
+    /// Device pointer of the first element, checked to be CUDA memory.
+    fn cuda_ptr(&self) -> Result<cudarc::driver::sys::CUdeviceptr> {
+        let info = self.value.memory_info();
+        if info.allocation_device() != AllocationDevice::CUDA {
+            return Err(Error::Backend {
+                backend: self.memory.backend.name().into(),
+                message: format!(
+                    "an engine output is in `{}` memory, which samclipseg cannot copy; only host and CUDA memory are supported",
+                    info.allocation_device().as_str()
+                ),
+            });
+        }
+        Ok(self.value.data_ptr() as usize as cudarc::driver::sys::CUdeviceptr)
+    }
+
+    /// Copies the whole tensor to the host.
+    pub fn to_host(&self) -> Result<TensorF32> {
+        let mut data = vec![0f32; self.len()];
+        self.read(0, &mut data)?;
+        Ok(TensorF32::new(self.shape.clone(), data))
+    }
+
+    /// Copies item `index` of the leading dimension to the host, as [1, ...].
+    pub fn item_to_host(&self, index: usize) -> Result<TensorF32> {
+        let n = self.item_len();
+        let mut data = vec![0f32; n];
+        self.read(index * n, &mut data)?;
+        let mut shape = self.shape.clone();
+        if let Some(first) = shape.first_mut() {
+            *first = 1;
+        }
+        Ok(TensorF32::new(shape, data))
+    }
+
+    /// Copies elements `start..start + dst.len()` (row-major) to the host: on
+    /// CUDA only those bytes cross the bus.
+    pub fn read(&self, start: usize, dst: &mut [f32]) -> Result<()> {
+        let end = start + dst.len();
+        if end > self.len() {
+            return Err(Error::InvalidInput(format!(
+                "reading elements {start}..{end} of a tensor of shape {:?}",
+                self.shape
+            )));
+        }
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.memory
+            .device_to_host
+            .fetch_add(std::mem::size_of_val(dst) as u64, Ordering::Relaxed);
+        if self.on_host() {
+            let (_, data) = self.value.extract_tensor();
+            dst.copy_from_slice(&data[start..end]);
+            return Ok(());
+        }
+        // ort rc.15 copies only whole tensors (`Tensor::to`); its copy of a view
+        // made with `TensorRefMut::from_raw` deadlocks on the lock of its copy
+        // sessions. So the kept rows are copied with the driver directly.
+        let src = self.cuda_ptr()? + (start * 4) as u64;
+        let _ctx = self.memory.cuda()?;
+        // SAFETY: src..src + size_of_val(dst) lies inside this tensor's device
+        // buffer (bounds checked above), which `self.value` keeps alive. The
+        // engine run that wrote it has finished: ONNX Runtime synchronises the
+        // provider's stream before `run_binding` returns.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(dst, src) }.map_err(|e| {
+            self.memory
+                .copy_error("copying an engine output to the host", e)
+        })
+    }
+}
+
 pub struct Engine {
     role: EngineRole,
     path: PathBuf,
     session: Mutex<Session>,
     runs: AtomicU64,
+    memory: Arc<DeviceMemory>,
 }
 
 impl Engine {
+    /// Opens an engine whose outputs [`Engine::run_bound`] leaves in `memory`
+    /// (made from the same `options`).
     pub fn load(
         role: EngineRole,
         path: &Path,
         spec: &EngineSpec,
         options: &BackendOptions,
+        memory: Arc<DeviceMemory>,
     ) -> Result<Engine> {
         let engine_err = |message: String| Error::Engine {
             engine: role.key().to_string(),
@@ -181,7 +458,22 @@ impl Engine {
             path: path.to_path_buf(),
             session: Mutex::new(session),
             runs: AtomicU64::new(0),
+            memory,
         })
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Engine {
+            engine: self.role.key().to_string(),
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Session>> {
+        self.session
+            .lock()
+            .map_err(|_| self.error("session lock poisoned by an earlier panic".into()))
     }
 
     pub fn role(&self) -> EngineRole {
@@ -193,30 +485,22 @@ impl Engine {
         self.runs.load(Ordering::Relaxed)
     }
 
-    /// Runs the engine and returns the named float outputs, in the order asked.
+    /// Runs the engine and returns the named float outputs on the host, in the
+    /// order asked (every output is copied back; see [`Engine::run_bound`]).
     pub fn run(&self, inputs: &[(&str, Input)], outputs: &[&str]) -> Result<Vec<TensorF32>> {
-        let err = |message: String| Error::Engine {
-            engine: self.role.key().to_string(),
-            path: self.path.clone(),
-            message,
-        };
+        let err = |message: String| self.error(message);
         let mut values: Vec<(String, ort::session::SessionInputValue)> =
             Vec::with_capacity(inputs.len());
         for (name, input) in inputs {
-            let v: ort::session::SessionInputValue = match input {
-                Input::F32(t) => OrtTensor::from_array((t.shape.clone(), t.data.clone()))
-                    .map_err(|e| err(format!("input `{name}`: {e}")))?
-                    .into(),
-                Input::I64(t) => OrtTensor::from_array((t.shape.clone(), t.data.clone()))
-                    .map_err(|e| err(format!("input `{name}`: {e}")))?
-                    .into(),
-            };
-            values.push((name.to_string(), v));
+            let v = input
+                .to_ort()
+                .map_err(|e| err(format!("input `{name}`: {e}")))?;
+            self.memory
+                .host_to_device
+                .fetch_add(input.bytes(), Ordering::Relaxed);
+            values.push((name.to_string(), v.into()));
         }
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| err("session lock poisoned by an earlier panic".into()))?;
+        let mut session = self.lock()?;
         self.runs.fetch_add(1, Ordering::Relaxed);
         let out = session
             .run(values)
@@ -230,12 +514,136 @@ impl Engine {
                 let (shape, data) = v
                     .try_extract_tensor::<f32>()
                     .map_err(|e| err(format!("output `{name}` is not float32: {e}")))?;
+                self.memory
+                    .device_to_host
+                    .fetch_add((data.len() * 4) as u64, Ordering::Relaxed);
                 Ok(TensorF32::new(
                     shape.iter().map(|d| *d as usize).collect(),
                     data.to_vec(),
                 ))
             })
             .collect()
+    }
+
+    /// Runs the engine with IoBinding: device inputs are bound as they are (no
+    /// copy), host inputs are uploaded by ONNX Runtime, and the named float
+    /// outputs stay in the engine's memory, in the order asked.
+    pub fn run_bound(
+        &self,
+        inputs: &[(&str, Bound)],
+        outputs: &[&str],
+    ) -> Result<Vec<DeviceTensor>> {
+        let err = |message: String| self.error(message);
+        let mut session = self.lock()?;
+        let mut binding = session
+            .create_binding()
+            .map_err(|e| err(format!("cannot create an IoBinding: {e}")))?;
+        for (name, input) in inputs {
+            let bound = match input {
+                Bound::Device(t) => binding.bind_input(*name, &*t.value),
+                Bound::Host(h) => {
+                    let v = h
+                        .to_ort()
+                        .map_err(|e| err(format!("input `{name}`: {e}")))?;
+                    self.memory
+                        .host_to_device
+                        .fetch_add(h.bytes(), Ordering::Relaxed);
+                    // The binding keeps its own reference to the value.
+                    binding.bind_input(*name, &v)
+                }
+            };
+            bound.map_err(|e| err(format!("cannot bind input `{name}`: {e}")))?;
+        }
+        for name in outputs {
+            binding
+                .bind_output_to_device(*name, &self.memory.info)
+                .map_err(|e| err(format!("cannot bind output `{name}`: {e}")))?;
+        }
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        // A fresh binding per run: its output buffers are never reused by a
+        // later run while a DeviceTensor still holds them.
+        let mut out = session
+            .run_binding(&binding)
+            .map_err(|e| err(format!("inference failed: {e}")))?;
+        outputs
+            .iter()
+            .map(|name| {
+                let v = out
+                    .remove(*name)
+                    .ok_or_else(|| err(format!("output `{name}` missing")))?;
+                let t = v
+                    .downcast::<TensorValueType<f32>>()
+                    .map_err(|e| err(format!("output `{name}` is not float32: {e}")))?;
+                Ok(DeviceTensor::new(t, self.memory.clone()))
+            })
+            .collect()
+    }
+
+    /// Stacks item `row` of each tensor into one new [n, ...] tensor in the
+    /// same memory, without passing through the host: how a decoder batch is
+    /// made of text features encoded in different batches.
+    pub fn gather_rows(&self, rows: &[(&DeviceTensor, usize)]) -> Result<DeviceTensor> {
+        let err = |message: String| self.error(message);
+        let Some((first, _)) = rows.first() else {
+            return Err(err("gathering no rows".into()));
+        };
+        let tail = &first.shape[1..];
+        for (t, row) in rows {
+            if &t.shape[1..] != tail || *row >= t.shape[0] {
+                return Err(Error::InvalidInput(format!(
+                    "text features of shapes {:?} and {:?} (row {row}) cannot be batched",
+                    first.shape, t.shape
+                )));
+            }
+        }
+        let n = first.item_len();
+        let mut shape = first.shape.clone();
+        shape[0] = rows.len();
+        let bytes = (rows.len() * n * 4) as u64;
+        let value = if rows.iter().all(|(t, _)| t.on_host()) {
+            let mut data = Vec::with_capacity(rows.len() * n);
+            for (t, row) in rows {
+                data.extend_from_slice(&t.value.extract_tensor().1[row * n..(row + 1) * n]);
+            }
+            OrtTensor::from_array((shape, data))
+                .map_err(|e| err(format!("cannot make a batch tensor: {e}")))?
+        } else {
+            let session = self.lock()?;
+            let allocator = Allocator::new(&session, self.memory.info.clone())
+                .map_err(|e| err(format!("no allocator for the device memory: {e}")))?;
+            let mut dst = OrtTensor::<f32>::new(&allocator, shape)
+                .map_err(|e| err(format!("cannot allocate a batch tensor on the device: {e}")))?;
+            let base = dst.data_ptr_mut() as usize as u64;
+            let _ctx = self.memory.cuda()?;
+            for (i, (t, row)) in rows.iter().enumerate() {
+                let src = t.cuda_ptr()? + (row * n * 4) as u64;
+                // SAFETY: both ranges are one item inside live tensors of the
+                // same item size (shapes checked above); the sources were
+                // written by finished engine runs.
+                unsafe {
+                    cudarc::driver::result::memcpy_dtod_sync(base + (i * n * 4) as u64, src, n * 4)
+                }
+                .map_err(|e| {
+                    self.memory
+                        .copy_error("assembling a batch of text features", e)
+                })?;
+            }
+            // Device-to-device copies do not block the host, and ONNX Runtime
+            // runs the decoder on its own stream: wait for them here.
+            // SAFETY: the null stream is the context's legacy default stream,
+            // the one the copies above were queued on.
+            unsafe { cudarc::driver::result::stream::synchronize(std::ptr::null_mut()) }.map_err(
+                |e| {
+                    self.memory
+                        .copy_error("assembling a batch of text features", e)
+                },
+            )?;
+            dst
+        };
+        self.memory
+            .device_to_device
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(DeviceTensor::new(value, self.memory.clone()))
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::backend::{BackendOptions, Engine, Input};
+use crate::backend::{BackendOptions, Bound, DeviceMemory, DeviceTensor, Engine, Input, Transfers};
 use crate::bundle::{Bundle, EngineRole, Manifest};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::postprocess::{Instance, PostprocessOptions, QueryOutputs, instances};
+use crate::postprocess::{Instance, PostprocessOptions, QueryOutputs, instances, query_scores};
 use crate::preprocess::preprocess;
 use crate::tensor::{TensorF32, TensorI64};
 use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
@@ -22,23 +22,50 @@ const IMAGE_OUTPUTS: [&str; 4] = ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn
 const DECODER_OUTPUTS: [&str; 4] = ["pred_logits", "pred_boxes", "pred_masks", "presence_logits"];
 
 /// One prompt's text features ([1, context, D]) and its attention mask.
+///
+/// The features stay in the engines' memory (on the GPU for `cuda` /
+/// `tensorrt`) as one row of the text encoder's output batch, shared with the
+/// prompts encoded alongside: slicing a row out would cost a copy per prompt,
+/// while a decoder batch of exactly that encoder batch binds it as it is, and
+/// any other batch is gathered device-to-device (see `Sam3Model::text_batch`).
 #[derive(Debug, Clone)]
 pub struct TextFeatures {
     pub prompt: String,
     pub tokens: TokenizedPrompt,
-    pub features: TensorF32,
+    batch: DeviceTensor,
+    row: usize,
 }
 
-/// One picture's multi-scale features, as the decoder consumes them.
+impl TextFeatures {
+    /// The features on the host, [1, context, D]: copies this prompt's row.
+    pub fn to_host(&self) -> Result<TensorF32> {
+        self.batch.item_to_host(self.row)
+    }
+}
+
+/// One picture's multi-scale features, as the decoder consumes them, kept in
+/// the engines' memory and bound to the decoder without a copy.
 #[derive(Debug, Clone)]
 pub struct ImageFeatures {
     /// `fpn_feat_0..2` then `fpn_pos_2`, each [1, C, h, w].
-    pub levels: Vec<TensorF32>,
+    levels: Vec<DeviceTensor>,
     /// Width and height of the picture they were computed from.
     pub source_size: (usize, usize),
 }
 
-/// Decoder outputs for a batch of prompts.
+impl ImageFeatures {
+    /// The features where the engines keep them.
+    pub fn levels(&self) -> &[DeviceTensor] {
+        &self.levels
+    }
+
+    /// The four levels on the host: copies all of them.
+    pub fn to_host(&self) -> Result<Vec<TensorF32>> {
+        self.levels.iter().map(DeviceTensor::to_host).collect()
+    }
+}
+
+/// Decoder outputs for a batch of prompts, all on the host.
 #[derive(Debug, Clone)]
 pub struct DecoderOutput {
     pub pred_logits: TensorF32,
@@ -60,13 +87,81 @@ impl DecoderOutput {
     }
 }
 
+/// Decoder outputs as a frame needs them: the small per-query outputs copied
+/// to the host, the masks (1 x queries x 288 x 288 floats per prompt on the
+/// full model) left in the engines' memory until the kept ones are read.
+#[derive(Debug, Clone)]
+pub struct DeviceDecoderOutput {
+    pub pred_logits: TensorF32,
+    pub pred_boxes: TensorF32,
+    pub pred_masks: DeviceTensor,
+    pub presence_logits: TensorF32,
+}
+
+impl DeviceDecoderOutput {
+    /// Everything on the host: copies every mask.
+    pub fn to_host(&self) -> Result<DecoderOutput> {
+        Ok(DecoderOutput {
+            pred_logits: self.pred_logits.clone(),
+            pred_boxes: self.pred_boxes.clone(),
+            pred_masks: self.pred_masks.to_host()?,
+            presence_logits: self.presence_logits.clone(),
+        })
+    }
+
+    /// Prompt `p`'s masks indexed by query as in [`DecoderOutput::prompt`],
+    /// with only the rows of the `kept` queries (ascending) copied to the
+    /// host; the others stay zero, and the buffer ends after the last kept row.
+    fn kept_masks(&self, p: usize, kept: &[usize]) -> Result<Vec<f32>> {
+        let s = self.pred_masks.shape();
+        let (queries, mask_len) = (s[1], s[2] * s[3]);
+        let rows = kept.last().map_or(0, |last| last + 1);
+        let mut masks = vec![0f32; rows * mask_len];
+        // Runs of consecutive queries are one copy each.
+        let mut i = 0;
+        while i < kept.len() {
+            let mut j = i + 1;
+            while j < kept.len() && kept[j] == kept[j - 1] + 1 {
+                j += 1;
+            }
+            let (a, b) = (kept[i] * mask_len, (kept[j - 1] + 1) * mask_len);
+            self.pred_masks
+                .read(p * queries * mask_len + a, &mut masks[a..b])?;
+            i = j;
+        }
+        Ok(masks)
+    }
+}
+
+/// The queries of one prompt that `postprocess::instances` turns into
+/// instances (and so the only masks it reads): score above the threshold,
+/// the best `max_instances` of them when capped. Ascending query order.
+fn kept_queries(q: &QueryOutputs, opts: &PostprocessOptions) -> Vec<usize> {
+    let scores = query_scores(q);
+    let mut kept: Vec<usize> = (0..scores.len())
+        .filter(|&i| scores[i] > opts.threshold)
+        .collect();
+    if opts.max_instances > 0 && kept.len() > opts.max_instances {
+        kept.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+        kept.truncate(opts.max_instances);
+        kept.sort_unstable();
+    }
+    kept
+}
+
+/// The last decoder batch of text features that had to be gathered, and the
+/// prompts it holds: a stream decodes the same prompts every frame.
+type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
+
 pub struct Sam3Model {
     bundle: Bundle,
     tokenizer: PromptTokenizer,
     text_encoder: Engine,
     image_encoder: Engine,
     decoder: Engine,
+    memory: Arc<DeviceMemory>,
     text_cache: Mutex<LruCache<String, Arc<TextFeatures>>>,
+    text_batch: Mutex<TextBatch>,
 }
 
 impl Sam3Model {
@@ -80,7 +175,16 @@ impl Sam3Model {
             m.text.context_length,
             m.text.pad_token_id,
         )?;
-        let load = |role| Engine::load(role, &bundle.engine_path(role), m.engine(role), options);
+        let memory = Arc::new(DeviceMemory::new(options)?);
+        let load = |role| {
+            Engine::load(
+                role,
+                &bundle.engine_path(role),
+                m.engine(role),
+                options,
+                memory.clone(),
+            )
+        };
         let text_encoder = load(EngineRole::TextEncoder)?;
         let image_encoder = load(EngineRole::ImageEncoder)?;
         let decoder = load(EngineRole::Decoder)?;
@@ -91,7 +195,9 @@ impl Sam3Model {
             text_encoder,
             image_encoder,
             decoder,
+            memory,
             text_cache: Mutex::new(LruCache::new(capacity)),
+            text_batch: Mutex::new(None),
         })
     }
 
@@ -111,6 +217,12 @@ impl Sam3Model {
             self.image_encoder.runs(),
             self.decoder.runs(),
         ]
+    }
+
+    /// Bytes copied between the host and the engines' memory since loading
+    /// (see [`Transfers`]): what a frame moved, and what device residency saved.
+    pub fn transfers(&self) -> Transfers {
+        self.memory.transfers()
     }
 
     pub fn tokenize(&self, prompt: &str) -> Result<TokenizedPrompt> {
@@ -143,10 +255,8 @@ impl Sam3Model {
                 let tf = Arc::new(TextFeatures {
                     prompt: prompts[i].to_string(),
                     tokens: tok,
-                    features: TensorF32::new(
-                        [&[1][..], &feats.shape[1..]].concat(),
-                        feats.item(n).to_vec(),
-                    ),
+                    batch: feats.clone(),
+                    row: n,
                 });
                 cache.put(keys[i].clone(), tf);
             }
@@ -176,8 +286,9 @@ impl Sam3Model {
             .map_err(|_| Error::InvalidInput("text cache lock poisoned by an earlier panic".into()))
     }
 
-    /// Runs the text encoder on tokenised prompts: [n, context, D].
-    pub fn run_text_encoder(&self, tokens: &[TokenizedPrompt]) -> Result<TensorF32> {
+    /// Runs the text encoder on tokenised prompts: [n, context, D], left in
+    /// the engines' memory.
+    pub fn run_text_encoder(&self, tokens: &[TokenizedPrompt]) -> Result<DeviceTensor> {
         let ctx = self.tokenizer.context_length();
         let n = tokens.len();
         let ids = TensorI64::new(
@@ -188,10 +299,10 @@ impl Sam3Model {
             vec![n, ctx],
             tokens.iter().flat_map(|t| t.mask.iter().copied()).collect(),
         );
-        let mut out = self.text_encoder.run(
+        let mut out = self.text_encoder.run_bound(
             &[
-                ("input_ids", Input::I64(&ids)),
-                ("attention_mask", Input::I64(&mask)),
+                ("input_ids", Bound::Host(Input::I64(&ids))),
+                ("attention_mask", Bound::Host(Input::I64(&mask))),
             ],
             &["text_features"],
         )?;
@@ -210,8 +321,8 @@ impl Sam3Model {
         pixel_values: &TensorF32,
         source_size: (usize, usize),
     ) -> Result<ImageFeatures> {
-        let levels = self.image_encoder.run(
-            &[("pixel_values", Input::F32(pixel_values))],
+        let levels = self.image_encoder.run_bound(
+            &[("pixel_values", Bound::Host(Input::F32(pixel_values)))],
             &IMAGE_OUTPUTS,
         )?;
         Ok(ImageFeatures {
@@ -220,21 +331,49 @@ impl Sam3Model {
         })
     }
 
-    /// Matches one picture's features against a batch of prompts.
-    pub fn decode(
+    /// The decoder's `text_features` for `texts`, [n, context, D], without a
+    /// trip through the host: the text encoder's own batch when `texts` are
+    /// exactly its rows in order, else its rows gathered on the device (kept
+    /// for the next call with the same prompts).
+    fn text_batch(&self, texts: &[Arc<TextFeatures>]) -> Result<DeviceTensor> {
+        let first = &texts[0].batch;
+        let whole = first.shape()[0] == texts.len()
+            && texts
+                .iter()
+                .enumerate()
+                .all(|(i, t)| t.row == i && t.batch.same_value(first));
+        if whole {
+            return Ok(first.clone());
+        }
+        let mut last = self.text_batch.lock().map_err(|_| {
+            Error::InvalidInput("text batch lock poisoned by an earlier panic".into())
+        })?;
+        if let Some((members, batch)) = last.as_ref()
+            && members.len() == texts.len()
+            && members.iter().zip(texts).all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return Ok(batch.clone());
+        }
+        let rows: Vec<(&DeviceTensor, usize)> = texts.iter().map(|t| (&t.batch, t.row)).collect();
+        let batch = self.decoder.gather_rows(&rows)?;
+        *last = Some((texts.to_vec(), batch.clone()));
+        Ok(batch)
+    }
+
+    /// Matches one picture's features against a batch of prompts. The image
+    /// and text features are bound where they are; the small outputs are
+    /// copied to the host, the masks stay in the engines' memory.
+    pub fn decode_on_device(
         &self,
         image: &ImageFeatures,
         texts: &[Arc<TextFeatures>],
-    ) -> Result<DecoderOutput> {
+    ) -> Result<DeviceDecoderOutput> {
         if texts.is_empty() {
             return Err(Error::InvalidInput(
                 "decode needs at least one prompt".into(),
             ));
         }
-        let parts: Vec<&TensorF32> = texts.iter().map(|t| &t.features).collect();
-        let features = TensorF32::concat(&parts).ok_or_else(|| {
-            Error::InvalidInput("text features of different shapes cannot be batched".into())
-        })?;
+        let features = self.text_batch(texts)?;
         let ctx = self.tokenizer.context_length();
         let mask = TensorI64::new(
             vec![texts.len(), ctx],
@@ -243,24 +382,38 @@ impl Sam3Model {
                 .flat_map(|t| t.tokens.mask.iter().copied())
                 .collect(),
         );
-        let mut inputs: Vec<(&str, Input)> = IMAGE_OUTPUTS
+        let mut inputs: Vec<(&str, Bound)> = IMAGE_OUTPUTS
             .iter()
             .zip(&image.levels)
-            .map(|(n, t)| (*n, Input::F32(t)))
+            .map(|(n, t)| (*n, Bound::Device(t)))
             .collect();
-        inputs.push(("text_features", Input::F32(&features)));
-        inputs.push(("attention_mask", Input::I64(&mask)));
-        let mut out = self.decoder.run(&inputs, &DECODER_OUTPUTS)?.into_iter();
+        inputs.push(("text_features", Bound::Device(&features)));
+        inputs.push(("attention_mask", Bound::Host(Input::I64(&mask))));
+        let mut out = self
+            .decoder
+            .run_bound(&inputs, &DECODER_OUTPUTS)?
+            .into_iter();
         let mut next = || {
             out.next()
                 .ok_or_else(|| Error::InvalidInput("decoder returned too few outputs".into()))
         };
-        Ok(DecoderOutput {
-            pred_logits: next()?,
-            pred_boxes: next()?,
-            pred_masks: next()?,
-            presence_logits: next()?,
+        let (logits, boxes, masks, presence) = (next()?, next()?, next()?, next()?);
+        Ok(DeviceDecoderOutput {
+            pred_logits: logits.to_host()?,
+            pred_boxes: boxes.to_host()?,
+            pred_masks: masks,
+            presence_logits: presence.to_host()?,
         })
+    }
+
+    /// [`Sam3Model::decode_on_device`] with every output, masks included,
+    /// copied to the host.
+    pub fn decode(
+        &self,
+        image: &ImageFeatures,
+        texts: &[Arc<TextFeatures>],
+    ) -> Result<DecoderOutput> {
+        self.decode_on_device(image, texts)?.to_host()
     }
 
     /// Instances of every prompt in the decoder output, at the picture's size.
@@ -278,6 +431,32 @@ impl Sam3Model {
             .collect()
     }
 
+    /// [`Sam3Model::postprocess`] on outputs whose masks are still in the
+    /// engines' memory: copies only the masks of the queries that are kept.
+    pub fn postprocess_on_device(
+        &self,
+        out: &DeviceDecoderOutput,
+        texts: &[Arc<TextFeatures>],
+        image_size: (usize, usize),
+        opts: &PostprocessOptions,
+    ) -> Result<Vec<Instance>> {
+        let s = out.pred_masks.shape();
+        let mut all = Vec::new();
+        for (p, t) in texts.iter().enumerate() {
+            let mut q = QueryOutputs {
+                logits: out.pred_logits.item(p),
+                boxes: out.pred_boxes.item(p),
+                masks: &[],
+                mask_size: (s[3], s[2]),
+                presence_logit: out.presence_logits.item(p)[0],
+            };
+            let masks = out.kept_masks(p, &kept_queries(&q, opts))?;
+            q.masks = &masks;
+            all.extend(instances(&q, &t.prompt, p, image_size, opts));
+        }
+        Ok(all)
+    }
+
     /// The whole pipeline for one picture and several prompts.
     pub fn segment(
         &self,
@@ -290,7 +469,7 @@ impl Sam3Model {
         }
         let texts = self.encode_texts(prompts)?;
         let image = self.encode_image(frame)?;
-        let out = self.decode(&image, &texts)?;
-        Ok(self.postprocess(&out, &texts, (frame.width, frame.height), opts))
+        let out = self.decode_on_device(&image, &texts)?;
+        self.postprocess_on_device(&out, &texts, (frame.width, frame.height), opts)
     }
 }

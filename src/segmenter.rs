@@ -123,13 +123,13 @@ impl Segmenter {
                 signature,
             },
         };
-        let out = self.model.decode(&encoded.features, &texts);
+        let out = self.model.decode_on_device(&encoded.features, &texts);
         // Kept without reuse too: prompt suggestions rank phrases on it.
         self.encoded = Some(encoded);
         let out = out?;
-        let instances = self
-            .model
-            .postprocess(&out, &texts, (frame.width, frame.height), options);
+        let instances =
+            self.model
+                .postprocess_on_device(&out, &texts, (frame.width, frame.height), options)?;
         self.last = Some((key, (frame.width, frame.height), instances.clone()));
         Ok((instances, state))
     }

@@ -36,7 +36,8 @@ impl Sam3Model {
         let mut scores = Vec::with_capacity(phrases.len());
         for chunk in phrases.chunks(BATCH) {
             let texts = self.encode_texts(chunk)?;
-            let out = self.decode(image, &texts)?;
+            // Only the presence logits come back to the host, not the masks.
+            let out = self.decode_on_device(image, &texts)?;
             scores.extend(out.presence_logits.data.iter().map(|l| sigmoid(*l)));
         }
         Ok(scores)

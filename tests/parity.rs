@@ -62,7 +62,7 @@ fn engines_match_pytorch() {
             let reference = g.f32("text_features");
             compare(
                 "text_features",
-                &t.features.data,
+                &t.to_host().unwrap().data,
                 reference.item(p),
                 ENGINE_ATOL,
                 ENGINE_RTOL,
@@ -77,7 +77,7 @@ fn engines_match_pytorch() {
             .unwrap();
         for (name, ours) in ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"]
             .iter()
-            .zip(&image.levels)
+            .zip(&image.to_host().unwrap())
         {
             let reference = g.f32(name);
             // The golden features may be stored per prompt (repeated); compare the first.
