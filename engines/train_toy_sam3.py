@@ -19,6 +19,8 @@ Every ``--save-every`` steps the state (model, optimiser, step) goes to
 ``WORK/state.pt``; a rerun with the same WORK resumes.  The batch of step k is
 generated from seed (SEED, k), so a resumed run sees the same data.  A
 ``--deadline-minutes`` stop saves and exits cleanly (rerun to continue).
+Settings may change on resume (``--weights``, ``--prompts``, ...): each run
+appends its settings and first step to ``WORK/settings.jsonl``.
 ``--finish`` writes the trained weights, rounded to float16 and saved as a
 float16 transformers checkpoint, to ``WORK/checkpoint`` (what export reads).
 """
@@ -117,11 +119,11 @@ class Tokens:
         return (torch.stack([self.ids[p][0] for p in prompts]), torch.stack([self.ids[p][1] for p in prompts]))
 
 
-def make_batch(step: int, images: int, prompts: int, seed: int = SEED):
+def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negative: float = 0.4):
     """Scenes and prompts for a step, from seed (seed, step)."""
     rng = np.random.default_rng([seed, step])
     scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
-    pairs = [(i, p) for i, s in enumerate(scenes) for p in world.sample_prompts(rng, s, prompts)]
+    pairs = [(i, p) for i, s in enumerate(scenes) for p in world.sample_prompts(rng, s, prompts, p_negative)]
     return scenes, pairs
 
 
@@ -317,6 +319,8 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=16, help="images per step")
     ap.add_argument("--prompts", type=int, default=2, help="prompts per image")
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--p-negative", type=float, default=0.4, help="share of prompts that name nothing present")
+    ap.add_argument("--weights", default="", help="loss weights to override, e.g. presence=10,cls=5")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=2000)
@@ -332,6 +336,16 @@ def main(argv=None) -> int:
     if args.finish:
         finish(args.work, model.eval())
         return 0
+    for item in filter(None, args.weights.split(",")):
+        k, v = item.split("=")
+        if k not in W:
+            ap.error(f"--weights: unknown loss {k!r} (known: {', '.join(W)})")
+        W[k] = float(v)
+    run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
+           "lr": args.lr, "steps": args.steps, "weights": dict(W)}
+    print(f"[train] settings {run}", flush=True)
+    with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
+        fh.write(json.dumps(run) + "\n")
     tokens = Tokens()
     n = sum(p.numel() for p in model.parameters())
     print(f"[train] {n / 1e6:.2f} M parameters, steps {step}..{args.steps}", flush=True)
@@ -342,7 +356,7 @@ def main(argv=None) -> int:
     while step < args.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
-        scenes, pairs = make_batch(step, args.images, args.prompts)
+        scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative)
         out = forward(model, tokens, scenes, pairs)
         loss, parts = set_loss(out, scenes, pairs)
         opt.zero_grad(set_to_none=True)
