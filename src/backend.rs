@@ -400,8 +400,11 @@ impl DeviceTensor {
         let _ctx = self.memory.cuda()?;
         // SAFETY: src..src + size_of_val(dst) lies inside this tensor's device
         // buffer (bounds checked above), which `self.value` keeps alive. The
-        // engine run that wrote it has finished: ONNX Runtime synchronises the
-        // provider's stream before `run_binding` returns.
+        // engine run that wrote it has finished: `Engine::run_bound` calls
+        // `run_binding` with default RunOptions (no RunOptions at all, so
+        // `disable_synchronize_execution_providers` is unset), and ONNX Runtime
+        // then synchronises the provider's stream before the run returns; this
+        // ordering relies on that.
         unsafe { cudarc::driver::result::memcpy_dtoh_sync(dst, src) }.map_err(|e| {
             self.memory
                 .copy_error("copying an engine output to the host", e)
@@ -561,7 +564,10 @@ impl Engine {
         }
         self.runs.fetch_add(1, Ordering::Relaxed);
         // A fresh binding per run: its output buffers are never reused by a
-        // later run while a DeviceTensor still holds them.
+        // later run while a DeviceTensor still holds them. No RunOptions: the
+        // default ones make ONNX Runtime synchronise the provider's stream
+        // before returning, which `DeviceTensor::read` and `gather_rows` rely
+        // on (`binding.synchronize_outputs()` would add a device-wide sync).
         let mut out = session
             .run_binding(&binding)
             .map_err(|e| err(format!("inference failed: {e}")))?;
@@ -618,8 +624,11 @@ impl Engine {
             for (i, (t, row)) in rows.iter().enumerate() {
                 let src = t.cuda_ptr()? + (row * n * 4) as u64;
                 // SAFETY: both ranges are one item inside live tensors of the
-                // same item size (shapes checked above); the sources were
-                // written by finished engine runs.
+                // same item size (shapes checked above). The sources were
+                // written by finished engine runs: this relies on ONNX Runtime
+                // synchronising the provider's stream at the end of
+                // `run_binding`, which it does with the default RunOptions that
+                // `Engine::run_bound` uses (see `DeviceTensor::read`).
                 unsafe {
                     cudarc::driver::result::memcpy_dtod_sync(base + (i * n * 4) as u64, src, n * 4)
                 }

@@ -156,12 +156,13 @@ type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 pub struct Sam3Model {
     bundle: Bundle,
     tokenizer: PromptTokenizer,
+    // Fields drop in order: the caches hold tensors in the engines' memory, so they go first.
+    text_cache: Mutex<LruCache<String, Arc<TextFeatures>>>,
+    text_batch: Mutex<TextBatch>,
     text_encoder: Engine,
     image_encoder: Engine,
     decoder: Engine,
     memory: Arc<DeviceMemory>,
-    text_cache: Mutex<LruCache<String, Arc<TextFeatures>>>,
-    text_batch: Mutex<TextBatch>,
 }
 
 impl Sam3Model {

@@ -153,6 +153,13 @@ pub fn mask_count(
             mask_size.0, mask_size.1
         )));
     }
+    if logits_len > i32::MAX as usize {
+        return Err(Error::InvalidInput(format!(
+            "{logits_len} mask logits in one call; the CUDA kernels take at most {} (their \
+             element count is a 32-bit int): pass fewer masks at a time",
+            i32::MAX
+        )));
+    }
     let n = logits_len / per;
     if n > MAX_MASKS {
         return Err(Error::InvalidInput(format!(
@@ -337,6 +344,15 @@ mod tests {
         assert!(e.contains("not a whole number of 32x32 masks"), "{e}");
         assert!(mask_count(4, (2, 2), (0, 10)).is_err());
         assert!(mask_count(4, (2, 2), (MAX_SIDE + 1, 10)).is_err());
+        // Two 32768 x 32768 masks: 2^31 floats, past the kernels' i32 count.
+        let e = mask_count(1 << 31, (1 << 15, 1 << 15), (640, 360))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 2147483647"), "{e}");
+        assert_eq!(
+            mask_count(1 << 30, (1 << 15, 1 << 15), (640, 360)).unwrap(),
+            1
+        );
     }
 
     #[test]

@@ -403,7 +403,9 @@ impl GpuKernels {
         let probs = ensure(&self.stream, &mut self.probs, len)?;
         let start = event(&self.stream)?;
         if len > 0 {
-            let count = len as i32;
+            // mask_count rejected lengths above i32::MAX.
+            let count = i32::try_from(len)
+                .map_err(|_| Error::InvalidInput(format!("{len} mask logits in one call")))?;
             let mut b = self.stream.launch_builder(&self.f.sigmoid);
             b.arg(&*input).arg(&mut *probs).arg(&count);
             // SAFETY: both buffers hold at least `count` floats.
@@ -481,15 +483,20 @@ impl GpuKernels {
     ) -> Result<()> {
         let (w, h) = (canvas.width, canvas.height);
         let (used, alpha) = alpha_target(canvas.data.len(), w, h, canvas.stride, canvas.layout)?;
-        let (n, start) = self.probabilities(logits, mask_size, (w, h))?;
-        let frame = ensure(&self.stream, &mut self.frame, used)?;
+        mask_count(logits.len(), mask_size, (w, h))?;
+        // The frame goes up before `probabilities` records the start event,
+        // so that `last_kernel_ms` leaves the copy out.
         {
+            let frame = ensure(&self.stream, &mut self.frame, used)?;
             let mut dst = frame.slice_mut(..used);
             self.stream
                 .memcpy_htod(&canvas.data[..used], &mut dst)
                 .map_err(cuda("copying the frame to the GPU"))?;
         }
-        let (Some(probs), Some((_, lx, ly))) = (&self.probs, &self.linear) else {
+        let (n, start) = self.probabilities(logits, mask_size, (w, h))?;
+        let (Some(frame), Some(probs), Some((_, lx, ly))) =
+            (&mut self.frame, &self.probs, &self.linear)
+        else {
             return Err(Error::Gpu("mask buffers were not prepared".into()));
         };
         let (mw, mh) = (mask_size.0 as i32, mask_size.1 as i32);
