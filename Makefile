@@ -34,13 +34,17 @@ fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
 
 # The toy model trained on the shapes world (engines/README.md, "The toy
-# shapes-world model"): trains for TOY_STEPS steps (about 100 minutes on
-# 2 cores; resumable: rerun to continue), exports it into
-# tests/fixtures/toy-shapes-sam3 and evaluates it through the Rust core.
+# shapes-world model"), in the three phases of the recorded run (about 100
+# minutes on 2 cores; each phase resumes from engines/work/toy-train/state.pt,
+# so an interrupted `make toy` continues where it stopped), then exported into
+# tests/fixtures/toy-shapes-sam3 and evaluated through the Rust core.
 TOY_WORK := engines/work/toy-train
-TOY_STEPS ?= 14000
+TOY_TRAIN := .venv/bin/python engines/train_toy_sam3.py --work $(TOY_WORK) --eval-every 1000
+TOY_PHASE2 := --images 8 --prompts 4 --p-negative 0.5 --weights presence=10,cls=5
 toy: engines-deps
-	.venv/bin/python engines/train_toy_sam3.py --work $(TOY_WORK) --steps $(TOY_STEPS)
+	$(TOY_TRAIN) --steps 14000 --stop-at 4000
+	$(TOY_TRAIN) --steps 14000 --stop-at 4500 $(TOY_PHASE2)
+	$(TOY_TRAIN) --steps 13000 $(TOY_PHASE2)
 	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_WORK)/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy and Pillow only).

@@ -324,6 +324,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=2000)
+    ap.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (0: run to --steps)")
     ap.add_argument("--deadline-minutes", type=float, default=0, help="save and stop after this long (0: never)")
     ap.add_argument("--finish", action="store_true", help="write WORK/checkpoint from the saved state and exit")
     args = ap.parse_args(argv)
@@ -353,7 +354,7 @@ def main(argv=None) -> int:
     log_path = os.path.join(args.work, "metrics.jsonl")
     model.train()
     ema = None
-    while step < args.steps:
+    while step < args.steps and not (args.stop_at and step >= args.stop_at):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative)
@@ -378,10 +379,17 @@ def main(argv=None) -> int:
                 fh.write(json.dumps({"step": step, "loss": ema, **m}) + "\n")
         if step % args.save_every == 0 or step == args.steps:
             save(args.work, model, opt, step)
+        if args.stop_at and step >= args.stop_at:
+            save(args.work, model, opt, step)
+            print(f"[train] stopped at step {step} (--stop-at)", flush=True)
+            return 0
         if args.deadline_minutes and time.time() - start > args.deadline_minutes * 60:
             save(args.work, model, opt, step)
             print(f"[train] deadline reached at step {step}; rerun to continue", flush=True)
             return 0
+    if step < args.steps:  # resumed at or past --stop-at: nothing to do in this phase
+        print(f"[train] at step {step}, past --stop-at {args.stop_at}: nothing to do", flush=True)
+        return 0
     print(f"[train] done: {step} steps", flush=True)
     finish(args.work, model.eval())
     return 0
