@@ -101,8 +101,12 @@ fn run() -> Result<(), String> {
         let prompts: Vec<&str> = job.prompts.iter().map(String::as_str).collect();
         let texts = model.encode_texts(&prompts).map_err(|e| e.to_string())?;
         let image = model.encode_image(&frame).map_err(|e| e.to_string())?;
-        let out = model.decode(&image, &texts).map_err(|e| e.to_string())?;
-        let instances = model.postprocess(&out, &texts, (frame.width, frame.height), &opts);
+        let out = model
+            .decode_on_device(&image, &texts)
+            .map_err(|e| e.to_string())?;
+        let instances = model
+            .postprocess_on_device(&out, &texts, (frame.width, frame.height), &opts)
+            .map_err(|e| e.to_string())?;
         let per_prompt: Vec<_> = prompts
             .iter()
             .enumerate()
@@ -120,7 +124,7 @@ fn run() -> Result<(), String> {
                     .collect();
                 serde_json::json!({
                     "prompt": prompt,
-                    "presence": sigmoid(out.prompt(p).presence_logit),
+                    "presence": sigmoid(out.presence_logits.item(p)[0]),
                     "instances": kept,
                 })
             })
