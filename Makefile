@@ -34,7 +34,7 @@ fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
 
 # The toy model trained on the shapes world (engines/README.md, "The toy
-# shapes-world model"), in the three phases of the recorded run (about 100
+# shapes-world model"), in the four phases of the recorded run (about 100
 # minutes on 2 cores; each phase resumes from engines/work/toy-train/state.pt,
 # so an interrupted `make toy` continues where it stopped), then exported into
 # tests/fixtures/toy-shapes-sam3 and evaluated through the Rust core.
@@ -44,7 +44,8 @@ TOY_PHASE2 := --images 8 --prompts 4 --p-negative 0.5 --weights presence=10,cls=
 toy: engines-deps
 	$(TOY_TRAIN) --steps 14000 --stop-at 4000
 	$(TOY_TRAIN) --steps 14000 --stop-at 4500 $(TOY_PHASE2)
-	$(TOY_TRAIN) --steps 13000 $(TOY_PHASE2)
+	$(TOY_TRAIN) --steps 13000 --stop-at 9000 $(TOY_PHASE2)
+	$(TOY_TRAIN) --steps 13000 $(TOY_PHASE2) --balanced-negatives
 	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_WORK)/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy and Pillow only).

@@ -216,15 +216,33 @@ def sample_scene(rng: np.random.Generator, size: int = 112, max_shapes: int = 4)
     return render(rng, shapes, size)
 
 
-def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: float = 0.4) -> list[str]:
+def phrase_form(phrase: str) -> str:
+    """'colour shape', 'shape' or 'colour'."""
+    color, shape = parse_phrase(phrase)
+    return "colour shape" if color and shape else "shape" if shape else "colour"
+
+
+def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: float = 0.4,
+                   balanced_negatives: bool = False) -> list[str]:
     """n prompts for a scene: positives name a present object (colour + shape, shape,
     or colour + 'shape'); negatives name nothing present, often sharing a colour or a
-    shape with something that is."""
+    shape with something that is.  With ``balanced_negatives`` the negative's form
+    (colour + shape, shape, colour) is drawn first, uniformly among the forms that
+    have an absent phrase: drawn by phrase, shape-only negatives are rare (3 of 23
+    phrases, and often all three shapes are present)."""
     vocab = vocabulary()
     absent = [p for p in vocab if not scene.truth(p)]
     out = []
     for _ in range(n):
-        if absent and rng.uniform() < p_negative:
+        if absent and balanced_negatives and rng.uniform() < p_negative:
+            forms = sorted({phrase_form(p) for p in absent})
+            form = forms[int(rng.integers(len(forms)))]
+            pool = [p for p in absent if phrase_form(p) == form]
+            hard = [p for p in pool if any(parse_phrase(p)[0] == s.color or parse_phrase(p)[1] == s.shape
+                                           for s in scene.shapes)]
+            pool = hard if hard and rng.uniform() < 0.7 else pool
+            out.append(pool[int(rng.integers(len(pool)))])
+        elif absent and not balanced_negatives and rng.uniform() < p_negative:
             hard = [p for p in absent if any(
                 (parse_phrase(p)[0] in (None, s.color)) or (parse_phrase(p)[1] in (None, s.shape))
                 for s in scene.shapes)]
