@@ -75,17 +75,21 @@ def make_jobs(folder: str, images: int, size: int):
 
 def score(scenes, jobs, results) -> dict:
     ious, hits, extra, neg, neg_kept, pres_ok, n_prompts, n_pos = [], 0, 0, 0, 0, 0, 0, 0
+    by_form: dict[str, dict[str, list]] = {}
     for scene, job, res in zip(scenes, jobs, results):
         w, h = res["width"], res["height"]
         for phrase, r in zip(job["prompts"], res["prompts"]):
             assert r["prompt"] == phrase
             truth = scene.truth(phrase)
             masks = [decode_rle(k["rle"], w, h) for k in r["instances"]]
+            form = by_form.setdefault(world.phrase_form(phrase), {"recall": [], "no_match_kept": [], "presence": []})
             n_prompts += 1
             pres_ok += int((r["presence"] > 0.5) == bool(truth))
+            form["presence"].append(int((r["presence"] > 0.5) == bool(truth)))
             if not truth:
                 neg += 1
                 neg_kept += int(bool(masks))
+                form["no_match_kept"].append(int(bool(masks)))
                 continue
             n_pos += 1
             gts = [scene.masks[o] for o in truth]
@@ -93,8 +97,13 @@ def score(scenes, jobs, results) -> dict:
                 best = max((iou(m, gt) for m in masks), default=0.0)
                 ious.append(best)
                 hits += int(best >= 0.5)
+                form["recall"].append(int(best >= 0.5))
             extra += sum(1 for m in masks if max(iou(m, gt) for gt in gts) < 0.5)
+    mean = lambda v: round(float(np.mean(v)), 4) if v else None  # noqa: E731
     return {
+        "by_form": {f: {"recall_at_0.5": mean(v["recall"]), "no_match_prompts_keeping_an_instance":
+                        mean(v["no_match_kept"]), "presence_accuracy": mean(v["presence"]),
+                        "prompts": len(v["presence"])} for f, v in sorted(by_form.items())},
         "images": len(scenes),
         "objects": len(ious),
         "prompts_with_match": n_pos,
@@ -142,6 +151,11 @@ def main(argv=None) -> int:
         print(f"{k:40s} {m[k]:8.3f}  {ok}")
     print(f"({m['objects']} objects in {m['prompts_with_match']} prompts with a match, "
           f"{m['prompts_without_match']} prompts without)")
+    print(f"{'by prompt form':16s} {'prompts':>8s} {'recall@0.5':>10s} {'no-match kept':>14s} {'presence acc':>13s}")
+    for f, v in m["by_form"].items():
+        cell = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        print(f"{f:16s} {v['prompts']:8d} {cell(v['recall_at_0.5']):>10s} "
+              f"{cell(v['no_match_prompts_keeping_an_instance']):>14s} {cell(v['presence_accuracy']):>13s}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(m, fh, indent=2)
