@@ -120,12 +120,12 @@ class Tokens:
 
 
 def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negative: float = 0.4,
-               balanced_negatives: bool = False):
+               balanced_negatives: bool = False, uniform_positives: bool = False):
     """Scenes and prompts for a step, from seed (seed, step)."""
     rng = np.random.default_rng([seed, step])
     scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
     pairs = [(i, p) for i, s in enumerate(scenes)
-             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives)]
+             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives)]
     return scenes, pairs
 
 
@@ -324,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--p-negative", type=float, default=0.4, help="share of prompts that name nothing present")
     ap.add_argument("--balanced-negatives", action="store_true",
                     help="draw each negative's form (colour + shape, shape, colour) uniformly first")
+    ap.add_argument("--uniform-positives", action="store_true",
+                    help="draw positive prompts' forms (colour + shape, shape, colour) equally")
     ap.add_argument("--weights", default="", help="loss weights to override, e.g. presence=10,cls=5")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
@@ -347,7 +349,7 @@ def main(argv=None) -> int:
             ap.error(f"--weights: unknown loss {k!r} (known: {', '.join(W)})")
         W[k] = float(v)
     run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
-           "balanced_negatives": args.balanced_negatives,
+           "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives,
            "lr": args.lr, "steps": args.steps, "weights": dict(W)}
     print(f"[train] settings {run}", flush=True)
     with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
@@ -363,7 +365,8 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
-                                   balanced_negatives=args.balanced_negatives)
+                                   balanced_negatives=args.balanced_negatives,
+                                   uniform_positives=args.uniform_positives)
         out = forward(model, tokens, scenes, pairs)
         loss, parts = set_loss(out, scenes, pairs)
         opt.zero_grad(set_to_none=True)
