@@ -34,8 +34,8 @@ fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
 
 # The toy model trained on the shapes world (engines/README.md, "The toy
-# shapes-world model"), in the four phases of the recorded run (about 100
-# minutes on 2 cores; each phase resumes from engines/work/toy-train/state.pt,
+# shapes-world model"), in the five phases of the recorded run (two hours
+# on 2 cores; each phase resumes from engines/work/toy-train/state.pt,
 # so an interrupted `make toy` continues where it stopped), then exported into
 # tests/fixtures/toy-shapes-sam3 and evaluated through the Rust core.
 TOY_WORK := engines/work/toy-train
@@ -46,6 +46,8 @@ toy: engines-deps
 	$(TOY_TRAIN) --steps 14000 --stop-at 4500 $(TOY_PHASE2)
 	$(TOY_TRAIN) --steps 13000 --stop-at 9000 $(TOY_PHASE2)
 	$(TOY_TRAIN) --steps 13000 $(TOY_PHASE2) --balanced-negatives
+	$(TOY_TRAIN) --steps 16000 --stop-at 15702 --lr 1.5e-3 $(TOY_PHASE2) --balanced-negatives --uniform-positives
+	$(TOY_TRAIN) --finish
 	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_WORK)/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy and Pillow only).

@@ -55,12 +55,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def make_jobs(folder: str, images: int, size: int):
+def make_jobs(folder: str, images: int, size: int, seed: int = EVAL_SEED):
     from PIL import Image
 
     scenes, jobs = [], []
     for i in range(images):
-        rng = np.random.default_rng([EVAL_SEED, i])
+        rng = np.random.default_rng([seed, i])
         scene = world.sample_scene(rng, size)
         positives = world.sample_prompts(rng, scene, 2, p_negative=0.0)
         negative = world.sample_prompts(rng, scene, 1, p_negative=1.0)
@@ -125,13 +125,15 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--json", default=None, help="write the numbers here (default: print only)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=EVAL_SEED,
+                    help=f"image seeds (SEED, i); the reported test set is {EVAL_SEED}, use another to compare models")
     ap.add_argument("--release", action="store_true", help="build segment_batch in release mode (default: the dev profile the tests share)")
     args = ap.parse_args(argv)
 
     with open(os.path.join(args.bundle, "bundle.toml")) as fh:
         size = next(int(line.split("=")[1]) for line in fh if line.strip().startswith("image_size"))
     with tempfile.TemporaryDirectory(prefix="eval-toy-") as tmp:
-        scenes, jobs = make_jobs(tmp, args.images, size)
+        scenes, jobs = make_jobs(tmp, args.images, size, args.seed)
         out = os.path.join(tmp, "results.json")
         cmd = ["cargo", "run", "--quiet"] + (["--release"] if args.release else []) + ["--example", "segment_batch", "--",
                "--bundle", os.path.abspath(args.bundle), "--jobs", os.path.join(tmp, "jobs.json"),
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
             doc = json.load(fh)
     m = score(scenes, jobs, doc["results"])
     m["threshold"] = doc["threshold"]
+    m["seed"] = args.seed
     m["bundle"] = os.path.relpath(os.path.abspath(args.bundle), ROOT)
     print(f"shapes-world evaluation through the Rust core: {m['images']} held-out images, threshold {m['threshold']}")
     print(f"{'metric':40s} {'value':>8s}  target")

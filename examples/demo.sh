@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: a short clip made from a real photo, run through
-# samclipseg with the bundled tiny model, once as an overlay preview and once
-# with the masks in the alpha channel. Needs GST_PLUGIN_PATH to hold the plugin.
+# The demo behind `make demo`: a generated clip of moving shapes (a red circle
+# bouncing among shapes that come and go, engines/shapes_world.py), run through
+# samclipseg with the bundled toy model trained on that world
+# (tests/fixtures/toy-shapes-sam3), once as an overlay preview and once with
+# the masks in the alpha channel. Needs GST_PLUGIN_PATH to hold the plugin.
 #
-# The tiny model has RANDOM weights: its masks show the plumbing (caps, timing,
-# metadata, alpha, overlay), not real segmentation.
+# The toy model knows only its world: three shapes in five colours ("red
+# circle", "square", "yellow shape", ...). The random tiny-sam3 bundle serves
+# the parity tests; BUNDLE=tests/fixtures/tiny-sam3 PROMPT="a person" runs it here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-out}
-BUNDLE=${BUNDLE:-tests/fixtures/tiny-sam3}
-PHOTO=${PHOTO:-$BUNDLE/golden/astronaut.png}
-PROMPT=${PROMPT:-a person}
-FRAMES=${FRAMES:-48}
+BUNDLE=${BUNDLE:-tests/fixtures/toy-shapes-sam3}
+PROMPT=${PROMPT:-red circle}
+FRAMES=${FRAMES:-72}
+SIZE=${SIZE:-336}
+SEED=${SEED:-5}
 mkdir -p "$OUT"
 
 gst-inspect-1.0 samclipseg >/dev/null || {
@@ -20,10 +24,15 @@ gst-inspect-1.0 samclipseg >/dev/null || {
   exit 1
 }
 
-echo "demo: making $OUT/sample.mkv ($FRAMES frames, 640x360) from $PHOTO"
-gst-launch-1.0 -q filesrc location="$PHOTO" ! pngdec ! videoconvert ! imagefreeze num-buffers="$FRAMES" \
-  ! videoscale add-borders=true ! video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1,framerate=24/1 ! videoconvert \
-  ! vp8enc deadline=1 ! matroskamux ! filesink location="$OUT/sample.mkv"
+echo "demo: generating $OUT/clip/ ($FRAMES frames, ${SIZE}x${SIZE}, seed $SEED) and $OUT/sample.mkv"
+rm -rf "$OUT/clip"
+# Debian's python3 with python3-numpy and python3-pil (scripts/setup.sh installs them)
+PY=${PYTHON:-python3}
+$PY -c "import numpy, PIL" 2>/dev/null || PY=/usr/bin/python3
+$PY engines/shapes_world.py clip "$OUT/clip" --seed "$SEED" --size "$SIZE" --frames "$FRAMES"
+gst-launch-1.0 -q multifilesrc location="$OUT/clip/frame-%03d.png" index=0 stop-index=$((FRAMES - 1)) \
+  caps="image/png,framerate=24/1" ! pngdec ! videoconvert ! video/x-raw,format=I420 \
+  ! vp8enc deadline=1 target-bitrate=2000000 ! matroskamux ! filesink location="$OUT/sample.mkv"
 
 echo "demo: overlay preview -> $OUT/overlay.mkv and $OUT/overlay-NNN.png"
 gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! decodebin ! videoconvert \
