@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -652,6 +653,25 @@ def verify(model, processor, out_dir: str, tol: float, threads: int, bench: int)
 # --------------------------------------------------------------------------- main
 
 
+ENGINE_FILES = ("text_encoder.onnx", "image_encoder.onnx", "decoder.onnx")
+BUNDLE_FILES = ("bundle.toml", "tokenizer.json") + ENGINE_FILES
+
+
+def reset_bundle_dir(out_dir: str, subdirs: list[str]) -> None:
+    """For fixture makers that own OUT_DIR: remove its bundle files, and empty (recreate) the
+    given subdirectories, so the export never meets a stale bundle."""
+    for f in BUNDLE_FILES:
+        if os.path.exists(os.path.join(out_dir, f)):
+            os.remove(os.path.join(out_dir, f))
+    for d in subdirs:
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+
+
+def tree_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(path) for fn in fns)
+
+
 def check_out_dir(out_dir: str, name: str, sha: str) -> None:
     manifest = os.path.join(out_dir, "bundle.toml")
     if os.path.isfile(manifest):
@@ -668,7 +688,7 @@ def check_out_dir(out_dir: str, name: str, sha: str) -> None:
             )
         log(f"overwriting bundle {name!r} (same name and checkpoint) in {out_dir}")
     elif os.path.isdir(out_dir):
-        clash = [f for f in ("text_encoder.onnx", "image_encoder.onnx", "decoder.onnx") if os.path.exists(os.path.join(out_dir, f))]
+        clash = [f for f in ENGINE_FILES if os.path.exists(os.path.join(out_dir, f))]
         if clash:
             raise Refused(f"{out_dir!r} holds engine files {clash} but no bundle.toml; refusing to overwrite them")
 

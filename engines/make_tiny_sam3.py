@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -60,17 +59,22 @@ PRESENCE_TARGETS = {"a person": 0.4, "a cup of coffee": 0.2, "cat": 0.8, "a red 
 CALIBRATION_PROMPTS = ["a person", "a cup of coffee", "cat", "a red ball"]
 
 
-def tiny_config():
+def small_config(*, vit_hidden: int, vit_layers: int, global_attn: list[int], width: int, queries: int,
+                 image_size: int = IMAGE_SIZE):
+    """A small ``Sam3Config`` following ../shared/SAM3-NOTES.md's rules (ViT head size a
+    multiple of 4, FPN width = DETR = mask decoder = geometry width, the 0.5 scale kept,
+    32 text positions); CLIP text 32 wide, 2 layers. Used by the tiny fixture and the
+    toy shapes-world model."""
     from transformers import Sam3Config
 
     return Sam3Config(
         vision_config=dict(
             backbone_config=dict(
-                model_type="sam3_vit_model", hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=14, window_size=4,
-                global_attn_indexes=[1], pretrain_image_size=56,
+                model_type="sam3_vit_model", hidden_size=vit_hidden, intermediate_size=4 * vit_hidden,
+                num_hidden_layers=vit_layers, num_attention_heads=4, image_size=image_size, patch_size=14,
+                window_size=4, global_attn_indexes=global_attn, pretrain_image_size=56,
             ),
-            fpn_hidden_size=32,
+            fpn_hidden_size=width,
             scale_factors=[4.0, 2.0, 1.0, 0.5],
             backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
         ),
@@ -79,11 +83,17 @@ def tiny_config():
             projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
             hidden_act="gelu",
         ),
-        geometry_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=4, intermediate_size=64),
-        detr_encoder_config=dict(hidden_size=32, num_layers=2, num_attention_heads=4, intermediate_size=64),
-        detr_decoder_config=dict(hidden_size=32, num_layers=2, num_queries=20, num_attention_heads=4, intermediate_size=64),
-        mask_decoder_config=dict(hidden_size=32, num_attention_heads=4),
+        geometry_encoder_config=dict(hidden_size=width, num_layers=1, num_attention_heads=4,
+                                     intermediate_size=2 * width),
+        detr_encoder_config=dict(hidden_size=width, num_layers=2, num_attention_heads=4, intermediate_size=2 * width),
+        detr_decoder_config=dict(hidden_size=width, num_layers=2, num_queries=queries, num_attention_heads=4,
+                                 intermediate_size=2 * width),
+        mask_decoder_config=dict(hidden_size=width, num_attention_heads=4),
     )
+
+
+def tiny_config():
+    return small_config(vit_hidden=64, vit_layers=2, global_attn=[1], width=32, queries=20)
 
 
 def shape_heads(model) -> None:
@@ -237,12 +247,7 @@ def main(argv=None) -> int:
     ref_dir = os.path.join(out, "reference")
     golden_dir = os.path.join(out, "golden")
     # this script owns the fixture: start clean so the export never sees a stale bundle
-    for f in ("bundle.toml", "tokenizer.json", "text_encoder.onnx", "image_encoder.onnx", "decoder.onnx"):
-        if os.path.exists(os.path.join(out, f)):
-            os.remove(os.path.join(out, f))
-    for d in (ref_dir, golden_dir):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+    export_sam3.reset_bundle_dir(out, [ref_dir, golden_dir])
 
     photos = make_photos(golden_dir)
 
@@ -275,8 +280,7 @@ def main(argv=None) -> int:
     with open(os.path.join(golden_dir, "cases.json"), "w") as f:
         json.dump(cases, f, indent=2)
         f.write("\n")
-    total = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(out) for fn in fns)
-    print(f"[make_tiny] fixture {out}: {total / 1e6:.2f} MB", flush=True)
+    print(f"[make_tiny] fixture {out}: {export_sam3.tree_bytes(out) / 1e6:.2f} MB", flush=True)
     return 0
 
 

@@ -68,12 +68,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = args.out
     ref_dir, golden = os.path.join(out, "reference"), os.path.join(out, "golden")
-    for f in ("bundle.toml", "tokenizer.json", "text_encoder.onnx", "image_encoder.onnx", "decoder.onnx"):
-        if os.path.exists(os.path.join(out, f)):
-            os.remove(os.path.join(out, f))
-    for d in (ref_dir, golden):
-        shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(ref_dir)
+    export_sam3.reset_bundle_dir(out, [ref_dir, golden])
 
     rc = export_sam3.main([
         args.checkpoint, out, "--name", "toy-shapes-sam3",
@@ -91,14 +86,12 @@ def main(argv=None) -> int:
         fh.write("\n".join(world.vocabulary()) + "\n")
 
     size = 112
-    os.makedirs(golden)
     write_scene(golden, size)
     world.write_clip(os.path.join(golden, "clip"), CLIP_SEED, size, CLIP_FRAMES, ("red", "circle"))
 
     subprocess.run([sys.executable, os.path.join(HERE, "eval_toy.py"), "--bundle", out,
                     "--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")], check=True)
-    total = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(out) for fn in fns)
-    print(f"[make_toy] fixture {out}: {total / 1e6:.2f} MB", flush=True)
+    print(f"[make_toy] fixture {out}: {export_sam3.tree_bytes(out) / 1e6:.2f} MB", flush=True)
     return 0
 
 

@@ -39,6 +39,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import make_tiny_sam3  # noqa: E402
 import shapes_world as world  # noqa: E402
 
 SEED = 7
@@ -46,30 +47,7 @@ IMAGE_SIZE = 112
 
 
 def toy_config():
-    from transformers import Sam3Config
-
-    return Sam3Config(
-        vision_config=dict(
-            backbone_config=dict(
-                model_type="sam3_vit_model", hidden_size=96, intermediate_size=384, num_hidden_layers=3,
-                num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=14, window_size=4,
-                global_attn_indexes=[2], pretrain_image_size=56,
-            ),
-            fpn_hidden_size=64,
-            scale_factors=[4.0, 2.0, 1.0, 0.5],
-            backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
-        ),
-        text_config=dict(
-            model_type="clip_text_model", vocab_size=49408, hidden_size=32, intermediate_size=128,
-            projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
-            hidden_act="gelu",
-        ),
-        geometry_encoder_config=dict(hidden_size=64, num_layers=1, num_attention_heads=4, intermediate_size=128),
-        detr_encoder_config=dict(hidden_size=64, num_layers=2, num_attention_heads=4, intermediate_size=128),
-        detr_decoder_config=dict(hidden_size=64, num_layers=2, num_queries=16, num_attention_heads=4,
-                                 intermediate_size=128),
-        mask_decoder_config=dict(hidden_size=64, num_attention_heads=4),
-    )
+    return make_tiny_sam3.small_config(vit_hidden=96, vit_layers=3, global_attn=[2], width=64, queries=16)
 
 
 def initialise(model, seed: int) -> None:
@@ -195,7 +173,8 @@ def set_loss(out, scenes, pairs):
         if not objs:
             continue
         pres_target[k] = 1.0
-        gt_boxes = torch.tensor([scene.boxes()[o] for o in objs], dtype=torch.float32) / IMAGE_SIZE
+        boxes_px = scene.boxes()
+        gt_boxes = torch.tensor([boxes_px[o] for o in objs], dtype=torch.float32) / IMAGE_SIZE
         with torch.no_grad():
             cost = (-W["cls"] * prob[k][:, None] + W["l1"] * torch.cdist(boxes[k], gt_boxes, p=1)
                     - W["giou"] * pairwise_giou(boxes[k], gt_boxes))
