@@ -11,7 +11,9 @@ use crate::backend::{BackendOptions, Bound, DeviceMemory, DeviceTensor, Engine, 
 use crate::bundle::{Bundle, EngineRole, Manifest};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::postprocess::{Instance, PostprocessOptions, QueryOutputs, instances, query_scores};
+use crate::postprocess::{
+    Instance, PostprocessOptions, QueryOutputs, instances, kept_queries, query_scores,
+};
 use crate::preprocess::preprocess;
 use crate::tensor::{TensorF32, TensorI64};
 use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
@@ -131,22 +133,6 @@ impl DeviceDecoderOutput {
         }
         Ok(masks)
     }
-}
-
-/// The queries of one prompt that `postprocess::instances` turns into
-/// instances (and so the only masks it reads): score above the threshold,
-/// the best `max_instances` of them when capped. Ascending query order.
-fn kept_queries(q: &QueryOutputs, opts: &PostprocessOptions) -> Vec<usize> {
-    let scores = query_scores(q);
-    let mut kept: Vec<usize> = (0..scores.len())
-        .filter(|&i| scores[i] > opts.threshold)
-        .collect();
-    if opts.max_instances > 0 && kept.len() > opts.max_instances {
-        kept.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-        kept.truncate(opts.max_instances);
-        kept.sort_unstable();
-    }
-    kept
 }
 
 /// The last decoder batch of text features that had to be gathered, and the
@@ -451,7 +437,10 @@ impl Sam3Model {
                 mask_size: (s[3], s[2]),
                 presence_logit: out.presence_logits.item(p)[0],
             };
-            let masks = out.kept_masks(p, &kept_queries(&q, opts))?;
+            // The masks `instances` will read, in query order for contiguous copies.
+            let mut kept = kept_queries(&query_scores(&q), opts);
+            kept.sort_unstable();
+            let masks = out.kept_masks(p, &kept)?;
             q.masks = &masks;
             all.extend(instances(&q, &t.prompt, p, image_size, opts));
         }

@@ -111,6 +111,20 @@ pub fn query_scores(q: &QueryOutputs) -> Vec<f32> {
     q.logits.iter().map(|l| sigmoid(*l) * presence).collect()
 }
 
+/// The queries that become instances: score above the threshold, best first,
+/// the best `max_instances` of them when capped. Also decides which masks the
+/// device path copies back, so both keep the same queries.
+pub fn kept_queries(scores: &[f32], opts: &PostprocessOptions) -> Vec<usize> {
+    let mut kept: Vec<usize> = (0..scores.len())
+        .filter(|&i| scores[i] > opts.threshold)
+        .collect();
+    kept.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    if opts.max_instances > 0 {
+        kept.truncate(opts.max_instances);
+    }
+    kept
+}
+
 pub fn instances(
     q: &QueryOutputs,
     label: &str,
@@ -121,14 +135,8 @@ pub fn instances(
     let (w, h) = image_size;
     let (mw, mh) = q.mask_size;
     let scores = query_scores(q);
-    let mut kept: Vec<usize> = (0..scores.len())
-        .filter(|&i| scores[i] > opts.threshold)
-        .collect();
-    kept.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    if opts.max_instances > 0 {
-        kept.truncate(opts.max_instances);
-    }
-    kept.into_iter()
+    kept_queries(&scores, opts)
+        .into_iter()
         .map(|i| {
             let mask = smooth(
                 mask_from_logits(
