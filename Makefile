@@ -34,19 +34,16 @@ fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
 
 # The toy model trained on the shapes world (engines/README.md, "The toy
-# shapes-world model"), in the five phases of the recorded run (two hours
-# on 2 cores; each phase resumes from engines/work/toy-train/state.pt,
-# so an interrupted `make toy` continues where it stopped), then exported into
-# tests/fixtures/toy-shapes-sam3 and evaluated through the Rust core.
+# shapes-world model"): the recorded run, one phase of 19,271 steps (two hours
+# on 2 cores; resumable: an interrupted `make toy` continues from
+# engines/work/toy-train/state.pt), then exported into
+# tests/fixtures/toy-shapes-sam3, its default threshold calibrated on
+# validation images and the test set evaluated through the Rust core.
 TOY_WORK := engines/work/toy-train
 TOY_TRAIN := .venv/bin/python engines/train_toy_sam3.py --work $(TOY_WORK) --eval-every 1000
-TOY_PHASE2 := --images 8 --prompts 4 --p-negative 0.5 --weights presence=10,cls=5
 toy: engines-deps
-	$(TOY_TRAIN) --steps 14000 --stop-at 4000
-	$(TOY_TRAIN) --steps 14000 --stop-at 4500 $(TOY_PHASE2)
-	$(TOY_TRAIN) --steps 13000 --stop-at 9000 $(TOY_PHASE2)
-	$(TOY_TRAIN) --steps 13000 $(TOY_PHASE2) --balanced-negatives
-	$(TOY_TRAIN) --steps 16000 --stop-at 15702 --lr 1.5e-3 $(TOY_PHASE2) --balanced-negatives --uniform-positives
+	$(TOY_TRAIN) --steps 20000 --stop-at 19271 --images 8 --prompts 4 --p-negative 0.5 \
+		--weights presence=10,cls=5 --balanced-negatives --uniform-positives --aux-loss
 	$(TOY_TRAIN) --finish
 	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_WORK)/checkpoint
 

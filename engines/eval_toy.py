@@ -17,6 +17,16 @@ threshold, and reports:
 - presence accuracy (presence score > 0.5 exactly when the prompt has a match).
 
 Prints a table; writes the numbers as JSON.  Needs numpy and Pillow only.
+
+    python3 engines/eval_toy.py --calibrate [--write] [--images 300]
+
+sweeps the threshold on validation images (seeds (77, i), never the test set):
+one segment_batch run at threshold 0.05, each threshold then applied to its
+instances' scores; picks the threshold with the highest recall at IoU 0.5
+minus share of no-match prompts keeping an instance (Youden's J; a missed
+object and a wrongly answered no-match prompt weigh alike) and, with
+``--write``, stores it as the bundle's
+``decoder.default_threshold`` (and the sweep in ``calibration.json``).
 """
 
 from __future__ import annotations
@@ -73,7 +83,9 @@ def make_jobs(folder: str, images: int, size: int, seed: int = EVAL_SEED):
     return scenes, jobs
 
 
-def score(scenes, jobs, results) -> dict:
+def score(scenes, jobs, results, threshold: float | None = None) -> dict:
+    """The metrics of segment_batch results; with ``threshold``, as if only instances
+    scoring above it had been kept (the Rust rule: score > threshold, no cap)."""
     ious, hits, extra, neg, neg_kept, pres_ok, n_prompts, n_pos = [], 0, 0, 0, 0, 0, 0, 0
     by_form: dict[str, dict[str, list]] = {}
     for scene, job, res in zip(scenes, jobs, results):
@@ -81,7 +93,7 @@ def score(scenes, jobs, results) -> dict:
         for phrase, r in zip(job["prompts"], res["prompts"]):
             assert r["prompt"] == phrase
             truth = scene.truth(phrase)
-            masks = [decode_rle(k["rle"], w, h) for k in r["instances"]]
+            masks = [decode_rle(k["rle"], w, h) for k in r["instances"] if threshold is None or k["score"] > threshold]
             form = by_form.setdefault(world.phrase_form(phrase), {"recall": [], "no_match_kept": [], "presence": []})
             n_prompts += 1
             pres_ok += int((r["presence"] > 0.5) == bool(truth))
@@ -116,6 +128,64 @@ def score(scenes, jobs, results) -> dict:
     }
 
 
+CALIBRATION_SEED = 77  # validation images: neither training (7, step) nor the test set
+CALIBRATION_FLOOR = 0.05
+CALIBRATION_STEPS = [round(0.05 * k, 2) for k in range(1, 19)]
+
+
+def run_batch(bundle: str, images: int, seed: int, threads: int, release: bool, threshold: float | None = None):
+    """Generate the images, run them through segment_batch, return (scenes, jobs, results document)."""
+    with open(os.path.join(bundle, "bundle.toml")) as fh:
+        size = next(int(line.split("=")[1]) for line in fh if line.strip().startswith("image_size"))
+    with tempfile.TemporaryDirectory(prefix="eval-toy-") as tmp:
+        scenes, jobs = make_jobs(tmp, images, size, seed)
+        out = os.path.join(tmp, "results.json")
+        cmd = ["cargo", "run", "--quiet"] + (["--release"] if release else []) + ["--example", "segment_batch", "--",
+               "--bundle", os.path.abspath(bundle), "--jobs", os.path.join(tmp, "jobs.json"),
+               "--out", out, "--threads", str(threads)]
+        if threshold is not None:
+            cmd += ["--threshold", str(threshold)]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        with open(out) as fh:
+            return scenes, jobs, json.load(fh)
+
+
+def calibrate(args) -> int:
+    """Sweep the threshold on validation images; pick and optionally write the bundle's default."""
+    scenes, jobs, doc = run_batch(args.bundle, args.images, args.seed, args.threads, args.release, CALIBRATION_FLOOR)
+    sweep = []
+    print(f"threshold sweep on {args.images} validation images (seeds ({args.seed}, i))")
+    print(f"{'threshold':>9s} {'mean IoU':>9s} {'recall@0.5':>10s} {'no-match kept':>14s} {'extra/prompt':>13s}")
+    for t in CALIBRATION_STEPS:
+        m = score(scenes, jobs, doc["results"], t)
+        sweep.append({"threshold": t, **{k: m[k] for k in ("mean_iou", "recall_at_0.5",
+                                                         "no_match_prompts_keeping_an_instance",
+                                                         "extra_instances_per_prompt")}})
+        print(f"{t:9.2f} {m['mean_iou']:9.3f} {m['recall_at_0.5']:10.3f} "
+              f"{m['no_match_prompts_keeping_an_instance']:14.3f} {m['extra_instances_per_prompt']:13.3f}")
+    # Youden's J: a missed object and a no-match prompt answered count alike; ties go up.
+    pick = max(reversed(sweep), key=lambda r: round(r["recall_at_0.5"] - r["no_match_prompts_keeping_an_instance"], 6))
+    rule = "highest recall at IoU 0.5 minus share of no-match prompts keeping an instance (Youden's J)"
+    print(f"chosen threshold {pick['threshold']:.2f} ({rule})")
+    if args.write:
+        toml = os.path.join(args.bundle, "bundle.toml")
+        with open(toml) as fh:
+            lines = fh.readlines()
+        hits = [i for i, line in enumerate(lines) if line.startswith("default_threshold = ")]
+        if len(hits) != 1:
+            print(f"eval_toy: {toml} has {len(hits)} `default_threshold = ` lines, expected 1", file=sys.stderr)
+            return 2
+        lines[hits[0]] = f"default_threshold = {pick['threshold']}\n"
+        with open(toml, "w") as fh:
+            fh.writelines(lines)
+        with open(os.path.join(args.bundle, "calibration.json"), "w") as fh:
+            json.dump({"seed": args.seed, "images": args.images, "rule": rule, "threshold": pick["threshold"],
+                       "sweep": sweep}, fh, indent=2)
+            fh.write("\n")
+        print(f"wrote default_threshold = {pick['threshold']} to {toml}")
+    return 0
+
+
 TARGETS = {"mean_iou": (">=", 0.80), "recall_at_0.5": (">=", 0.90), "no_match_prompts_keeping_an_instance": ("<=", 0.05)}
 
 
@@ -125,22 +195,25 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--json", default=None, help="write the numbers here (default: print only)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=EVAL_SEED,
-                    help=f"image seeds (SEED, i); the reported test set is {EVAL_SEED}, use another to compare models")
+    ap.add_argument("--seed", type=int, default=None,
+                    help=f"image seeds (SEED, i); default {EVAL_SEED} (the reported test set), "
+                         f"{CALIBRATION_SEED} with --calibrate (validation)")
     ap.add_argument("--release", action="store_true", help="build segment_batch in release mode (default: the dev profile the tests share)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="sweep thresholds on validation images and print the chosen default (no test-set numbers)")
+    ap.add_argument("--write", action="store_true", help="with --calibrate: write the chosen default into bundle.toml "
+                    "and the sweep into calibration.json")
     args = ap.parse_args(argv)
+    if args.seed is None:
+        args.seed = CALIBRATION_SEED if args.calibrate else EVAL_SEED
+    if args.calibrate:
+        if args.seed == EVAL_SEED:
+            ap.error(f"--calibrate on the test set (seed {EVAL_SEED}) would tune to it; use another seed")
+        return calibrate(args)
+    if args.write:
+        ap.error("--write needs --calibrate")
 
-    with open(os.path.join(args.bundle, "bundle.toml")) as fh:
-        size = next(int(line.split("=")[1]) for line in fh if line.strip().startswith("image_size"))
-    with tempfile.TemporaryDirectory(prefix="eval-toy-") as tmp:
-        scenes, jobs = make_jobs(tmp, args.images, size, args.seed)
-        out = os.path.join(tmp, "results.json")
-        cmd = ["cargo", "run", "--quiet"] + (["--release"] if args.release else []) + ["--example", "segment_batch", "--",
-               "--bundle", os.path.abspath(args.bundle), "--jobs", os.path.join(tmp, "jobs.json"),
-               "--out", out, "--threads", str(args.threads)]
-        subprocess.run(cmd, cwd=ROOT, check=True)
-        with open(out) as fh:
-            doc = json.load(fh)
+    scenes, jobs, doc = run_batch(args.bundle, args.images, args.seed, args.threads, args.release)
     m = score(scenes, jobs, doc["results"])
     m["threshold"] = doc["threshold"]
     m["seed"] = args.seed

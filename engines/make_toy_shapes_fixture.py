@@ -11,7 +11,10 @@
 4. ``golden/``: one composed scene (red circle, blue square, green triangle,
    white square) with its instance-id map, and a 24-frame clip of a red circle
    bouncing among shapes that come and go (``clip/``), with per-frame truth.
-5. ``eval.json``: engines/eval_toy.py on 500 held-out images, through the Rust core.
+5. ``calibration.json`` and ``decoder.default_threshold``: the threshold chosen by
+   ``eval_toy.py --calibrate`` on 300 validation images.
+6. ``eval.json``: engines/eval_toy.py on 500 held-out test images, through the Rust core,
+   at that threshold.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "work", "toy-train", "checkpoint"))
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3"))
-    ap.add_argument("--eval-images", type=int, default=500)
+    ap.add_argument("--eval-images", type=int, default=500,
+                    help="test-set images (0: skip the test set, e.g. while comparing candidates on validation)")
+    ap.add_argument("--calibration-images", type=int, default=300)
     args = ap.parse_args(argv)
     out = args.out
     ref_dir, golden = os.path.join(out, "reference"), os.path.join(out, "golden")
@@ -89,8 +94,12 @@ def main(argv=None) -> int:
     write_scene(golden, size)
     world.write_clip(os.path.join(golden, "clip"), CLIP_SEED, size, CLIP_FRAMES, ("red", "circle"))
 
-    subprocess.run([sys.executable, os.path.join(HERE, "eval_toy.py"), "--bundle", out,
-                    "--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")], check=True)
+    # The default threshold is chosen on validation images, then the test set is run once.
+    evaluate = [sys.executable, os.path.join(HERE, "eval_toy.py"), "--bundle", out]
+    subprocess.run(evaluate + ["--calibrate", "--write", "--images", str(args.calibration_images)], check=True)
+    if args.eval_images:
+        subprocess.run(evaluate + ["--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")],
+                       check=True)
     print(f"[make_toy] fixture {out}: {export_sam3.tree_bytes(out) / 1e6:.2f} MB", flush=True)
     return 0
 

@@ -10,6 +10,8 @@ queries; CLIP text 32 wide, 2 layers).  Loss: DETR-style set loss with
 Hungarian matching (classification, L1 and GIoU box costs); BCE on the query
 logits (presence weight 4), L1 + GIoU on boxes, BCE + dice on the matched masks
 (at image resolution, as post-processing sees them), BCE on presence.
+With ``--aux-loss`` every earlier decoder layer gets its own matching and class,
+box and presence losses (``make toy`` has the recorded run's settings).
 
 Without a special initialisation the queries never separate: anchors start
 spread over the image, query embeddings larger than default, and the box
@@ -114,8 +116,9 @@ def pixel_values(scenes):
     return (x / 255.0 - 0.5) / 0.5
 
 
-def forward(model, tokens: Tokens, scenes, pairs):
-    """One vision pass per image, then every (image, prompt) pair through the decoder."""
+def forward(model, tokens: Tokens, scenes, pairs, aux: bool = False):
+    """One vision pass per image, then every (image, prompt) pair through the decoder;
+    with ``aux``, also the outputs of the earlier decoder layers (for auxiliary losses)."""
     import torch
     from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
@@ -126,7 +129,28 @@ def forward(model, tokens: Tokens, scenes, pairs):
         fpn_position_encoding=tuple(p[index] for p in vision.fpn_position_encoding),
     )
     ids, mask = tokens.batch([p for _, p in pairs])
-    return model(vision_embeds=rep, input_ids=ids, attention_mask=mask)
+    if not aux:
+        return model(vision_embeds=rep, input_ids=ids, attention_mask=mask)
+    seen = {}
+    hooks = [model.dot_product_scoring.register_forward_hook(lambda m, a, o: seen.__setitem__("logits", o)),
+             model.detr_decoder.register_forward_hook(lambda m, a, o: seen.__setitem__("decoder", o))]
+    try:
+        out = model(vision_embeds=rep, input_ids=ids, attention_mask=mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, aux_layers(model, seen["logits"], seen["decoder"])
+
+
+def aux_layers(model, all_logits, dec):
+    """Logits, boxes and presence of every decoder layer but the last, computed as
+    ``Sam3Model.forward`` computes the last layer's (it returns only that one)."""
+    from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
+
+    offsets = model.detr_decoder.box_head(dec.intermediate_hidden_states)
+    boxes = box_cxcywh_to_xyxy((inverse_sigmoid(dec.reference_boxes) + offsets).sigmoid())
+    return [dict(logits=all_logits[i, ..., 0], boxes=boxes[i], presence=dec.presence_logits[i, :, 0])
+            for i in range(all_logits.shape[0] - 1)]
 
 
 # --- loss --------------------------------------------------------------------------------
@@ -155,12 +179,24 @@ def pairwise_giou(a, b):
 W = dict(cls=2.0, l1=5.0, giou=2.0, mask_bce=5.0, dice=5.0, presence=4.0)
 
 
-def set_loss(out, scenes, pairs):
+def set_loss(out, scenes, pairs, aux=()):
+    """The set loss of the final layer plus, for each earlier decoder layer in ``aux``,
+    its own matching and class, box and presence losses (no masks: the mask decoder
+    sees only the last layer)."""
+    total, parts = layer_loss(out.pred_logits, out.pred_boxes, out.presence_logits[:, 0], scenes, pairs,
+                              out.pred_masks)
+    for i, layer in enumerate(aux):
+        t, p = layer_loss(layer["logits"], layer["boxes"], layer["presence"], scenes, pairs)
+        total = total + t
+        parts.update({f"aux{i}_{k}": v for k, v in p.items() if k in ("cls", "presence")})
+    return total, parts
+
+
+def layer_loss(logits, boxes, presence, scenes, pairs, masks=None):
     import torch
     import torch.nn.functional as F
     from scipy.optimize import linear_sum_assignment
 
-    logits, boxes, masks, presence = out.pred_logits, out.pred_boxes, out.pred_masks, out.presence_logits[:, 0]
     n, q = logits.shape
     cls_target = torch.zeros_like(logits)
     pres_target = torch.zeros_like(presence)
@@ -193,6 +229,7 @@ def set_loss(out, scenes, pairs):
         bp, bg = torch.stack(b_pred), torch.stack(b_gt)
         losses["l1"] = F.l1_loss(bp, bg)
         losses["giou"] = (1 - box_giou(bp, bg)).mean()
+    if m_pred and masks is not None:
         sel = torch.stack([masks[k, r] for k, r in m_pred])[:, None]
         up = F.interpolate(sel, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
         gt = torch.from_numpy(np.stack(m_gt)).float()
@@ -201,7 +238,7 @@ def set_loss(out, scenes, pairs):
         g = gt.flatten(1)
         losses["dice"] = (1 - (2 * (p * g).sum(1) + 1) / (p.sum(1) + g.sum(1) + 1)).mean()
     total = sum(W[k] * v for k, v in losses.items())
-    return total, {k: float(v) for k, v in losses.items()}
+    return total, {k: v.item() for k, v in losses.items()}
 
 
 # --- evaluation (PyTorch, for the training log; eval_toy.py measures the Rust pipeline) ---
@@ -305,6 +342,8 @@ def main(argv=None) -> int:
                     help="draw each negative's form (colour + shape, shape, colour) uniformly first")
     ap.add_argument("--uniform-positives", action="store_true",
                     help="draw positive prompts' forms (colour + shape, shape, colour) equally")
+    ap.add_argument("--aux-loss", action="store_true",
+                    help="also match and supervise every earlier decoder layer (classes, boxes, presence)")
     ap.add_argument("--weights", default="", help="loss weights to override, e.g. presence=10,cls=5")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
@@ -328,7 +367,7 @@ def main(argv=None) -> int:
             ap.error(f"--weights: unknown loss {k!r} (known: {', '.join(W)})")
         W[k] = float(v)
     run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
-           "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives,
+           "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives, "aux_loss": args.aux_loss,
            "lr": args.lr, "steps": args.steps, "weights": dict(W)}
     print(f"[train] settings {run}", flush=True)
     with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
@@ -346,8 +385,11 @@ def main(argv=None) -> int:
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
                                    balanced_negatives=args.balanced_negatives,
                                    uniform_positives=args.uniform_positives)
-        out = forward(model, tokens, scenes, pairs)
-        loss, parts = set_loss(out, scenes, pairs)
+        if args.aux_loss:
+            out, aux = forward(model, tokens, scenes, pairs, aux=True)
+        else:
+            out, aux = forward(model, tokens, scenes, pairs), ()
+        loss, parts = set_loss(out, scenes, pairs, aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

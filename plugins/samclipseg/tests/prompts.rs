@@ -343,23 +343,7 @@ fn tokenizer_truncates_a_10000_character_prompt_and_warns() {
 
 /// A private copy of the tiny bundle that a test may damage.
 fn bundle_copy(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("element-bundle-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
-
-fn edit_manifest(dir: &Path, from: &str, to: &str) {
-    let path = dir.join("bundle.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "bundle.toml has no {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    bundle_copy_of(&tiny_bundle(), name)
 }
 
 /// Starts a pipeline on `dir` and returns the error the element posted.
@@ -424,7 +408,7 @@ fn damaged_bundles_fail_at_start_naming_the_problem() {
     );
 
     let dir = bundle_copy("shape");
-    edit_manifest(
+    edit_bundle_manifest(
         &dir,
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 112, 112] }",
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 224, 224] }",
@@ -443,7 +427,7 @@ fn damaged_bundles_fail_at_start_naming_the_problem() {
     assert!(err.contains("decoder.onnx"), "{err}");
 
     let dir = bundle_copy("family");
-    edit_manifest(&dir, "family = \"sam3\"", "family = \"owlvit\"");
+    edit_bundle_manifest(&dir, "family = \"sam3\"", "family = \"owlvit\"");
     let err = start_error(&dir);
     assert!(err.contains("owlvit") && err.contains("sam3"), "{err}");
 

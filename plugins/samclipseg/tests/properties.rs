@@ -99,8 +99,9 @@ fn factory_documents_every_property_with_its_default() {
             threshold.maximum(),
             threshold.default_value()
         ),
-        (0.0, 1.0, 0.5)
+        (-1.0, 1.0, -1.0)
     );
+    assert!(threshold.blurb().unwrap().contains("default_threshold"));
 
     let smoothness = expect_flags("smoothness", true);
     let smoothness = smoothness.downcast_ref::<glib::ParamSpecUInt>().unwrap();
@@ -172,10 +173,16 @@ fn threshold_outside_its_range_is_refused() {
     }));
     assert!(bad.is_err());
     assert_eq!(e.property::<f32>("threshold"), 0.25);
+    // NaN is refused as well (by GLib's range check; the element would too).
+    let nan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        e.set_property("threshold", f32::NAN);
+    }));
+    assert!(nan.is_err());
+    assert_eq!(e.property::<f32>("threshold"), 0.25);
     // The C path (what gst-launch-1.0 `threshold=1.5` does): GLib's
     // g_object_set_property validates against the range, warns and does not
     // call set_property, so the old value stays.
-    for text in ["1.5", "-0.1"] {
+    for text in ["1.5", "-1.5", "nan"] {
         let name = c"threshold";
         let value = std::ffi::CString::new(text).unwrap();
         unsafe {
@@ -189,6 +196,58 @@ fn threshold_outside_its_range_is_refused() {
     }
     e.set_property("threshold", 1.0f32);
     assert_eq!(e.property::<f32>("threshold"), 1.0);
+}
+
+#[test]
+fn threshold_defaults_to_the_bundles_and_negative_values_mean_it() {
+    let e = element();
+    assert_eq!(
+        e.property::<f32>("threshold"),
+        -1.0,
+        "default: the bundle's"
+    );
+    e.set_property("threshold", 0.7f32);
+    assert_eq!(e.property::<f32>("threshold"), 0.7);
+    e.set_property("threshold", -1.0f32);
+    assert_eq!(e.property::<f32>("threshold"), -1.0);
+    // Any negative value means the bundle's, read back as exactly -1.
+    e.set_property("threshold", 0.7f32);
+    e.set_property("threshold", -0.3f32);
+    assert_eq!(e.property::<f32>("threshold"), -1.0);
+    // 0 is a threshold (keep everything), not the bundle's.
+    e.set_property("threshold", 0.0f32);
+    assert_eq!(e.property::<f32>("threshold"), 0.0);
+    // What gst-launch-1.0 `threshold=-1` does.
+    let name = c"threshold";
+    for (text, expected) in [("0.6", 0.6f32), ("-1", -1.0), ("-0.1", -1.0)] {
+        let value = std::ffi::CString::new(text).unwrap();
+        unsafe {
+            gst::ffi::gst_util_set_object_arg(
+                e.as_ptr() as *mut glib::gobject_ffi::GObject,
+                name.as_ptr(),
+                value.as_ptr(),
+            );
+        }
+        assert_eq!(e.property::<f32>("threshold"), expected, "{text}");
+    }
+    // NaN and out-of-range values keep the old value, also when that is the
+    // bundle's: through glib-rs (which panics) and through GLib's C path.
+    for bad in [f32::NAN, 1.5, -1.5] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            e.set_property("threshold", bad);
+        }));
+        assert!(r.is_err(), "{bad}");
+        assert_eq!(e.property::<f32>("threshold"), -1.0, "{bad}");
+        let value = bad.to_value();
+        unsafe {
+            glib::gobject_ffi::g_object_set_property(
+                e.as_ptr() as *mut glib::gobject_ffi::GObject,
+                name.as_ptr(),
+                glib::translate::ToGlibPtr::to_glib_none(&value).0,
+            );
+        }
+        assert_eq!(e.property::<f32>("threshold"), -1.0, "{bad} (C)");
+    }
 }
 
 #[test]

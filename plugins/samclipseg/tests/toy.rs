@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Photo, harness_on, load_rgba, toy_bundle};
+use common::{Photo, bundle_copy_of, edit_bundle_manifest, harness_on, load_rgba, toy_bundle};
 use gst::prelude::*;
 use gstsamclipseg::{OutputMode, SamClipSegMeta};
 
@@ -136,7 +136,12 @@ fn changing_the_prompt_moves_the_mask_on_the_next_frame() {
     h.element().unwrap().set_property("prompt", "blue square");
     let second = h.push_and_pull(p.rgba_buffer(1)).unwrap();
     let (mask, labels) = meta_mask(&second, p.width, p.height);
-    assert_eq!(labels, vec!["blue square".to_string()]);
+    // At the calibrated threshold (0.2) the toy model may keep a second,
+    // near-identical query on the same square; the masks' union is checked.
+    assert!(
+        !labels.is_empty() && labels.iter().all(|l| l == "blue square"),
+        "{labels:?}"
+    );
     let square = iou(&mask, &truth("scene-ids.png", 2));
     assert!(
         square >= 0.8,
@@ -174,8 +179,8 @@ fn follow_red_circle() -> Vec<(f64, f64, bool)> {
 }
 
 /// What the toy model achieves on the clip: whenever it keeps a mask, the mask
-/// is the moving circle, in the metadata and the alpha channel alike. It does
-/// not find the circle on every frame (see the ignored test below); the count
+/// is the moving circle, in the metadata and the alpha channel alike. It
+/// misses the circle on one frame (see the ignored test below); the count
 /// guards against regressions.
 #[test]
 fn every_kept_mask_follows_the_moving_red_circle() {
@@ -190,18 +195,18 @@ fn every_kept_mask_follows_the_moving_red_circle() {
     }
     eprintln!("red circle kept on frames {found:?} of {}", per_frame.len());
     assert!(
-        found.len() >= 8,
-        "the red circle was kept on {} of {} frames (10 when the bundle was trained)",
+        found.len() >= 22,
+        "the red circle was kept on {} of {} frames (23 when the bundle was trained)",
         found.len(),
         per_frame.len()
     );
 }
 
-/// Issue 9's target: the circle on every frame. The toy model falls short (its
-/// query scores stay under 0.5 on 14 of 24 frames while presence is above
-/// 0.9; engines/README.md has the evaluation), so this documents the gap.
+/// Issue 9's target: the circle on every frame. The toy model falls short on
+/// frame 6 of 24: presence 0.98, but the circle's query scores 0.15, under the
+/// bundle's calibrated threshold 0.2 (engines/README.md has the evaluation).
 #[test]
-#[ignore = "not met by the toy model: the circle is missed on 14 of 24 frames"]
+#[ignore = "not met by the toy model: the circle is missed on frame 6 of 24"]
 fn the_mask_follows_the_moving_red_circle_on_every_frame() {
     for (f, (m, a, _)) in follow_red_circle().into_iter().enumerate() {
         assert!(
@@ -209,4 +214,108 @@ fn the_mask_follows_the_moving_red_circle_on_every_frame() {
             "frame {f}: IoU with the red circle: metadata {m:.3}, alpha {a:.3}"
         );
     }
+}
+
+/// A copy of the toy bundle whose calibrated `decoder.default_threshold` is `value`.
+fn toy_bundle_with_default_threshold(name: &str, value: f32) -> PathBuf {
+    let dir = bundle_copy_of(&toy_bundle(), name);
+    let manifest = std::fs::read_to_string(dir.join("bundle.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("default_threshold = "))
+        .expect("the toy bundle.toml has a default_threshold line");
+    edit_bundle_manifest(
+        &dir,
+        &format!("{line}\n"),
+        &format!("default_threshold = {value}\n"),
+    );
+    dir
+}
+
+/// The instances the element reports for "red circle" on the scene, on this
+/// bundle with these extra properties.
+fn red_circle_instances(
+    bundle: &std::path::Path,
+    props: &[(&str, &dyn ToValue)],
+) -> Vec<gstsamclipseg::SegmentedInstance> {
+    let p = scene();
+    let mut all: Vec<(&str, &dyn ToValue)> = vec![("prompt", &"red circle")];
+    all.extend_from_slice(props);
+    let mut h = harness_on(bundle, &all);
+    h.set_src_caps(p.caps("RGBA"));
+    let out = h.push_and_pull(p.rgba_buffer(0)).unwrap();
+    let meta = SamClipSegMeta::from_buffer(&out).expect("every buffer carries the metadata");
+    meta.instances().to_vec()
+}
+
+/// With `threshold` left at its default (-1) the bundle's calibrated
+/// `decoder.default_threshold` filters the instances; an explicit value wins,
+/// and setting -1 while playing goes back to the bundle's.
+#[test]
+fn the_bundles_calibrated_threshold_applies_unless_the_property_is_set() {
+    let p = scene();
+    let circle = truth("scene-ids.png", 1);
+    // A score is at most 1 and an instance must score above the threshold:
+    // a bundle calibrated at 1.0 keeps nothing.
+    let strict = toy_bundle_with_default_threshold("toy-threshold-1", 1.0);
+    let mut h = harness_on(&strict, &[("prompt", &"red circle")]);
+    assert_eq!(h.element().unwrap().property::<f32>("threshold"), -1.0);
+    h.set_src_caps(p.caps("RGBA"));
+    let out = h.push_and_pull(p.rgba_buffer(0)).unwrap();
+    let (_, labels) = meta_mask(&out, p.width, p.height);
+    assert!(
+        labels.is_empty(),
+        "bundle threshold 1.0 keeps nothing, got {labels:?}"
+    );
+
+    // The property set explicitly overrides the bundle, from the next frame.
+    h.element().unwrap().set_property("threshold", 0.5f32);
+    let out = h.push_and_pull(p.rgba_buffer(1)).unwrap();
+    let (mask, labels) = meta_mask(&out, p.width, p.height);
+    assert_eq!(labels, vec!["red circle".to_string()]);
+    let m = iou(&mask, &circle);
+    assert!(m >= 0.8, "threshold=0.5 keeps the red circle (IoU {m:.3})");
+
+    // Back to -1: the bundle's 1.0 again.
+    h.element().unwrap().set_property("threshold", -1.0f32);
+    let out = h.push_and_pull(p.rgba_buffer(2)).unwrap();
+    let (_, labels) = meta_mask(&out, p.width, p.height);
+    assert!(labels.is_empty(), "threshold -1 again, got {labels:?}");
+
+    // Set before start, the explicit value holds from the first frame.
+    let kept = red_circle_instances(&strict, &[("threshold", &0.5f32)]);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].label, "red circle");
+}
+
+/// The calibrated value itself is used, not merely "something strict": a
+/// bundle threshold just above the red circle's score drops it, one a little
+/// below keeps it.
+#[test]
+fn the_bundle_threshold_is_compared_with_the_instance_score() {
+    let reference = red_circle_instances(&toy_bundle(), &[("threshold", &0.5f32)]);
+    assert_eq!(reference.len(), 1, "{reference:?}");
+    let score = reference[0].score;
+    assert!(score > 0.5 && score <= 1.0, "score {score}");
+
+    let above = (score + 1e-3).min(1.0);
+    let dropped = red_circle_instances(
+        &toy_bundle_with_default_threshold("toy-threshold-above", above),
+        &[],
+    );
+    assert!(
+        dropped.is_empty(),
+        "bundle threshold {above} > score {score}: nothing kept, got {dropped:?}"
+    );
+
+    let below = (score - 0.05).max(0.5);
+    let kept = red_circle_instances(
+        &toy_bundle_with_default_threshold("toy-threshold-below", below),
+        &[],
+    );
+    assert!(
+        kept.iter()
+            .any(|i| i.label == "red circle" && (i.score - score).abs() < 1e-3),
+        "bundle threshold {below} < score {score}: the red circle kept, got {kept:?}"
+    );
 }

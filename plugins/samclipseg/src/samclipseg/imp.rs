@@ -58,6 +58,9 @@ struct State {
     runner: Runner,
     /// The bundle's mask threshold (manifest `decoder.mask_threshold`).
     mask_threshold: f32,
+    /// The bundle's calibrated instance threshold (manifest
+    /// `decoder.default_threshold`), used while `threshold` is -1.
+    default_threshold: f32,
     /// Negotiated video, from set_info().
     info: Option<gst_video::VideoInfo>,
     matrix: YuvMatrix,
@@ -244,6 +247,9 @@ impl SamClipSeg {
         }
         // Every phrase, positive and negative, in one batched decoder run.
         let texts = set.texts();
+        // The threshold in effect (Settings::effective_threshold, via
+        // postprocess_options) for phrases without their own.
+        let threshold = opts.threshold;
         let opts = &PostprocessOptions {
             threshold: request::lowest_threshold(&set, opts.threshold),
             ..opts.clone()
@@ -386,7 +392,7 @@ impl SamClipSeg {
         let (mut kept, negatives) = request::resolve(
             &set,
             std::mem::take(&mut result.instances),
-            settings.threshold,
+            threshold,
             settings.negative_overlap,
         );
         let reused = result.state == InferenceState::ReusedResult;
@@ -656,8 +662,8 @@ impl ObjectImpl for SamClipSeg {
                     .build(),
                 glib::ParamSpecFloat::builder("threshold")
                     .nick("Threshold")
-                    .blurb("Minimum score (0-1) of an instance: sigmoid(query logit) x sigmoid(presence logit)")
-                    .minimum(0.0)
+                    .blurb("Minimum score (0-1) of an instance: sigmoid(query logit) x sigmoid(presence logit); -1 (default) = the bundle's calibrated decoder.default_threshold")
+                    .minimum(-1.0)
                     .maximum(1.0)
                     .default_value(settings::DEFAULT_THRESHOLD)
                     .mutable_playing()
@@ -840,14 +846,18 @@ impl ObjectImpl for SamClipSeg {
             }
             "threshold" => {
                 let t: f32 = value.get().unwrap_or(settings.threshold);
-                // GLib already refuses values outside the ParamSpec range; NaN slips through.
+                // GLib already refuses values outside the ParamSpec range (and
+                // NaN, in current GLib); this check does not rely on it.
                 if (0.0..=1.0).contains(&t) {
                     settings.threshold = t;
+                } else if t < 0.0 {
+                    // Any negative value: the bundle's calibrated threshold.
+                    settings.threshold = settings::BUNDLE_THRESHOLD;
                 } else {
                     gst::warning!(
                         CAT,
                         imp = self,
-                        "threshold {t} is outside 0-1; keeping {}",
+                        "threshold {t} is outside 0-1 (or -1 = the bundle's); keeping {}",
                         settings.threshold
                     );
                 }
@@ -1026,6 +1036,7 @@ impl BaseTransformImpl for SamClipSeg {
             }
         })?;
         let mask_threshold = model.manifest().decoder.mask_threshold;
+        let default_threshold = model.manifest().decoder.default_threshold;
         gst::info!(
             CAT,
             imp = self,
@@ -1033,6 +1044,14 @@ impl BaseTransformImpl for SamClipSeg {
             model.manifest().bundle.name,
             settings.bundle
         );
+        if settings.threshold < 0.0 {
+            gst::info!(
+                CAT,
+                imp = self,
+                "threshold: bundle default {}",
+                settings.effective_threshold(default_threshold)
+            );
+        }
         let segmenter = Segmenter::new(model, settings.reuse_threshold);
         let runner = if settings.asynchronous {
             let worker = AsyncSegmenter::new(segmenter).map_err(|e| {
@@ -1048,6 +1067,7 @@ impl BaseTransformImpl for SamClipSeg {
         *lock(&self.state) = Some(State {
             runner,
             mask_threshold,
+            default_threshold,
             info: None,
             matrix: YuvMatrix::default(),
             since_run: None,
@@ -1105,7 +1125,7 @@ impl BaseTransformImpl for SamClipSeg {
         // The frame is mapped here rather than in transform_frame_ip so that
         // the metas can be attached once the mapping is released.
         let settings = lock(&self.settings).clone();
-        let (info, mask_threshold) = {
+        let (info, mask_threshold, bundle_threshold) = {
             let state = lock(&self.state);
             let Some(state) = state.as_ref() else {
                 // Only a buffer racing with stop() gets here: not worth an error.
@@ -1115,10 +1135,10 @@ impl BaseTransformImpl for SamClipSeg {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("No caps set"));
                 return Err(gst::FlowError::NotNegotiated);
             };
-            (info, state.mask_threshold)
+            (info, state.mask_threshold, state.default_threshold)
         };
         let prompt = settings.prompt.trim();
-        let opts = settings.postprocess_options(mask_threshold);
+        let opts = settings.postprocess_options(mask_threshold, bundle_threshold);
         let pts = buf.pts();
         // A gap buffer has no picture worth looking at (and may have no memory).
         let gap = buf.flags().contains(gst::BufferFlags::GAP);

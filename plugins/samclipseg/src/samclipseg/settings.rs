@@ -57,7 +57,11 @@ pub enum OutputMode {
 pub const DEFAULT_BACKEND: Backend = Backend::Cpu;
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_PROMPT: &str = "";
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+/// Property value meaning "the bundle's calibrated `decoder.default_threshold`".
+pub const BUNDLE_THRESHOLD: f32 = -1.0;
+pub const DEFAULT_THRESHOLD: f32 = BUNDLE_THRESHOLD;
+/// What a bundle whose `default_threshold` is not a number stands for.
+pub const FALLBACK_THRESHOLD: f32 = 0.5;
 pub const DEFAULT_SMOOTHNESS: u32 = 3;
 /// Largest closing kernel; larger ones cost a lot and change little.
 pub const MAX_SMOOTHNESS: u32 = 99;
@@ -114,6 +118,7 @@ pub struct Settings {
     pub backend: Backend,
     pub threads: u32,
     pub prompt: String,
+    /// 0-1, or [`BUNDLE_THRESHOLD`]; see [`Settings::effective_threshold`].
     pub threshold: f32,
     pub smoothness: u32,
     pub max_instances: u32,
@@ -181,14 +186,57 @@ impl Settings {
         }
     }
 
-    /// Post-processing as the core library takes it; `mask_threshold` is the
-    /// bundle's (manifest `decoder.mask_threshold`), not a property.
-    pub fn postprocess_options(&self, mask_threshold: f32) -> PostprocessOptions {
+    /// The instance score threshold in effect: the `threshold` property when
+    /// set (0-1), else the bundle's calibrated `decoder.default_threshold`
+    /// (`bundle_default`), clamped to 0-1 ([`FALLBACK_THRESHOLD`] if NaN).
+    pub fn effective_threshold(&self, bundle_default: f32) -> f32 {
+        if self.threshold >= 0.0 {
+            self.threshold
+        } else if bundle_default.is_nan() {
+            FALLBACK_THRESHOLD
+        } else {
+            bundle_default.clamp(0.0, 1.0)
+        }
+    }
+
+    /// Post-processing as the core library takes it; `mask_threshold` and
+    /// `bundle_threshold` are the bundle's (manifest `decoder.mask_threshold`,
+    /// `decoder.default_threshold`), not properties.
+    pub fn postprocess_options(
+        &self,
+        mask_threshold: f32,
+        bundle_threshold: f32,
+    ) -> PostprocessOptions {
         PostprocessOptions {
-            threshold: self.threshold,
+            threshold: self.effective_threshold(bundle_threshold),
             mask_threshold,
             smoothness: self.smoothness,
             max_instances: self.max_instances as usize,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_threshold_is_the_property_when_set_else_the_bundles() {
+        let mut s = Settings::default();
+        assert_eq!(s.threshold, BUNDLE_THRESHOLD);
+        assert_eq!(s.effective_threshold(0.35), 0.35);
+        // A bundle value outside 0-1 is clamped; NaN falls back.
+        assert_eq!(s.effective_threshold(1.7), 1.0);
+        assert_eq!(s.effective_threshold(-0.2), 0.0);
+        assert_eq!(s.effective_threshold(f32::NAN), FALLBACK_THRESHOLD);
+        // An explicit value wins, 0 included.
+        s.threshold = 0.7;
+        assert_eq!(s.effective_threshold(0.35), 0.7);
+        s.threshold = 0.0;
+        assert_eq!(s.effective_threshold(0.35), 0.0);
+        assert_eq!(s.postprocess_options(0.4, 0.35).threshold, 0.0);
+        s.threshold = BUNDLE_THRESHOLD;
+        let opts = s.postprocess_options(0.4, 0.35);
+        assert_eq!((opts.threshold, opts.mask_threshold), (0.35, 0.4));
     }
 }

@@ -174,3 +174,31 @@ pub fn harness_on(bundle: &std::path::Path, props: &[(&str, &dyn ToValue)]) -> g
     }
     gst_check::Harness::with_element(&e, Some("sink"), Some("src"))
 }
+
+/// A private copy of a bundle's files (not its sub-folders) that a test may
+/// edit, under the test target's temporary directory.
+pub fn bundle_copy_of(bundle: &std::path::Path, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("element-bundle-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(bundle).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Replaces `from` (which must occur exactly once) by `to` in a bundle's `bundle.toml`.
+pub fn edit_bundle_manifest(dir: &std::path::Path, from: &str, to: &str) {
+    let path = dir.join("bundle.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} in {}",
+        path.display()
+    );
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
