@@ -117,8 +117,9 @@ def pixel_values(scenes):
 
 
 def forward(model, tokens: Tokens, scenes, pairs, aux: bool = False):
-    """One vision pass per image, then every (image, prompt) pair through the decoder;
-    with ``aux``, also the outputs of the earlier decoder layers (for auxiliary losses)."""
+    """One vision pass per image, then every (image, prompt) pair through the decoder.
+    Returns the model's output and, with ``aux``, the earlier decoder layers' outputs
+    (for auxiliary losses; an empty list without)."""
     import torch
     from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
@@ -130,7 +131,7 @@ def forward(model, tokens: Tokens, scenes, pairs, aux: bool = False):
     )
     ids, mask = tokens.batch([p for _, p in pairs])
     if not aux:
-        return model(vision_embeds=rep, input_ids=ids, attention_mask=mask)
+        return model(vision_embeds=rep, input_ids=ids, attention_mask=mask), []
     seen = {}
     hooks = [model.dot_product_scoring.register_forward_hook(lambda m, a, o: seen.__setitem__("logits", o)),
              model.detr_decoder.register_forward_hook(lambda m, a, o: seen.__setitem__("decoder", o))]
@@ -183,16 +184,34 @@ def set_loss(out, scenes, pairs, aux=()):
     """The set loss of the final layer plus, for each earlier decoder layer in ``aux``,
     its own matching and class, box and presence losses (no masks: the mask decoder
     sees only the last layer)."""
-    total, parts = layer_loss(out.pred_logits, out.pred_boxes, out.presence_logits[:, 0], scenes, pairs,
-                              out.pred_masks)
+    targets = set_targets(scenes, pairs)
+    total, parts = layer_loss(out.pred_logits, out.pred_boxes, out.presence_logits[:, 0], targets, out.pred_masks)
     for i, layer in enumerate(aux):
-        t, p = layer_loss(layer["logits"], layer["boxes"], layer["presence"], scenes, pairs)
+        t, p = layer_loss(layer["logits"], layer["boxes"], layer["presence"], targets)
         total = total + t
         parts.update({f"aux{i}_{k}": v for k, v in p.items() if k in ("cls", "presence")})
     return total, parts
 
 
-def layer_loss(logits, boxes, presence, scenes, pairs, masks=None):
+def set_targets(scenes, pairs):
+    """Per (image, prompt) pair: None when the prompt names nothing present, else the
+    matching objects' masks and their boxes (xyxy, in image-size units)."""
+    import torch
+
+    targets = []
+    for i, phrase in pairs:
+        scene = scenes[i]
+        objs = scene.truth(phrase)
+        if not objs:
+            targets.append(None)
+            continue
+        boxes_px = scene.boxes()
+        targets.append(([scene.masks[o] for o in objs],
+                        torch.tensor([boxes_px[o] for o in objs], dtype=torch.float32) / IMAGE_SIZE))
+    return targets
+
+
+def layer_loss(logits, boxes, presence, targets, masks=None):
     import torch
     import torch.nn.functional as F
     from scipy.optimize import linear_sum_assignment
@@ -203,14 +222,11 @@ def layer_loss(logits, boxes, presence, scenes, pairs, masks=None):
     m_pred, m_gt, b_pred, b_gt = [], [], [], []
     with torch.no_grad():
         prob = logits.sigmoid()
-    for k, (i, phrase) in enumerate(pairs):
-        scene = scenes[i]
-        objs = scene.truth(phrase)
-        if not objs:
+    for k, target in enumerate(targets):
+        if target is None:
             continue
+        gt_masks, gt_boxes = target
         pres_target[k] = 1.0
-        boxes_px = scene.boxes()
-        gt_boxes = torch.tensor([boxes_px[o] for o in objs], dtype=torch.float32) / IMAGE_SIZE
         with torch.no_grad():
             cost = (-W["cls"] * prob[k][:, None] + W["l1"] * torch.cdist(boxes[k], gt_boxes, p=1)
                     - W["giou"] * pairwise_giou(boxes[k], gt_boxes))
@@ -218,7 +234,7 @@ def layer_loss(logits, boxes, presence, scenes, pairs, masks=None):
         for r, c in zip(rows, cols):
             cls_target[k, r] = 1.0
             m_pred.append((k, int(r)))
-            m_gt.append(scene.masks[objs[c]])
+            m_gt.append(gt_masks[c])
             b_gt.append(gt_boxes[c])
         b_pred += [boxes[k, int(r)] for r in rows]
     losses = {
@@ -250,7 +266,7 @@ def quick_eval(model, tokens, images: int = 48, threshold: float = 0.5):
 
     scenes, pairs = make_batch(10_000_000, images, 3, seed=SEED + 1)
     with torch.no_grad():
-        out = forward(model, tokens, scenes, pairs)
+        out, _ = forward(model, tokens, scenes, pairs)
     score = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
     found, total, best_ious, neg, neg_fp, pres_ok = 0, 0, [], 0, 0, 0
     for k, (i, phrase) in enumerate(pairs):
@@ -385,10 +401,7 @@ def main(argv=None) -> int:
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
                                    balanced_negatives=args.balanced_negatives,
                                    uniform_positives=args.uniform_positives)
-        if args.aux_loss:
-            out, aux = forward(model, tokens, scenes, pairs, aux=True)
-        else:
-            out, aux = forward(model, tokens, scenes, pairs), ()
+        out, aux = forward(model, tokens, scenes, pairs, aux=args.aux_loss)
         loss, parts = set_loss(out, scenes, pairs, aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -8,6 +8,19 @@ use common::*;
 use gst::prelude::*;
 use gstsamclipseg::{Backend, OutputMode};
 
+/// Sets a property from text through GLib's C path, as gst-launch-1.0
+/// `name=text` does (GLib validates against the range and warns).
+fn set_from_text(e: &gst::Element, name: &std::ffi::CStr, text: &str) {
+    let value = std::ffi::CString::new(text).unwrap();
+    unsafe {
+        gst::ffi::gst_util_set_object_arg(
+            e.as_ptr() as *mut glib::gobject_ffi::GObject,
+            name.as_ptr(),
+            value.as_ptr(),
+        );
+    }
+}
+
 fn element() -> gst::Element {
     init();
     gst::ElementFactory::make("samclipseg").build().unwrap()
@@ -183,15 +196,7 @@ fn threshold_outside_its_range_is_refused() {
     // g_object_set_property validates against the range, warns and does not
     // call set_property, so the old value stays.
     for text in ["1.5", "-1.5", "nan"] {
-        let name = c"threshold";
-        let value = std::ffi::CString::new(text).unwrap();
-        unsafe {
-            gst::ffi::gst_util_set_object_arg(
-                e.as_ptr() as *mut glib::gobject_ffi::GObject,
-                name.as_ptr(),
-                value.as_ptr(),
-            );
-        }
+        set_from_text(&e, c"threshold", text);
         assert_eq!(e.property::<f32>("threshold"), 0.25, "{text}");
     }
     e.set_property("threshold", 1.0f32);
@@ -220,14 +225,7 @@ fn threshold_defaults_to_the_bundles_and_negative_values_mean_it() {
     // What gst-launch-1.0 `threshold=-1` does.
     let name = c"threshold";
     for (text, expected) in [("0.6", 0.6f32), ("-1", -1.0), ("-0.1", -1.0)] {
-        let value = std::ffi::CString::new(text).unwrap();
-        unsafe {
-            gst::ffi::gst_util_set_object_arg(
-                e.as_ptr() as *mut glib::gobject_ffi::GObject,
-                name.as_ptr(),
-                value.as_ptr(),
-            );
-        }
+        set_from_text(&e, name, text);
         assert_eq!(e.property::<f32>("threshold"), expected, "{text}");
     }
     // NaN and out-of-range values keep the old value, also when that is the
