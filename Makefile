@@ -59,7 +59,7 @@ BENCH_BUNDLE := engines/work/bench
 bench: engines-deps
 	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
 	mkdir -p $(OUT)
-	set -o pipefail; cargo run --release -p gst-plugin-samclipseg --example bench -- \
+	set -o pipefail; cargo run --release -p samclipseg-bench -- \
 		--bundle $(BENCH_BUNDLE) --reference --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
 
 .PHONY: soak fuzz

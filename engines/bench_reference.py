@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Time the PyTorch reference of a bundle, stage by stage, as the Rust bench
-times ours (plugins/samclipseg/examples/bench.rs runs this with --reference).
+times ours (tools/bench, `make bench`, runs this with --reference).
 
     .venv/bin/python engines/bench_reference.py BUNDLE_DIR [--threads 2] [--iters 10]
         [--image PHOTO] [--prompt "a person"] [--attn sdpa|eager] [--json OUT] [--serve]

@@ -1,0 +1,186 @@
+//! The bench's options (engines/BENCHMARK.md documents them), parsed by clap so
+//! that `--help`, defaults and error messages come from one declaration.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::BoxResult;
+
+/// The repository root: default paths and the bench photo are found from it.
+pub fn repo() -> &'static Path {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // tools/bench -> the workspace root.
+    manifest.ancestors().nth(2).unwrap_or(manifest)
+}
+
+/// The samclipseg benchmark: per-stage times of the core library, frames per
+/// second through real GStreamer pipelines, and the PyTorch reference side by
+/// side. `make bench` builds the bench bundle and runs this.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "samclipseg-bench",
+    after_help = "Timings on a shared machine are noisy: compare ratios measured in one run."
+)]
+pub struct Args {
+    /// Engine bundle (build it with `.venv/bin/python engines/make_bench_sam3.py`).
+    #[arg(long, value_name = "DIR", default_value_os_t = repo().join("engines/work/bench"))]
+    pub bundle: PathBuf,
+    /// Intra-op threads of ONNX Runtime and of PyTorch.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub threads: usize,
+    /// Timed runs per stage, after one warm-up.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub iters: u32,
+    /// The prompt of every stage and pipeline.
+    #[arg(long, value_name = "TEXT", default_value = "a person")]
+    pub prompt: String,
+    /// Frames of the fresh-frames pipeline.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub fresh_frames: u32,
+    /// Frames of the still-picture pipeline.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub still_frames: u32,
+    /// Frames of the prompt-change pipeline.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub prompt_frames: u32,
+    /// Frames per element of the 1-vs-4-elements pipelines.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub share_frames: u32,
+    /// Where the 1280x720 photo and the reference JSON go.
+    #[arg(long, value_name = "DIR", default_value_os_t = repo().join("out/bench"))]
+    pub work: PathBuf,
+    /// Run engines/bench_reference.py (PyTorch), alternating passes with ours, and compare.
+    #[arg(long)]
+    pub reference: bool,
+    /// Compare with a JSON that bench_reference.py wrote earlier (instead of running it).
+    #[arg(long, value_name = "FILE")]
+    pub reference_json: Option<PathBuf>,
+    /// Python for --reference.
+    #[arg(long, value_name = "PATH", default_value_os_t = repo().join(".venv/bin/python"))]
+    pub python: PathBuf,
+    /// Skip part A (stages) and the comparison.
+    #[arg(long)]
+    pub skip_stages: bool,
+    /// Skip part B (pipelines).
+    #[arg(long)]
+    pub skip_pipelines: bool,
+    /// Internal: run the sharing pipeline with this many elements and print one line.
+    #[arg(long, value_name = "N", hide = true)]
+    pub child_share: Option<usize>,
+}
+
+impl Args {
+    /// Parses the command line (exiting on `--help` or a bad option) and
+    /// checks that the bundle is there.
+    pub fn from_env() -> BoxResult<Args> {
+        let a = Args::parse();
+        a.check_bundle()?;
+        Ok(a)
+    }
+
+    fn check_bundle(&self) -> BoxResult<()> {
+        if self.bundle.join("bundle.toml").is_file() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} holds no bundle.toml: build the bench bundle first with \
+             `.venv/bin/python engines/make_bench_sam3.py` (or `make bench`), or pass --bundle DIR",
+            self.bundle.display()
+        )
+        .into())
+    }
+
+    /// `--iters` as a count.
+    pub fn iters(&self) -> usize {
+        self.iters as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("samclipseg-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let a = parse(&[]).expect("no options parse");
+        assert_eq!(a.bundle, repo().join("engines/work/bench"));
+        assert_eq!(
+            (a.threads, a.iters(), a.prompt.as_str()),
+            (2, 10, "a person")
+        );
+        assert_eq!(
+            (
+                a.fresh_frames,
+                a.still_frames,
+                a.prompt_frames,
+                a.share_frames
+            ),
+            (10, 100, 60, 4)
+        );
+        assert_eq!(a.work, repo().join("out/bench"));
+        assert!(!a.reference && !a.skip_stages && !a.skip_pipelines);
+        assert!(a.reference_json.is_none() && a.child_share.is_none());
+    }
+
+    #[test]
+    fn options_of_the_makefile_and_benchmark_md_parse() {
+        let a = parse(&[
+            "--bundle",
+            "b",
+            "--reference",
+            "--work",
+            "w",
+            "--threads",
+            "4",
+            "--iters",
+            "3",
+            "--prompt",
+            "a cat",
+            "--still-frames",
+            "7",
+            "--reference-json",
+            "r.json",
+            "--skip-pipelines",
+            "--child-share",
+            "4",
+        ])
+        .expect("documented options parse");
+        assert_eq!(
+            (a.bundle.as_path(), a.work.as_path()),
+            (Path::new("b"), Path::new("w"))
+        );
+        assert_eq!((a.threads, a.iters(), a.still_frames), (4, 3, 7));
+        assert_eq!(a.prompt, "a cat");
+        assert!(a.reference && a.skip_pipelines && !a.skip_stages);
+        assert_eq!(a.reference_json.as_deref(), Some(Path::new("r.json")));
+        assert_eq!(a.child_share, Some(4));
+    }
+
+    #[test]
+    fn bad_values_and_unknown_options_are_refused() {
+        for bad in [
+            &["--iters", "0"][..],
+            &["--threads", "two"],
+            &["--bundle"],
+            &["--frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_bundle_toml_is_refused_with_the_fix() {
+        let a = parse(&["--bundle", "/nonexistent"]).expect("parses");
+        let e = a.check_bundle().expect_err("no bundle there").to_string();
+        assert!(e.contains("make_bench_sam3.py"), "{e}");
+        let tiny = repo().join("tests/fixtures/tiny-sam3");
+        let a = parse(&["--bundle", &tiny.to_string_lossy()]).expect("parses");
+        a.check_bundle().expect("the tiny fixture is a bundle");
+    }
+}

@@ -1,0 +1,83 @@
+//! The samclipseg benchmark: per-stage times of the core library (part A),
+//! frames per second through real GStreamer pipelines (part B), and the
+//! PyTorch reference side by side (part C). `make bench` builds the bench
+//! bundle and runs this; engines/BENCHMARK.md says what each part measures.
+//!
+//!     .venv/bin/python engines/make_bench_sam3.py          # once: engines/work/bench
+//!     cargo run --release -p samclipseg-bench -- --reference
+
+mod args;
+mod children;
+mod machine;
+mod photo;
+mod pipelines;
+mod reference;
+mod report;
+mod stages;
+mod stats;
+
+use args::Args;
+use photo::{HEIGHT, WIDTH};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> BoxResult<()> {
+    let a = Args::from_env()?;
+    gst::init()?;
+    gstsamclipseg::plugin_register_static()?;
+    if let Some(n) = a.child_share {
+        return children::child_main(&a, n);
+    }
+    let (rgba, png) = photo::bench_photo(&a.work)?;
+    let manifest = samclipseg::Bundle::open(&a.bundle)?.manifest;
+    println!("## samclipseg benchmark\n");
+    println!(
+        "Machine: {}, {} logical CPUs; load average at start {}.",
+        machine::cpu_model(),
+        machine::cpu_count(),
+        machine::load_average()
+    );
+    machine::warn_if_busy("when the bench started");
+    println!(
+        "Bundle: {} ({}), image {} px, {} queries, masks {}x{}; {} intra-op threads (ONNX Runtime CPU).",
+        manifest.bundle.name,
+        a.bundle.display(),
+        manifest.preprocess.image_size,
+        manifest.decoder.num_queries,
+        manifest.decoder.mask_size,
+        manifest.decoder.mask_size,
+        a.threads,
+    );
+    println!(
+        "Input: tests/fixtures/tiny-sam3/golden/astronaut.png scaled to {WIDTH}x{HEIGHT} ({}), prompt {:?}.",
+        png.display(),
+        a.prompt
+    );
+
+    let mut out = String::new();
+    if !a.skip_stages {
+        let part_a = stages::run(&a, &rgba, &png)?;
+        report::part_a(&mut out, &part_a, a.iters())?;
+        print!("{}", std::mem::take(&mut out));
+    }
+    if !a.skip_pipelines {
+        let part_b = pipelines::run(&a, &png)?;
+        report::part_b(&mut out, &part_b, a.threads)?;
+        print!("{out}");
+    }
+    println!(
+        "\nLoad average at the end: {} (this bench's own threads included).",
+        machine::load_average()
+    );
+    Ok(())
+}

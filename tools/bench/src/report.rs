@@ -1,0 +1,327 @@
+//! The markdown tables the bench prints (engines/BENCHMARK.md pastes them):
+//! kept apart from the measuring so that their format is tested and a new
+//! column is one place to change.
+
+use std::fmt::{Result, Write};
+
+use crate::pipelines::{PartB, PipelineRun};
+use crate::reference::Reference;
+use crate::stages::{PartA, PassTimes, STAGES};
+use crate::stats::Stats;
+
+/// Milliseconds with three significant-ish digits: 0.108, 26.54, 4154.
+pub fn ms(v: f64) -> String {
+    if v < 1.0 {
+        format!("{v:.3}")
+    } else if v < 100.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// One pass on one progress line: each stage's first word and its time.
+pub fn pass_line(t: &PassTimes) -> String {
+    STAGES
+        .iter()
+        .zip(t)
+        .map(|((name, _), v)| format!("{} {}", name.split(' ').next().unwrap_or(name), ms(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Part A's table, then part C's when there are references.
+pub fn part_a(out: &mut impl Write, a: &PartA, iters: usize) -> Result {
+    stages(out, &a.rows, iters)?;
+    if !a.references.is_empty() {
+        comparison(out, &a.rows, &a.references, a.kept)?;
+    }
+    Ok(())
+}
+
+fn stages(out: &mut impl Write, rows: &[Stats], iters: usize) -> Result {
+    writeln!(
+        out,
+        "\n### Part A: stages, ours (median and p90 of {iters} passes after one warm-up)\n"
+    )?;
+    writeln!(out, "| stage | median ms | p90 ms |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    for ((name, _), s) in STAGES.iter().zip(rows) {
+        writeln!(out, "| {name} | {} | {} |", ms(s.median), ms(s.p90))?;
+    }
+    Ok(())
+}
+
+/// Our medians beside each reference's, with one pair of columns per reference.
+fn comparison(out: &mut impl Write, rows: &[Stats], refs: &[Reference], kept: usize) -> Result {
+    let summaries: Vec<&str> = refs.iter().map(|r| r.summary.as_str()).collect();
+    writeln!(
+        out,
+        "\n### Part C: ours vs the PyTorch reference (medians)\n"
+    )?;
+    writeln!(
+        out,
+        "Reference: {}; ours kept {kept} instance(s).\n",
+        summaries.join("; ")
+    )?;
+    write!(out, "| stage | ours ms |")?;
+    for r in refs {
+        write!(out, " {0} ms | {0} / ours |", r.name)?;
+    }
+    writeln!(out, "\n|---|---:|{}", "---:|---:|".repeat(refs.len()))?;
+    let row = |out: &mut dyn Write, label: &str, ours: f64, theirs: &[Option<f64>]| -> Result {
+        write!(out, "| {label} | {} |", ms(ours))?;
+        for t in theirs {
+            match t {
+                Some(t) => write!(out, " {} | {:.2} |", ms(*t), t / ours)?,
+                None => write!(out, " - | - |")?,
+            }
+        }
+        writeln!(out)
+    };
+    for ((name, key), s) in STAGES.iter().zip(rows) {
+        let theirs: Vec<_> = refs
+            .iter()
+            .map(|r| r.stages.get(*key).map(|s| s.median))
+            .collect();
+        row(out, name, s.median, &theirs)?;
+    }
+    let frame = ["preprocess", "image_encoder", "decoder", "postprocess"];
+    let all = [&["tokenise", "text_encoder"][..], &frame].concat();
+    for (label, keys) in [
+        (
+            "**whole frame, text cached** (preprocess + image encoder + decoder + post-process)",
+            &frame[..],
+        ),
+        (
+            "**whole frame, new prompt** (+ tokenise + text encoder)",
+            &all[..],
+        ),
+    ] {
+        let ours = keys
+            .iter()
+            .filter_map(|k| STAGES.iter().position(|(_, key)| key == k))
+            .map(|i| rows[i].median)
+            .sum();
+        let theirs: Vec<_> = refs
+            .iter()
+            .map(|r| {
+                Some(
+                    keys.iter()
+                        .filter_map(|k| r.stages.get(*k))
+                        .map(|s| s.median)
+                        .sum(),
+                )
+            })
+            .collect();
+        row(out, label, ours, &theirs)?;
+    }
+    Ok(())
+}
+
+/// Part B's table, the reuse speed-up and the memory of the sharing runs.
+pub fn part_b(out: &mut impl Write, b: &PartB, threads: usize) -> Result {
+    if !b.has_reuse {
+        writeln!(
+            out,
+            "\n(The element has no `reuse-threshold` property in this build: every frame runs the model.)"
+        )?;
+    }
+    writeln!(
+        out,
+        "\n### Part B: pipelines (1280x720 RGBA, `... ! samclipseg threads={threads} ! fakesink sync=false`)\n"
+    )?;
+    writeln!(
+        out,
+        "frames/s = frames / (first buffer into samclipseg .. last buffer out); \
+         steady = (frames - 1) / (first buffer out .. last buffer out), i.e. without the first (always fresh) frame.\n"
+    )?;
+    writeln!(
+        out,
+        "| case | frames | seconds | frames/s | steady frames/s | fresh | reused-image-features | reused-result |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    let row = |out: &mut dyn Write, name: &str, r: &PipelineRun| {
+        writeln!(
+            out,
+            "| {name} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            r.frames,
+            r.seconds,
+            r.fps(),
+            r.steady_fps(),
+            r.fresh,
+            r.reused_features,
+            r.reused_result
+        )
+    };
+    for (name, r) in &b.cases {
+        row(out, name, r)?;
+    }
+    for (n, r) in &b.share {
+        let name =
+            format!("{n} element(s) after a tee, one shared bundle, fresh frames (all elements)");
+        row(out, &name, r)?;
+    }
+    if let [(_, fresh), (_, still), (_, change), ..] = &b.cases[..] {
+        let x = |r: &PipelineRun| r.fps() / fresh.fps().max(1e-9);
+        let xs = |r: &PipelineRun| r.steady_fps() / fresh.steady_fps().max(1e-9);
+        writeln!(
+            out,
+            "\nReuse speed-up in this run, vs fresh frames: still picture {:.1}x ({:.0}x steady); \
+             prompt change every 10 frames {:.1}x ({:.1}x steady).",
+            x(still),
+            xs(still),
+            x(change),
+            xs(change)
+        )?;
+    }
+    if let [(_, one), (_, four), ..] = &b.share[..] {
+        memory(out, one, four)?;
+    }
+    Ok(())
+}
+
+fn memory(out: &mut impl Write, one: &PipelineRun, four: &PipelineRun) -> Result {
+    writeln!(
+        out,
+        "\n#### Memory, 1 vs 4 elements sharing the bundle (each in its own process; VmRSS / VmHWM)\n"
+    )?;
+    writeln!(
+        out,
+        "| elements | RSS before start MB | RSS after start (prerolled) MB | peak RSS MB | aggregate frames/s |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|")?;
+    for (n, r) in [(1, one), (4, four)] {
+        writeln!(
+            out,
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            mb(r.rss_before_kb),
+            mb(r.rss_started_kb),
+            mb(r.hwm_kb),
+            r.fps()
+        )?;
+    }
+    let first = one.rss_started_kb.saturating_sub(one.rss_before_kb);
+    let extra_started = four.rss_started_kb as f64 - one.rss_started_kb as f64;
+    let extra_peak = four.hwm_kb as f64 - one.hwm_kb as f64;
+    writeln!(
+        out,
+        "\nFirst element (model loaded, one frame): +{:.0} MB; each further element: {:+.0} MB after start, \
+         {:+.0} MB at peak ({:.1}% / {:.1}% of the first).",
+        mb(first),
+        extra_started / 3.0 / 1024.0,
+        extra_peak / 3.0 / 1024.0,
+        100.0 * extra_started / 3.0 / first.max(1) as f64,
+        100.0 * extra_peak / 3.0 / first.max(1) as f64,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn flat(median: f64) -> Stats {
+        Stats {
+            median,
+            p90: median,
+        }
+    }
+
+    #[test]
+    fn ms_keeps_about_three_digits() {
+        assert_eq!(ms(0.1084), "0.108");
+        assert_eq!(ms(26.544), "26.54");
+        assert_eq!(ms(4154.4), "4154");
+    }
+
+    #[test]
+    fn pass_line_names_each_stage_by_its_first_word() {
+        let mut t = [1.0; STAGES.len()];
+        t[3] = 250.0;
+        let line = pass_line(&t);
+        assert!(
+            line.starts_with("tokenise 1.00, text 1.00, preprocess 1.00, image 250,"),
+            "{line}"
+        );
+        assert_eq!(line.split(", ").count(), STAGES.len());
+    }
+
+    #[test]
+    fn comparison_has_the_ratio_and_dashes_where_the_reference_has_no_stage() {
+        let rows: Vec<Stats> = (1..=STAGES.len()).map(|i| flat(i as f64 * 10.0)).collect();
+        let stages = BTreeMap::from([
+            ("decoder".to_string(), flat(150.0)),
+            ("image_encoder".to_string(), flat(80.0)),
+        ]);
+        let r = Reference {
+            name: "PyTorch",
+            stages,
+            summary: "PyTorch 2 / transformers 5".into(),
+        };
+        let part = PartA {
+            rows,
+            kept: 6,
+            references: vec![r],
+        };
+        let mut out = String::new();
+        part_a(&mut out, &part, 10).expect("writes to a String");
+        assert!(out.contains("| image encoder | 40.00 | 40.00 |\n"), "{out}");
+        assert!(out.contains("Reference: PyTorch 2 / transformers 5; ours kept 6 instance(s).\n"));
+        assert!(
+            out.contains(
+                "| stage | ours ms | PyTorch ms | PyTorch / ours |\n|---|---:|---:|---:|\n"
+            )
+        );
+        assert!(
+            out.contains("| decoder (1 prompt) | 50.00 | 150 | 3.00 |\n"),
+            "{out}"
+        );
+        assert!(out.contains("| tokenise | 10.00 | - | - |\n"), "{out}");
+        // Text cached: ours 30 + 40 + 50 + 70 = 190; theirs 80 + 150 = 230.
+        assert!(
+            out.contains("post-process) | 190 | 230 | 1.21 |\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn part_b_gives_the_speed_up_and_the_memory_per_further_element() {
+        let run = |frames, seconds, started_mb: u64, hwm_mb: u64| PipelineRun {
+            frames,
+            seconds,
+            steady_seconds: seconds,
+            fresh: frames,
+            rss_before_kb: 10 * 1024,
+            rss_started_kb: started_mb * 1024,
+            hwm_kb: hwm_mb * 1024,
+            ..Default::default()
+        };
+        let b = PartB {
+            has_reuse: true,
+            cases: vec![
+                ("fresh".into(), run(10, 10.0, 0, 0)),
+                ("still".into(), run(100, 5.0, 0, 0)),
+                ("change".into(), run(60, 6.0, 0, 0)),
+            ],
+            share: vec![(1, run(4, 8.0, 1010, 1510)), (4, run(16, 32.0, 1310, 1810))],
+        };
+        let mut out = String::new();
+        part_b(&mut out, &b, 2).expect("writes to a String");
+        assert!(
+            out.contains("| still | 100 | 5.0 | 20.00 | 19.80 | 100 | 0 | 0 |\n"),
+            "{out}"
+        );
+        assert!(out.contains("still picture 20.0x"), "{out}");
+        assert!(out.contains("| 4 | 10 | 1310 | 1810 | 0.50 |\n"), "{out}");
+        assert!(
+            out.contains("+1000 MB; each further element: +100 MB after start"),
+            "{out}"
+        );
+        assert!(!out.contains("no `reuse-threshold`"));
+    }
+}

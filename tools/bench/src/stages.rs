@@ -1,0 +1,221 @@
+//! Part A: the core library stage by stage, each on the previous stage's
+//! output as a frame with a new prompt goes through, with the reference's
+//! passes interleaved when it runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation};
+use samclipseg::render::{Canvas, union_mask};
+use samclipseg::{BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions};
+
+use crate::BoxResult;
+use crate::args::Args;
+use crate::photo::{HEIGHT, WIDTH};
+use crate::reference::{Reference, Servers};
+use crate::report;
+use crate::stats::{Stats, stats};
+
+/// What part A times, in pass order: (row label, bench_reference.py stage key
+/// or "" when the reference has no such stage).
+pub const STAGES: [(&str, &str); 10] = [
+    ("tokenise", "tokenise"),
+    ("text encoder (uncached, batch 1)", "text_encoder"),
+    ("preprocess (1280x720 RGBA -> tensor)", "preprocess"),
+    ("image encoder", "image_encoder"),
+    ("decoder (1 prompt)", "decoder"),
+    ("post-process (threshold 0.5, smoothness 3)", ""),
+    (
+        "post-process (smoothness 1: no closing, as the reference)",
+        "postprocess",
+    ),
+    ("metadata (crop masks, attach meta)", ""),
+    ("alpha (union of masks, write alpha)", ""),
+    ("reused result (Segmenter: same picture and prompt)", ""),
+];
+
+/// Times of one pass, in `STAGES` order.
+pub type PassTimes = [f64; STAGES.len()];
+
+/// Part A's result: the stage statistics, the instances our pass kept, and the
+/// references to compare with (empty without `--reference`).
+pub struct PartA {
+    pub rows: Vec<Stats>,
+    pub kept: usize,
+    pub references: Vec<Reference>,
+}
+
+/// Runs part A: one warm-up pass, then `--iters` timed ones.
+pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
+    let options = BackendOptions {
+        kind: BackendKind::Cpu,
+        intra_threads: a.threads,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
+    eprintln!(
+        "[bench] loaded {} in {:.1} s",
+        a.bundle.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let mask_threshold = model.manifest().decoder.mask_threshold;
+    let mut ours = Ours {
+        segmenter: samclipseg::Segmenter::new(model.clone(), 3.0),
+        primed: false,
+        model,
+        frame: Frame::packed(rgba, WIDTH, HEIGHT, WIDTH * 4, PackedLayout::Rgba)?,
+        rgba,
+        prompt: &a.prompt,
+        mask_threshold,
+    };
+    let mut servers = Servers::start(a, png)?;
+    let (warm, _) = ours.pass()?;
+    eprintln!("[bench] our warm-up pass: {}", report::pass_line(&warm));
+    let mut runs: Vec<Vec<f64>> = vec![Vec::with_capacity(a.iters()); STAGES.len()];
+    let mut kept = 0;
+    for i in 1..=a.iters() {
+        let (t, k) = ours.pass()?;
+        kept = k;
+        eprintln!("[bench] our pass {i}: {}", report::pass_line(&t));
+        for (r, v) in runs.iter_mut().zip(t) {
+            r.push(v);
+        }
+        servers.pass()?;
+    }
+    println!(
+        "ONNX Runtime: {}.",
+        samclipseg::runtime::library_path().map_or("?".into(), |p| p.display().to_string())
+    );
+    Ok(PartA {
+        rows: runs.into_iter().map(stats).collect(),
+        kept,
+        references: servers.finish(a)?,
+    })
+}
+
+/// The element's metadata for `instances`: ids as a tracker gives them, masks
+/// cropped to their rectangles and a `SamClipSegMeta` on a buffer.
+fn attach_meta(instances: &mut [Instance], prompt: &str) -> BoxResult<gst::Buffer> {
+    let mut buffer = gst::Buffer::new();
+    for (id, inst) in (1..).zip(instances.iter_mut()) {
+        inst.id = id;
+    }
+    // The element's own conversion, so that the stage times what the element does.
+    let seg = Segmentation::from_instances(
+        prompt,
+        InferenceState::Fresh,
+        None,
+        instances,
+        WIDTH,
+        HEIGHT,
+    );
+    SamClipSegMeta::add(buffer.make_mut(), seg)?;
+    Ok(buffer)
+}
+
+/// Stage times of one pass: `lap(i)` stores the time since the last lap or restart.
+struct Laps {
+    t: PassTimes,
+    clock: Instant,
+}
+
+impl Laps {
+    fn new() -> Laps {
+        Laps {
+            t: [0.0; STAGES.len()],
+            clock: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, i: usize) {
+        self.t[i] = self.clock.elapsed().as_secs_f64() * 1e3;
+        self.clock = Instant::now();
+    }
+
+    /// Starts the next stage's clock, leaving out untimed work.
+    fn restart(&mut self) {
+        self.clock = Instant::now();
+    }
+}
+
+struct Ours<'a> {
+    model: Arc<samclipseg::Sam3Model>,
+    /// Primed with one frame, then asked for the same frame and prompt again.
+    segmenter: samclipseg::Segmenter,
+    primed: bool,
+    frame: Frame<'a>,
+    rgba: &'a [u8],
+    prompt: &'a str,
+    mask_threshold: f32,
+}
+
+impl Ours<'_> {
+    fn opts(&self, smoothness: u32) -> PostprocessOptions {
+        PostprocessOptions {
+            threshold: 0.5,
+            mask_threshold: self.mask_threshold,
+            smoothness,
+            max_instances: 0,
+        }
+    }
+
+    /// Every stage once, each on the previous stage's output, as a frame with
+    /// a new prompt goes through; ms per stage in `STAGES` order, and the
+    /// number of instances kept.
+    fn pass(&mut self) -> BoxResult<(PassTimes, usize)> {
+        let prompts = [self.prompt];
+        if !self.primed {
+            self.segmenter
+                .process(&self.frame, &prompts, &self.opts(3))?;
+            self.primed = true;
+        }
+        let mut laps = Laps::new();
+        let m = &self.model;
+        let opts = |smoothness| self.opts(smoothness);
+        let tokens = m.tokenize(self.prompt)?;
+        laps.lap(0);
+        std::hint::black_box(m.run_text_encoder(std::slice::from_ref(&tokens))?);
+        laps.lap(1);
+        // The decoder takes the cached form of the same features (not timed).
+        let texts = m.encode_texts(&[self.prompt])?;
+        laps.restart();
+        let pixels = samclipseg::preprocess::preprocess(&self.frame, &m.manifest().preprocess)?;
+        laps.lap(2);
+        let image = m.encode_pixels(&pixels, (WIDTH, HEIGHT))?;
+        laps.lap(3);
+        let out = m.decode(&image, &texts)?;
+        laps.lap(4);
+        let mut instances = m.postprocess(&out, &texts, (WIDTH, HEIGHT), &opts(3));
+        laps.lap(5);
+        std::hint::black_box(m.postprocess(&out, &texts, (WIDTH, HEIGHT), &opts(1)));
+        laps.lap(6);
+        std::hint::black_box(attach_meta(&mut instances, self.prompt)?);
+        laps.lap(7);
+        let mut pixels_out = self.rgba.to_vec();
+        laps.restart();
+        let alpha = union_mask(&instances, WIDTH, HEIGHT);
+        let mut canvas = Canvas {
+            data: &mut pixels_out,
+            width: WIDTH,
+            height: HEIGHT,
+            stride: WIDTH * 4,
+            layout: PackedLayout::Rgba,
+        };
+        if !canvas.write_alpha(&alpha) {
+            return Err("RGBA has no alpha channel?".into());
+        }
+        laps.lap(8);
+        let (_, state) = self
+            .segmenter
+            .process(&self.frame, &prompts, &self.opts(3))?;
+        laps.lap(9);
+        if state != samclipseg::InferenceState::ReusedResult {
+            return Err(format!(
+                "the Segmenter did not reuse its result for the same picture and prompt ({state})"
+            )
+            .into());
+        }
+        Ok((laps.t, instances.len()))
+    }
+}
