@@ -164,7 +164,7 @@ fn segment_one(
         stride: w * 4,
         layout: PackedLayout::Rgba,
     };
-    canvas.draw_overlay(&instances, None);
+    canvas.draw_overlay(&instances);
     if prompts.len() > 1 {
         canvas.draw_legend(prompts);
     }

@@ -401,8 +401,8 @@ impl DeviceTensor {
         // SAFETY: src..src + size_of_val(dst) lies inside this tensor's device
         // buffer (bounds checked above), which `self.value` keeps alive. The
         // engine run that wrote it has finished: `Engine::run_bound` calls
-        // `run_binding` with default RunOptions (no RunOptions at all, so
-        // `disable_synchronize_execution_providers` is unset), and ONNX Runtime
+        // `run_binding` with default RunOptions (none, or a job's with only the
+        // terminate flag, so `disable_synchronize_execution_providers` is unset), and ONNX Runtime
         // then synchronises the provider's stream before the run returns; this
         // ordering relies on that.
         unsafe { cudarc::driver::result::memcpy_dtoh_sync(dst, src) }.map_err(|e| {
@@ -412,10 +412,21 @@ impl DeviceTensor {
     }
 }
 
+/// A failed run under a cancelled control was terminated on purpose.
+fn run_error(control: &Option<crate::run_control::RunControl>, error: Error) -> Error {
+    if control.as_ref().is_some_and(|c| c.is_cancelled()) {
+        Error::Cancelled
+    } else {
+        error
+    }
+}
+
 pub struct Engine {
     role: EngineRole,
     path: PathBuf,
-    session: Mutex<Session>,
+    /// Fair: a thread that runs the engine many times in a row (suggest)
+    /// hands it over to a waiting one (the streaming thread) between runs.
+    session: parking_lot::FairMutex<Session>,
     runs: AtomicU64,
     memory: Arc<DeviceMemory>,
 }
@@ -459,7 +470,7 @@ impl Engine {
         Ok(Engine {
             role,
             path: path.to_path_buf(),
-            session: Mutex::new(session),
+            session: parking_lot::FairMutex::new(session),
             runs: AtomicU64::new(0),
             memory,
         })
@@ -473,10 +484,8 @@ impl Engine {
         }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Session>> {
-        self.session
-            .lock()
-            .map_err(|_| self.error("session lock poisoned by an earlier panic".into()))
+    fn lock(&self) -> Result<parking_lot::FairMutexGuard<'_, Session>> {
+        Ok(self.session.lock())
     }
 
     pub fn role(&self) -> EngineRole {
@@ -503,11 +512,15 @@ impl Engine {
                 .fetch_add(input.bytes(), Ordering::Relaxed);
             values.push((name.to_string(), v.into()));
         }
+        let control = crate::run_control::current();
+        let options = control.as_ref().map(|c| c.options()).transpose()?;
         let mut session = self.lock()?;
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let out = session
-            .run(values)
-            .map_err(|e| err(format!("inference failed: {e}")))?;
+        let out = match &options {
+            Some(o) => session.run_with_options(values, o),
+            None => session.run(values),
+        }
+        .map_err(|e| run_error(&control, err(format!("inference failed: {e}"))))?;
         outputs
             .iter()
             .map(|name| {
@@ -564,13 +577,18 @@ impl Engine {
         }
         self.runs.fetch_add(1, Ordering::Relaxed);
         // A fresh binding per run: its output buffers are never reused by a
-        // later run while a DeviceTensor still holds them. No RunOptions: the
-        // default ones make ONNX Runtime synchronise the provider's stream
-        // before returning, which `DeviceTensor::read` and `gather_rows` rely
-        // on (`binding.synchronize_outputs()` would add a device-wide sync).
-        let mut out = session
-            .run_binding(&binding)
-            .map_err(|e| err(format!("inference failed: {e}")))?;
+        // later run while a DeviceTensor still holds them. Default RunOptions
+        // (none, or a job's from run_control, which sets only the terminate
+        // flag) make ONNX Runtime synchronise the provider's stream before
+        // returning, which `DeviceTensor::read` and `gather_rows` rely on
+        // (`binding.synchronize_outputs()` would add a device-wide sync).
+        let control = crate::run_control::current();
+        let options = control.as_ref().map(|c| c.options()).transpose()?;
+        let mut out = match &options {
+            Some(o) => session.run_binding_with_options(&binding, o),
+            None => session.run_binding(&binding),
+        }
+        .map_err(|e| run_error(&control, err(format!("inference failed: {e}"))))?;
         outputs
             .iter()
             .map(|name| {

@@ -35,6 +35,11 @@ pub enum Error {
 
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// A run abandoned on purpose (the stream stopped, flushed or changed its
+    /// request): not a failure to report.
+    #[error("the run was abandoned: its stream stopped, flushed or changed its request")]
+    Cancelled,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

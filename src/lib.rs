@@ -1,6 +1,7 @@
 //! samclipseg core: SAM 3 text-prompted segmentation from engine bundles,
 //! without GStreamer. Load a [`Sam3Model`], hand it a [`Frame`] and prompts,
-//! get [`Instance`]s back.
+//! get [`Instance`]s back; or let a [`Stream`] decide what each frame of a
+//! video carries (see the `stream` module).
 
 pub mod backend;
 pub mod bundle;
@@ -17,13 +18,12 @@ pub mod registry;
 pub mod render;
 pub mod request;
 pub mod resize;
+pub mod run_control;
 pub mod runtime;
-pub mod segmenter;
+pub mod stream;
 pub mod suggest;
 pub mod tensor;
 pub mod tokenizer;
-pub mod tracker;
-pub mod worker;
 
 pub use backend::{BackendKind, BackendOptions};
 pub use bundle::Bundle;
@@ -32,4 +32,5 @@ pub use frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
 pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
 pub use postprocess::{Instance, Mask, PostprocessOptions};
 pub use registry::shared_model;
-pub use segmenter::{InferenceState, Segmenter};
+pub use request::Request;
+pub use stream::{FrameResult, InferenceState, LiveSettings, Segmenter, Stream, StreamHandle};

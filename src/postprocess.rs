@@ -82,6 +82,8 @@ impl Mask {
 pub struct Instance {
     /// The prompt this instance answers.
     pub label: String,
+    /// Stable id across a stream's frames (see `stream::Tracker`); 0 = not tracked.
+    pub id: u64,
     /// Index of that prompt in the request.
     pub prompt_index: usize,
     /// The decoder query it came from.
@@ -150,6 +152,7 @@ pub fn instances(
             let b = &q.boxes[i * 4..i * 4 + 4];
             Instance {
                 label: label.to_string(),
+                id: 0,
                 prompt_index,
                 query: i,
                 score: scores[i],

@@ -125,8 +125,8 @@ impl Canvas<'_> {
     }
 
     /// Translucent masks, outlines, and a "label score" tag per instance
-    /// ("#id label score" when tracking ids are given, one per instance).
-    pub fn draw_overlay(&mut self, instances: &[Instance], ids: Option<&[u64]>) {
+    /// ("#id label score" for tracked instances, whose id is not 0).
+    pub fn draw_overlay(&mut self, instances: &[Instance]) {
         let thickness = (self.height.min(self.width) / 360).max(1);
         let scale = (self.height.min(self.width) / 240).max(1);
         for inst in instances {
@@ -149,11 +149,11 @@ impl Canvas<'_> {
             }
         }
         // Labels last, so that no mask covers another instance's text.
-        for (i, inst) in instances.iter().enumerate() {
+        for inst in instances {
             let colour = PALETTE[inst.prompt_index % PALETTE.len()];
-            let text = match ids.and_then(|ids| ids.get(i)) {
-                Some(id) => format!("#{id} {} {:.2}", inst.label, inst.score),
-                None => format!("{} {:.2}", inst.label, inst.score),
+            let text = match inst.id {
+                0 => format!("{} {:.2}", inst.label, inst.score),
+                id => format!("#{id} {} {:.2}", inst.label, inst.score),
             };
             let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
             let x = (inst.bbox[0].max(0.0) as usize).min(self.width.saturating_sub(tw));
@@ -206,6 +206,7 @@ mod tests {
         }
         Instance {
             label: "cat".into(),
+            id: 0,
             prompt_index: 0,
             query: 0,
             score: 0.9,
@@ -308,7 +309,7 @@ mod tests {
             stride: w * 3,
             layout: PackedLayout::Rgb,
         };
-        c.draw_overlay(std::slice::from_ref(&inst), None);
+        c.draw_overlay(std::slice::from_ref(&inst));
         let label_rows = h / 4..h / 4 + 10 * (h / 240).max(1);
         for y in 0..h {
             for x in 0..w {

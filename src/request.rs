@@ -6,11 +6,83 @@
 //! negative instances themselves are never reported; in the alpha channel
 //! their pixels are cleared (see [`alpha_without_negatives`]).
 
-use crate::postprocess::{Instance, Mask};
+use crate::postprocess::{Instance, Mask, PostprocessOptions};
 use crate::prompt::PromptSet;
 
 /// Default share of a positive mask that a negative must cover to remove it.
 pub const DEFAULT_NEGATIVE_OVERLAP: f32 = 0.5;
+
+/// Everything besides the picture that decides a frame's result: the phrases
+/// (positive and negative, with their own thresholds), the threshold in
+/// effect for the others, post-processing and the negative rule. Two equal
+/// requests on the same picture have the same answer, so a result may be shown
+/// only under a request equal to the one it was computed for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub set: PromptSet,
+    /// Post-processing; its `threshold` is the one in effect for phrases
+    /// without their own.
+    pub options: PostprocessOptions,
+    /// See [`resolve`].
+    pub negative_overlap: f32,
+}
+
+impl Request {
+    pub fn new(
+        prompt: &str,
+        negative_prompt: &str,
+        options: PostprocessOptions,
+        negative_overlap: f32,
+    ) -> Request {
+        Request {
+            set: PromptSet::parse(prompt, negative_prompt),
+            options,
+            negative_overlap,
+        }
+    }
+
+    /// No positive phrase: nothing to segment.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Every phrase the model sees, in one batched run: positives first.
+    pub fn texts(&self) -> Vec<&str> {
+        self.set.texts()
+    }
+
+    /// The positive phrases, as the overlay's legend lists them.
+    pub fn phrases(&self) -> Vec<&str> {
+        self.set.positives.iter().map(|p| p.text.as_str()).collect()
+    }
+
+    /// What the model's post-processing must keep so that every phrase's own
+    /// threshold can be applied afterwards.
+    pub fn model_options(&self) -> PostprocessOptions {
+        PostprocessOptions {
+            threshold: lowest_threshold(&self.set, self.options.threshold),
+            ..self.options.clone()
+        }
+    }
+
+    /// One model run's instances to (kept positives, negatives), labelled with
+    /// this request's phrases: the model's text cache may hold another
+    /// spelling of the same prompt.
+    pub fn resolve(&self, mut instances: Vec<Instance>) -> (Vec<Instance>, Vec<Instance>) {
+        let texts = self.texts();
+        for inst in &mut instances {
+            if let Some(t) = texts.get(inst.prompt_index) {
+                inst.label = t.to_string();
+            }
+        }
+        resolve(
+            &self.set,
+            instances,
+            self.options.threshold,
+            self.negative_overlap,
+        )
+    }
+}
 
 /// The lowest threshold any phrase asks for: what the post-processing must keep
 /// so that per-phrase thresholds can then be applied.
@@ -108,6 +180,7 @@ mod tests {
         }
         Instance {
             label: String::new(),
+            id: 0,
             prompt_index,
             query: 0,
             score,

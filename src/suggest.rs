@@ -8,9 +8,11 @@ use crate::postprocess::sigmoid;
 /// A few hundred common object names, shipped with the library.
 pub const DEFAULT_VOCABULARY: &str = include_str!("../data/vocabulary.txt");
 
-/// Phrases to try at once in the decoder: large enough to amortise the call,
-/// small enough to keep memory modest on full-size models.
-const BATCH: usize = 16;
+/// Phrases to try at once in the decoder. A stream sharing the model waits
+/// for at most one such run (engine locks are fair), so it must cost less
+/// than a frame: the image encoder alone costs 3.7 (medium) to 11 (full size)
+/// single-phrase decoder runs on a CPU (SAM3-NOTES.md).
+const BATCH: usize = 4;
 
 /// One phrase per line; blank lines and `#` comments are skipped.
 pub fn parse_vocabulary(text: &str) -> Vec<String> {

@@ -7,7 +7,7 @@ use common::{load_rgb, tiny_bundle};
 use samclipseg::prompt::PromptSet;
 use samclipseg::request::{alpha_without_negatives, resolve};
 use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
-use samclipseg::tracker::Tracker;
+use samclipseg::stream::Tracker;
 use samclipseg::{BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 fn model() -> Sam3Model {

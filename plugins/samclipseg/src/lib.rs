@@ -16,8 +16,8 @@ mod samclipseg;
 
 pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
 pub use samclipseg::{
-    Backend, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SamClipSeg, bundle_search_path,
-    default_bundle_path,
+    Backend, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME, SamClipSeg,
+    bundle_search_path, default_bundle_path,
 };
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

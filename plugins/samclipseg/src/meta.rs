@@ -15,53 +15,10 @@ use std::{fmt, mem, ptr};
 use glib::translate::*;
 use gst::prelude::*;
 
-/// How the result of a frame was obtained. This release computes every frame
-/// afresh; the reuse states are there so that consumers can already match on
-/// them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstSamClipSegInferenceState")]
-pub enum InferenceState {
-    /// Image encoder and decoder both ran on this frame.
-    #[default]
-    #[enum_value(name = "Fresh: image encoder and decoder ran", nick = "fresh")]
-    Fresh = 0,
-    /// The picture was unchanged: image features were reused, the decoder ran.
-    #[enum_value(
-        name = "Reused image features: only the decoder ran",
-        nick = "reused-image-features"
-    )]
-    ReusedImageFeatures = 1,
-    /// Picture and prompt were unchanged: the previous result was reused.
-    #[enum_value(name = "Reused result: no inference ran", nick = "reused-result")]
-    ReusedResult = 2,
-    /// Asynchronous mode: no result has finished yet (the list is empty).
-    #[enum_value(name = "Pending: no result has finished yet", nick = "pending")]
-    Pending = 3,
-}
-
-impl InferenceState {
-    /// The short name used in bus messages: `fresh`, `reused-image-features`,
-    /// `reused-result`, `pending`.
-    pub fn nick(self) -> &'static str {
-        match self {
-            InferenceState::Fresh => "fresh",
-            InferenceState::ReusedImageFeatures => "reused-image-features",
-            InferenceState::ReusedResult => "reused-result",
-            InferenceState::Pending => "pending",
-        }
-    }
-}
-
-impl From<samclipseg::InferenceState> for InferenceState {
-    fn from(s: samclipseg::InferenceState) -> Self {
-        match s {
-            samclipseg::InferenceState::Fresh => InferenceState::Fresh,
-            samclipseg::InferenceState::ReusedImageFeatures => InferenceState::ReusedImageFeatures,
-            samclipseg::InferenceState::ReusedResult => InferenceState::ReusedResult,
-        }
-    }
-}
+/// How the result of a frame was obtained: the core library's
+/// [`samclipseg::InferenceState`] (`fresh`, `reused-image-features`,
+/// `reused-result`, `pending`, `no-prompt`, `gap`; `nick()` gives the name).
+pub use samclipseg::InferenceState;
 
 /// One segmented object.
 #[derive(Clone, PartialEq)]
@@ -134,7 +91,7 @@ impl SegmentedInstance {
 }
 
 /// The whole result of one frame.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Segmentation {
     /// The prompt in effect for this frame (trimmed); empty when none was set.
     pub prompt: String,
@@ -150,23 +107,104 @@ pub struct Segmentation {
     pub instances: Vec<SegmentedInstance>,
 }
 
+/// An empty result (a meta made without one, from C): nothing computed yet.
+impl Default for Segmentation {
+    fn default() -> Self {
+        Segmentation {
+            prompt: String::new(),
+            state: InferenceState::Pending,
+            source_pts: None,
+            frame_width: 0,
+            frame_height: 0,
+            instances: Vec::new(),
+        }
+    }
+}
+
+/// Pixel span [lo, hi) of the float interval [a, b], rounded outwards and
+/// clipped to [0, limit]. Empty (lo == hi) when it lies outside. A NaN
+/// coordinate counts as 0, so that it cannot poison the span.
+fn clip_span(a: f32, b: f32, limit: usize) -> (usize, usize) {
+    let finite = |v: f32| if v.is_nan() { 0.0 } else { v };
+    let (a, b) = (finite(a), finite(b));
+    // `as` saturates, and the clamp keeps the span inside the frame.
+    let clip = |v: f32| v.clamp(0.0, limit as f32) as usize;
+    let lo = clip(a.min(b).floor());
+    let hi = clip(a.max(b).ceil());
+    (lo, hi.max(lo))
+}
+
+/// The pixel rectangle of an instance: the predicted box clipped to the frame,
+/// grown to hold every mask pixel so the cropped mask loses nothing.
+pub fn instance_rect(
+    inst: &samclipseg::Instance,
+    width: usize,
+    height: usize,
+) -> (usize, usize, usize, usize) {
+    let (mut x0, mut x1) = clip_span(inst.bbox[0], inst.bbox[2], width);
+    let (mut y0, mut y1) = clip_span(inst.bbox[1], inst.bbox[3], height);
+    let empty_box = x0 == x1 || y0 == y1;
+    if let Some((mx, my, mw, mh)) = inst.mask.extent() {
+        if empty_box {
+            (x0, y0, x1, y1) = (mx, my, mx + mw, my + mh);
+        } else {
+            x0 = x0.min(mx);
+            y0 = y0.min(my);
+            x1 = x1.max(mx + mw);
+            y1 = y1.max(my + mh);
+        }
+    } else if empty_box {
+        // Nothing to cover: a zero-size rect at the clipped corner.
+        return (x0, y0, 0, 0);
+    }
+    (x0, y0, x1 - x0, y1 - y0)
+}
+
 impl Segmentation {
     /// The meta's form of core-library instances found on a `width` x
     /// `height` frame: rectangles clipped to the frame and grown to hold every
-    /// mask pixel, masks cropped to them. `ids` are the stable ids, one per
-    /// instance (0 where missing).
+    /// mask pixel, masks cropped to them, ids as the tracker gave them.
     pub fn from_instances(
         prompt: &str,
         state: InferenceState,
         source_pts: Option<gst::ClockTime>,
         instances: &[samclipseg::Instance],
-        ids: &[u64],
         width: usize,
         height: usize,
     ) -> Segmentation {
-        crate::samclipseg::result::segmentation(
-            prompt, state, source_pts, instances, ids, width, height,
-        )
+        let instances = instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| {
+                let (x, y, w, h) = instance_rect(inst, width, height);
+                let mask = if inst.mask.width == width && inst.mask.height == height {
+                    inst.mask.crop(x, y, w, h).data
+                } else {
+                    vec![0; w * h]
+                };
+                SegmentedInstance {
+                    index: i as u32,
+                    id: inst.id,
+                    label: inst.label.clone(),
+                    phrase_index: inst.prompt_index as u32,
+                    score: inst.score,
+                    bbox: inst.bbox,
+                    x: x as u32,
+                    y: y as u32,
+                    width: w as u32,
+                    height: h as u32,
+                    mask,
+                }
+            })
+            .collect();
+        Segmentation {
+            prompt: prompt.to_string(),
+            state,
+            source_pts,
+            frame_width: width as u32,
+            frame_height: height as u32,
+            instances,
+        }
     }
 
     /// The result as it applies to the same picture scaled to `width` x
@@ -489,4 +527,55 @@ pub(crate) fn register() -> Result<(), glib::BoolError> {
         return Err(glib::bool_error!("cannot register GstSamClipSegMeta"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use samclipseg::{Instance, Mask};
+
+    fn inst(bbox: [f32; 4], set: &[(usize, usize)], w: usize, h: usize) -> Instance {
+        let mut data = vec![0u8; w * h];
+        for &(x, y) in set {
+            data[y * w + x] = 255;
+        }
+        Instance {
+            label: "x".into(),
+            id: 7,
+            prompt_index: 0,
+            query: 0,
+            score: 0.7,
+            bbox,
+            mask: Mask {
+                width: w,
+                height: h,
+                data,
+            },
+        }
+    }
+
+    #[test]
+    fn rect_is_the_clipped_box_grown_to_the_mask() {
+        let i = inst([2.2, 1.5, 5.1, 3.0], &[(7, 8)], 10, 10);
+        assert_eq!(instance_rect(&i, 10, 10), (2, 1, 6, 8));
+        let outside = inst([-20.0, -20.0, -5.0, -5.0], &[], 10, 10);
+        assert_eq!(instance_rect(&outside, 10, 10), (0, 0, 0, 0));
+        let only_mask = inst([20.0, 20.0, 30.0, 30.0], &[(1, 2), (3, 2)], 10, 10);
+        assert_eq!(instance_rect(&only_mask, 10, 10), (1, 2, 3, 1));
+        let nan = inst([f32::NAN, 0.0, 4.0, 4.0], &[], 10, 10);
+        assert_eq!(instance_rect(&nan, 10, 10), (0, 0, 4, 4));
+    }
+
+    #[test]
+    fn segmentation_masks_cover_their_rects() {
+        let i = inst([0.0, 0.0, 3.0, 3.0], &[(1, 1), (4, 4)], 6, 6);
+        let seg = Segmentation::from_instances("cat", InferenceState::Fresh, None, &[i], 6, 6);
+        let s = &seg.instances[0];
+        assert_eq!(s.id, 7);
+        assert_eq!(s.rect(), (0, 0, 5, 5));
+        assert_eq!(s.mask.len(), 25);
+        assert!(s.contains(1, 1) && s.contains(4, 4) && !s.contains(2, 2));
+        assert!(!s.contains(5, 5));
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use samclipseg::{BackendKind, BackendOptions, PostprocessOptions};
+use std::time::Duration;
+
+use samclipseg::{BackendKind, BackendOptions, LiveSettings, PostprocessOptions, Request};
 
 /// Where the engines run (property `backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
@@ -212,6 +214,29 @@ impl Settings {
             mask_threshold,
             smoothness: self.smoothness,
             max_instances: self.max_instances as usize,
+        }
+    }
+}
+
+impl Settings {
+    /// The request a frame is segmented for now (see [`Settings::postprocess_options`]).
+    pub fn request(&self, mask_threshold: f32, bundle_threshold: f32) -> Request {
+        Request::new(
+            self.prompt.trim(),
+            &self.negative_prompt,
+            self.postprocess_options(mask_threshold, bundle_threshold),
+            self.negative_overlap,
+        )
+    }
+
+    /// What the stream layer reads per frame.
+    pub fn live(&self) -> LiveSettings {
+        LiveSettings {
+            reuse_threshold: self.reuse_threshold,
+            inference_interval: self.inference_interval.max(1),
+            max_latency: Duration::from_millis(self.max_latency_ms as u64),
+            track_patience: self.track_patience,
+            temporal_smoothing: self.temporal_smoothing,
         }
     }
 }

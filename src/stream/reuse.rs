@@ -1,37 +1,18 @@
-//! Per-stream state on top of a shared [`Sam3Model`]: reuses the image
-//! features while the picture is still and the whole result while the request
-//! is unchanged too.
+//! Reuse on still pictures, on top of a shared [`Sam3Model`]: the image
+//! features are reused while the picture is still, and the whole result while
+//! the request is unchanged too.
 
 use std::sync::Arc;
 
+use super::InferenceState;
+use super::model::{FrameModel, SuggestSource};
 use crate::change::Signature;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::pipeline::{ImageFeatures, Sam3Model};
 use crate::postprocess::{Instance, PostprocessOptions};
+use crate::run_control::{self, RunControl};
 use crate::tokenizer::normalise_prompt;
-
-/// How a frame's result was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InferenceState {
-    /// Image encoder and decoder ran on this frame.
-    Fresh,
-    /// The picture was still: the previous image features were decoded again
-    /// (the prompt or settings changed).
-    ReusedImageFeatures,
-    /// The picture and request were unchanged: the previous result was reused.
-    ReusedResult,
-}
-
-impl InferenceState {
-    pub fn name(self) -> &'static str {
-        match self {
-            InferenceState::Fresh => "fresh",
-            InferenceState::ReusedImageFeatures => "reused-image-features",
-            InferenceState::ReusedResult => "reused-result",
-        }
-    }
-}
 
 /// Everything besides the picture that determines a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +90,9 @@ impl Segmenter {
         } else {
             InferenceState::Fresh
         };
+        // Until this run succeeds, no earlier result may stand for this picture.
+        self.last = None;
         if prompts.is_empty() {
-            self.last = None;
             return Ok((Vec::new(), state));
         }
         let texts = self.model.encode_texts(prompts)?;
@@ -133,24 +115,31 @@ impl Segmenter {
         self.last = Some((key, (frame.width, frame.height), instances.clone()));
         Ok((instances, state))
     }
+}
 
-    /// The previous result, if it answered the same request on a frame of the
-    /// same size: what `inference-interval` shows between model runs.
-    pub fn repeat_last(
-        &self,
+impl FrameModel for Segmenter {
+    fn process(
+        &mut self,
+        frame: &Frame,
         prompts: &[&str],
         options: &PostprocessOptions,
-        size: (usize, usize),
-    ) -> Option<Vec<Instance>> {
-        let (key, last_size, instances) = self.last.as_ref()?;
-        let same = *last_size == size
-            && key.options == *options
-            && key.prompts.len() == prompts.len()
-            && key
-                .prompts
-                .iter()
-                .zip(prompts)
-                .all(|(k, p)| *k == normalise_prompt(p));
-        same.then(|| instances.clone())
+        reuse_threshold: f32,
+        control: &RunControl,
+    ) -> Result<(Vec<Instance>, InferenceState)> {
+        self.reuse_threshold = reuse_threshold;
+        run_control::scoped(control, || {
+            Segmenter::process(self, frame, prompts, options)
+        })
+    }
+
+    fn reset(&mut self) {
+        Segmenter::reset(self)
+    }
+
+    fn suggest_source(&self) -> Option<SuggestSource> {
+        Some(SuggestSource {
+            model: self.model.clone(),
+            features: self.last_features()?.clone(),
+        })
     }
 }

@@ -40,8 +40,9 @@ impl Tracker {
         self.tracks.clear();
     }
 
-    /// Assigns an id to each instance (same order) and, with smoothing on,
-    /// replaces each tracked mask by its blend.
+    /// Sets each instance's `id` (also returned, in the same order) and, with
+    /// smoothing on, replaces each tracked mask by its blend. One call per new
+    /// model result: `patience` counts results, not frames.
     pub fn update(&mut self, instances: &mut [Instance]) -> Vec<u64> {
         let mut ids = vec![0u64; instances.len()];
         let mut pairs = Vec::new();
@@ -92,6 +93,7 @@ impl Tracker {
                     missed: 0,
                 });
             }
+            inst.id = ids[i];
             let Some(track) = self.tracks.iter_mut().find(|t| t.id == ids[i]) else {
                 continue;
             };
@@ -168,6 +170,7 @@ mod tests {
         }
         Instance {
             label: label.into(),
+            id: 0,
             prompt_index: 0,
             query: 0,
             score: 0.9,

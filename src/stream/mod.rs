@@ -1,0 +1,384 @@
+//! The stream layer: what each frame of one video stream carries.
+//!
+//! One [`Stream`] per video stream sits between the element and the shared
+//! model, and [`Stream::frame`] decides, once per frame:
+//!
+//! - No positive phrase: nothing runs; the frame is [`InferenceState::NoPrompt`].
+//!   A gap (no picture, [`Stream::gap`]) is [`InferenceState::Gap`]. Neither
+//!   carries instances.
+//! - The model runs on every `inference_interval`-th frame, and at once when
+//!   the request changes; the frames between carry the last result
+//!   (`reused-result`). A still picture lets the model reuse its image
+//!   features or its whole result ([`Segmenter`]).
+//! - Synchronous: the frame waits for its own run. Asynchronous: the run goes
+//!   to a worker thread and the frame waits at most `max_latency` for it,
+//!   then carries the newest result that is valid for it (`reused-result`,
+//!   with the timestamp of the frame it was computed on).
+//! - Valid means: computed for a request equal to the frame's own (phrases,
+//!   thresholds, negatives, post-processing) and in the frame's stream
+//!   generation ([`Stream::reset`] starts a new one on a flush or new caps).
+//!   A frame with no valid result is [`InferenceState::Pending`], with no
+//!   instances: it never shows another prompt's or another picture's masks.
+//! - Runs that can no longer be shown (another request, an earlier
+//!   generation, a stopped stream) are abandoned through ONNX Runtime's
+//!   terminate flag ([`crate::run_control`]).
+//! - Every new result is resolved (per-phrase thresholds, the negative rule)
+//!   and tracked exactly once: ids and temporal smoothing follow results, and
+//!   frames carrying the same result again carry the same ids.
+
+mod model;
+mod reuse;
+mod runner;
+mod tracker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use model::{FrameModel, SuggestSource};
+pub use reuse::Segmenter;
+pub use tracker::{Tracker, mask_iou};
+
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::postprocess::Instance;
+use crate::request::Request;
+use runner::{AsyncRunner, Core, Finished, Shared, SyncRunner, Tag};
+
+/// What a frame's result is, and how it was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InferenceState {
+    /// Image encoder and decoder ran on this frame.
+    Fresh,
+    /// The picture was still: the previous image features were decoded again
+    /// (the request changed).
+    ReusedImageFeatures,
+    /// No inference ran for this frame: it carries the result of an earlier
+    /// one (a still picture, `inference-interval`, or asynchronous mode).
+    ReusedResult,
+    /// No result for this frame's request has finished yet (asynchronous mode
+    /// after a start, a seek or a prompt change): no instances.
+    Pending,
+    /// The prompt has no positive phrase: nothing to segment.
+    NoPrompt,
+    /// A gap buffer: no picture, nothing segmented.
+    Gap,
+}
+
+impl InferenceState {
+    /// The short name used in metadata, messages and logs.
+    pub fn nick(self) -> &'static str {
+        match self {
+            InferenceState::Fresh => "fresh",
+            InferenceState::ReusedImageFeatures => "reused-image-features",
+            InferenceState::ReusedResult => "reused-result",
+            InferenceState::Pending => "pending",
+            InferenceState::NoPrompt => "no-prompt",
+            InferenceState::Gap => "gap",
+        }
+    }
+}
+
+impl std::fmt::Display for InferenceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.nick())
+    }
+}
+
+/// The settings that may change from frame to frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    /// See [`Segmenter::reuse_threshold`]; 0 = never reuse.
+    pub reuse_threshold: f32,
+    /// Run the model on every N-th frame (1 = every frame).
+    pub inference_interval: u32,
+    /// Asynchronous mode: how long a frame waits for its own result.
+    pub max_latency: Duration,
+    /// Results an object may be missing from and keep its id.
+    pub track_patience: u32,
+    /// See [`Tracker::smoothing`].
+    pub temporal_smoothing: f32,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            reuse_threshold: 3.0,
+            inference_interval: 1,
+            max_latency: Duration::ZERO,
+            track_patience: 5,
+            temporal_smoothing: 0.0,
+        }
+    }
+}
+
+/// What one frame carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameResult {
+    pub state: InferenceState,
+    /// The positive instances kept (thresholds and the negative rule
+    /// applied), best first within a phrase, each with its tracking id.
+    pub instances: Vec<Instance>,
+    /// The negative phrases' instances: never reported, cleared from alpha.
+    pub negatives: Vec<Instance>,
+    /// Timestamp of the frame whose picture the result was computed on.
+    pub source_pts: Option<u64>,
+    /// The generation of the request the frame was segmented for (it
+    /// increases with every change of request; 0 = no request).
+    pub request_generation: u64,
+}
+
+impl FrameResult {
+    fn nothing(state: InferenceState, request_generation: u64) -> FrameResult {
+        FrameResult {
+            state,
+            instances: Vec::new(),
+            negatives: Vec::new(),
+            source_pts: None,
+            request_generation,
+        }
+    }
+}
+
+/// Stops a stream's runs from another thread and gives prompt suggestions
+/// their features, without the lock the streaming thread holds per frame.
+#[derive(Clone)]
+pub struct StreamHandle {
+    shared: Arc<Shared>,
+}
+
+impl StreamHandle {
+    /// Abandons the run in progress and lets waiting frames go at once (a
+    /// flush is starting, the element is stopping).
+    pub fn interrupt(&self) {
+        self.shared.interrupt();
+    }
+
+    /// The model and the features of the last picture it encoded.
+    pub fn suggest_source(&self) -> Option<SuggestSource> {
+        self.shared.suggest_source()
+    }
+}
+
+enum Runner {
+    Sync(SyncRunner),
+    Async(AsyncRunner),
+}
+
+/// The result the frames carry now, resolved and tracked.
+struct Carried {
+    job: u64,
+    generation: u64,
+    request: Arc<Request>,
+    size: (usize, usize),
+    state: InferenceState,
+    source_pts: Option<u64>,
+    instances: Vec<Instance>,
+    negatives: Vec<Instance>,
+}
+
+pub struct Stream {
+    runner: Runner,
+    shared: Arc<Shared>,
+    /// Stream generation: results of earlier ones are never shown.
+    generation: u64,
+    /// The current request and its generation.
+    request: Option<(u64, Arc<Request>)>,
+    next_job: u64,
+    /// Frames since the model last ran; None before the first run.
+    since_run: Option<u32>,
+    tracker: Tracker,
+    carried: Option<Carried>,
+}
+
+impl Stream {
+    /// A stream on `model`, run on the streaming thread or, when
+    /// `asynchronous`, on a worker thread of its own.
+    pub fn new(model: impl FrameModel, asynchronous: bool) -> Result<Stream> {
+        let shared = Arc::new(Shared::default());
+        let core = Core::new(Box::new(model));
+        let runner = if asynchronous {
+            Runner::Async(AsyncRunner::new(core, shared.clone())?)
+        } else {
+            Runner::Sync(SyncRunner::new(core, shared.clone()))
+        };
+        let live = LiveSettings::default();
+        Ok(Stream {
+            runner,
+            shared,
+            generation: 0,
+            request: None,
+            next_job: 0,
+            since_run: None,
+            tracker: Tracker::new(live.track_patience, live.temporal_smoothing),
+            carried: None,
+        })
+    }
+
+    pub fn handle(&self) -> StreamHandle {
+        StreamHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub fn is_asynchronous(&self) -> bool {
+        matches!(self.runner, Runner::Async(_))
+    }
+
+    /// The current stream generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Starts a new stream generation (a flush, new caps): the last picture,
+    /// result and tracks are forgotten, and runs still going are abandoned.
+    pub fn reset(&mut self) {
+        self.generation += 1;
+        self.since_run = None;
+        self.carried = None;
+        self.tracker.reset();
+        match &mut self.runner {
+            Runner::Sync(r) => r.reset(),
+            Runner::Async(r) => r.reset(),
+        }
+    }
+
+    /// A gap buffer: nothing to look at.
+    pub fn gap(&mut self) -> FrameResult {
+        FrameResult::nothing(InferenceState::Gap, self.request_generation())
+    }
+
+    fn request_generation(&self) -> u64 {
+        self.request.as_ref().map_or(0, |(g, _)| *g)
+    }
+
+    /// The request as the stream holds it, and whether it just changed.
+    fn adopt(&mut self, request: &Request) -> (Arc<Request>, bool) {
+        if let Some((_, current)) = &self.request
+            && **current == *request
+        {
+            return (current.clone(), false);
+        }
+        let generation = self.request_generation() + 1;
+        let request = Arc::new(request.clone());
+        self.request = Some((generation, request.clone()));
+        (request, true)
+    }
+
+    /// What `frame` (timestamp `pts`, in nanoseconds) carries for `request`.
+    pub fn frame(
+        &mut self,
+        frame: &Frame,
+        pts: Option<u64>,
+        request: &Request,
+        live: &LiveSettings,
+    ) -> Result<FrameResult> {
+        if request.is_empty() {
+            return Ok(FrameResult::nothing(
+                InferenceState::NoPrompt,
+                self.request_generation(),
+            ));
+        }
+        let (request, changed) = self.adopt(request);
+        self.tracker.patience = live.track_patience;
+        self.tracker.smoothing = live.temporal_smoothing;
+        let size = (frame.width, frame.height);
+        let valid = |c: &Carried, generation: u64| {
+            c.generation == generation && *c.request == *request && c.size == size
+        };
+        let have = self
+            .carried
+            .as_ref()
+            .is_some_and(|c| valid(c, self.generation));
+        let due = changed
+            || self
+                .since_run
+                .is_none_or(|n| n + 1 >= live.inference_interval.max(1))
+            || (!have && !self.is_asynchronous());
+        self.since_run = Some(if due {
+            0
+        } else {
+            self.since_run.map_or(0, |n| n + 1)
+        });
+        let tag = due.then(|| {
+            self.next_job += 1;
+            Tag {
+                id: self.next_job,
+                generation: self.generation,
+                request: request.clone(),
+                pts,
+            }
+        });
+        let own = tag.as_ref().map(|t| t.id);
+        let finished: Option<Arc<Finished>> = match (&mut self.runner, tag) {
+            (Runner::Sync(r), Some(tag)) => r.run(frame, tag, live.reuse_threshold)?.map(Arc::new),
+            (Runner::Sync(_), None) => None,
+            (Runner::Async(r), tag) => {
+                let wait = if tag.is_some() {
+                    live.max_latency
+                } else {
+                    Duration::ZERO
+                };
+                if let Some(tag) = tag {
+                    r.submit(frame, tag, live.reuse_threshold);
+                }
+                r.wait(own, self.generation, wait)?
+            }
+        };
+        if let Some(f) = finished
+            && f.tag.generation == self.generation
+            && *f.tag.request == *request
+            && f.size == size
+        {
+            self.take(&f);
+        }
+        let request_generation = self.request_generation();
+        Ok(match &self.carried {
+            Some(c) if valid(c, self.generation) => FrameResult {
+                state: if Some(c.job) == own {
+                    c.state
+                } else {
+                    InferenceState::ReusedResult
+                },
+                instances: c.instances.clone(),
+                negatives: c.negatives.clone(),
+                source_pts: c.source_pts,
+                request_generation,
+            },
+            _ => FrameResult::nothing(InferenceState::Pending, request_generation),
+        })
+    }
+
+    /// Makes a finished run the carried result: resolved and tracked once.
+    fn take(&mut self, f: &Finished) {
+        let same_as_carried = self.carried.as_ref().is_some_and(|c| {
+            c.generation == f.tag.generation && *c.request == *f.tag.request && c.size == f.size
+        });
+        if let Some(c) = &mut self.carried
+            && c.job == f.tag.id
+        {
+            return;
+        }
+        if f.state == InferenceState::ReusedResult
+            && same_as_carried
+            && let Some(c) = &mut self.carried
+        {
+            // The same objects again: their ids and masks stand.
+            c.job = f.tag.id;
+            c.state = f.state;
+            c.source_pts = f.source_pts;
+            return;
+        }
+        let (mut instances, negatives) = f.tag.request.resolve(f.instances.clone());
+        self.tracker.update(&mut instances);
+        self.carried = Some(Carried {
+            job: f.tag.id,
+            generation: f.tag.generation,
+            request: f.tag.request.clone(),
+            size: f.size,
+            state: f.state,
+            source_pts: f.source_pts,
+            instances,
+            negatives,
+        });
+    }
+}

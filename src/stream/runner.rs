@@ -1,0 +1,371 @@
+//! Where a stream's model runs: inline on the streaming thread, or on a
+//! worker thread of its own (asynchronous mode). Both run a job the same way
+//! ([`Core::run`]). The worker keeps at most one job waiting (a newer one
+//! replaces it) and the newest finished result; every job and result carries
+//! its [`Tag`], so the stream can tell whose result it is.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::InferenceState;
+use super::model::{FrameModel, SuggestSource};
+use crate::error::{Error, Result};
+use crate::frame::{Frame, PackedLayout};
+use crate::postprocess::Instance;
+use crate::request::Request;
+use crate::run_control::RunControl;
+
+/// How long dropping an asynchronous runner waits for its worker to leave
+/// the abandoned run before it lets the thread finish on its own.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(800);
+
+/// Who asked for a run: the frame, the stream generation and the request.
+#[derive(Debug, Clone)]
+pub(crate) struct Tag {
+    /// Increasing per submitted frame of the stream.
+    pub id: u64,
+    /// The stream generation (see `Stream::reset`) the frame belongs to.
+    pub generation: u64,
+    pub request: Arc<Request>,
+    pub pts: Option<u64>,
+}
+
+/// One run's answer, before the request's thresholds, negatives and tracking.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub tag: Tag,
+    pub instances: Vec<Instance>,
+    pub state: InferenceState,
+    /// The frame whose picture was encoded (an earlier one when its features
+    /// were reused).
+    pub source_pts: Option<u64>,
+    pub size: (usize, usize),
+}
+
+/// A frame handed to the worker: its own copy of the pixels, as RGB.
+struct Job {
+    tag: Tag,
+    rgb: Vec<u8>,
+    width: usize,
+    height: usize,
+    reuse_threshold: f32,
+}
+
+#[derive(Default)]
+struct Slots {
+    pending: Option<Job>,
+    /// The job being run, with its cancel switch.
+    running: Option<(Tag, RunControl)>,
+    finished: Option<Arc<Finished>>,
+    error: Option<Error>,
+    /// The worker must forget its cached picture before the next job.
+    reset: bool,
+    shutdown: bool,
+    exited: bool,
+    /// Bumped by `interrupt`: frames waiting for a result return at once.
+    interrupts: u64,
+    suggest: Option<SuggestSource>,
+}
+
+/// What the stream, its worker and its [`super::StreamHandle`] share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    slots: Mutex<Slots>,
+    /// Signalled when a job is submitted, and on reset and shutdown.
+    work: Condvar,
+    /// Signalled when a job ends, on interrupts and when the worker exits.
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Panics inside inference are caught; the slots stay consistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Abandons the run in progress and wakes every waiting frame.
+    pub(crate) fn interrupt(&self) {
+        let mut s = self.lock();
+        s.interrupts += 1;
+        if let Some((_, control)) = &s.running {
+            control.cancel();
+        }
+        self.done.notify_all();
+    }
+
+    pub(crate) fn suggest_source(&self) -> Option<SuggestSource> {
+        self.lock().suggest.clone()
+    }
+
+    /// Marks `tag`'s run as the one in progress.
+    fn start(&self, tag: &Tag) -> RunControl {
+        let control = RunControl::new();
+        self.lock().running = Some((tag.clone(), control.clone()));
+        control
+    }
+}
+
+/// The model and what it remembers across jobs.
+pub(crate) struct Core {
+    model: Box<dyn FrameModel>,
+    /// Timestamp of the frame whose picture the model holds features of.
+    encoded_pts: Option<u64>,
+}
+
+impl Core {
+    pub(crate) fn new(model: Box<dyn FrameModel>) -> Core {
+        Core {
+            model,
+            encoded_pts: None,
+        }
+    }
+
+    fn run(
+        &mut self,
+        frame: &Frame,
+        tag: Tag,
+        reuse_threshold: f32,
+        control: &RunControl,
+    ) -> Result<Finished> {
+        let texts = tag.request.texts();
+        let options = tag.request.model_options();
+        let (instances, state) =
+            self.model
+                .process(frame, &texts, &options, reuse_threshold, control)?;
+        if state == InferenceState::Fresh {
+            self.encoded_pts = tag.pts;
+        }
+        Ok(Finished {
+            tag,
+            instances,
+            state,
+            source_pts: self.encoded_pts,
+            size: (frame.width, frame.height),
+        })
+    }
+
+    fn reset(&mut self) {
+        self.model.reset();
+        self.encoded_pts = None;
+    }
+}
+
+/// Runs each job on the calling (streaming) thread.
+pub(crate) struct SyncRunner {
+    core: Core,
+    shared: Arc<Shared>,
+}
+
+impl SyncRunner {
+    pub(crate) fn new(core: Core, shared: Arc<Shared>) -> SyncRunner {
+        SyncRunner { core, shared }
+    }
+
+    /// The job's result; None when it was abandoned (an interrupt).
+    pub(crate) fn run(
+        &mut self,
+        frame: &Frame,
+        tag: Tag,
+        reuse_threshold: f32,
+    ) -> Result<Option<Finished>> {
+        let control = self.shared.start(&tag);
+        let out = self.core.run(frame, tag, reuse_threshold, &control);
+        let suggest = self.core.model.suggest_source();
+        let mut s = self.shared.lock();
+        s.running = None;
+        if suggest.is_some() {
+            s.suggest = suggest;
+        }
+        match out {
+            Ok(f) => Ok(Some(f)),
+            Err(Error::Cancelled) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.core.reset();
+    }
+}
+
+/// Runs jobs on a worker thread; frames never wait longer than they allow.
+pub(crate) struct AsyncRunner {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AsyncRunner {
+    pub(crate) fn new(core: Core, shared: Arc<Shared>) -> Result<AsyncRunner> {
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("samclipseg-infer".into())
+            .spawn(move || work(worker, core))
+            .map_err(|e| Error::InvalidInput(format!("cannot start the inference thread: {e}")))?;
+        Ok(AsyncRunner {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a copy of `frame`; a job still waiting is dropped for it, and
+    /// the run in progress is abandoned when it answers another request or
+    /// stream generation (its result could never be shown).
+    pub(crate) fn submit(&self, frame: &Frame, tag: Tag, reuse_threshold: f32) {
+        let job = Job {
+            rgb: frame.to_rgb(),
+            width: frame.width,
+            height: frame.height,
+            tag,
+            reuse_threshold,
+        };
+        let mut s = self.shared.lock();
+        if let Some((running, control)) = &s.running
+            && (running.generation != job.tag.generation || *running.request != *job.tag.request)
+        {
+            control.cancel();
+        }
+        s.pending = Some(job);
+        self.shared.work.notify_one();
+    }
+
+    /// The newest finished result of stream generation `generation`, after
+    /// waiting up to `max_wait` for the result of job `own` (or a later one).
+    /// Worker errors come out here.
+    pub(crate) fn wait(
+        &self,
+        own: Option<u64>,
+        generation: u64,
+        max_wait: Duration,
+    ) -> Result<Option<Arc<Finished>>> {
+        let deadline = Instant::now() + max_wait;
+        let mut s = self.shared.lock();
+        let interrupts = s.interrupts;
+        loop {
+            if let Some(e) = s.error.take() {
+                return Err(e);
+            }
+            let newest = s
+                .finished
+                .clone()
+                .filter(|f| f.tag.generation == generation);
+            let ready = match own {
+                None => true,
+                Some(id) => newest.as_ref().is_some_and(|f| f.tag.id >= id),
+            };
+            // Nothing queued or running can produce it (it was abandoned).
+            let hopeless = own.is_some_and(|id| {
+                s.pending.as_ref().is_none_or(|p| p.tag.id < id)
+                    && s.running.as_ref().is_none_or(|(t, _)| t.id < id)
+            });
+            let now = Instant::now();
+            if ready || hopeless || now >= deadline || s.interrupts != interrupts || s.exited {
+                return Ok(newest);
+            }
+            s = self
+                .shared
+                .done
+                .wait_timeout(s, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Drops the waiting job and the last result, abandons the run in
+    /// progress, and makes the worker forget its cached picture.
+    pub(crate) fn reset(&self) {
+        let mut s = self.shared.lock();
+        s.pending = None;
+        s.finished = None;
+        s.reset = true;
+        if let Some((_, control)) = &s.running {
+            control.cancel();
+        }
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for AsyncRunner {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        let mut s = self.shared.lock();
+        s.shutdown = true;
+        s.pending = None;
+        if let Some((_, control)) = &s.running {
+            control.cancel();
+        }
+        self.shared.work.notify_one();
+        while !s.exited {
+            let now = Instant::now();
+            if now >= deadline {
+                // The run ignored the terminate flag so far; the thread ends
+                // (and releases its model) when it returns.
+                log::warn!("the inference thread is still busy; leaving it to finish on its own");
+                return;
+            }
+            s = self
+                .shared
+                .done
+                .wait_timeout(s, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(s);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn work(shared: Arc<Shared>, mut core: Core) {
+    loop {
+        let (job, control) = {
+            let mut s = shared.lock();
+            loop {
+                if s.shutdown {
+                    s.exited = true;
+                    shared.done.notify_all();
+                    return;
+                }
+                if std::mem::take(&mut s.reset) {
+                    core.reset();
+                }
+                if let Some(job) = s.pending.take() {
+                    let control = RunControl::new();
+                    s.running = Some((job.tag.clone(), control.clone()));
+                    break (job, control);
+                }
+                s = shared.work.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let frame = Frame::packed(
+                &job.rgb,
+                job.width,
+                job.height,
+                job.width * 3,
+                PackedLayout::Rgb,
+            )?;
+            core.run(&frame, job.tag, job.reuse_threshold, &control)
+        }));
+        let suggest = core.model.suggest_source();
+        let mut s = shared.lock();
+        s.running = None;
+        if suggest.is_some() {
+            s.suggest = suggest;
+        }
+        match outcome {
+            Ok(Ok(finished)) => s.finished = Some(Arc::new(finished)),
+            Ok(Err(Error::Cancelled)) => {}
+            Ok(Err(e)) => s.error = Some(e),
+            Err(_) => {
+                // What the model remembers of the last picture may be half-updated.
+                core.reset();
+                s.error = Some(Error::InvalidInput(
+                    "inference panicked; the frame was skipped".into(),
+                ))
+            }
+        }
+        shared.done.notify_all();
+    }
+}
