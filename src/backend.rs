@@ -9,7 +9,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::Session;
 use ort::value::{Tensor as OrtTensor, TensorElementType, TensorValueType, ValueType};
 
-use crate::bundle::{Dim, EngineRole, EngineSpec, TensorSpec};
+use crate::bundle::{Dim, EngineRole, EngineSpec, SizedDim, TensorSpec};
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::tensor::{TensorF32, TensorI64};
@@ -460,6 +460,10 @@ impl Engine {
         let session = builder
             .commit_from_file(path)
             .map_err(|e| engine_err(format!("ONNX Runtime cannot load it ({e}); the file is damaged or not an ONNX model: re-export the bundle")))?;
+        check_sized_dims(&spec.sized, |input, name| {
+            tensor_shape(&session, input, name)
+        })
+        .map_err(engine_err)?;
         check_signature(&session, spec).map_err(engine_err)?;
         log::info!(
             "engine {} ({}) runs on the {} backend",
@@ -685,6 +689,51 @@ fn dtype_name(t: TensorElementType) -> String {
     }
 }
 
+/// The shape `session` declares for a tensor (-1 for a dynamic dimension).
+fn tensor_shape(session: &Session, input: bool, name: &str) -> Option<Vec<i64>> {
+    let outlets = if input {
+        session.inputs()
+    } else {
+        session.outputs()
+    };
+    match outlets.iter().find(|o| o.name() == name)?.dtype() {
+        ValueType::Tensor { shape, .. } => Some(shape.iter().copied().collect()),
+        _ => None,
+    }
+}
+
+/// The manifest's numbers (context length, image size, queries, mask size)
+/// against the engine's own shapes, before anything is sized by them: the
+/// error names the field, the tensor, and both values. A tensor the engine
+/// lacks is left to [`check_signature`], which lists what the engine has.
+fn check_sized_dims(
+    sized: &[SizedDim],
+    shape_of: impl Fn(bool, &str) -> Option<Vec<i64>>,
+) -> std::result::Result<(), String> {
+    for s in sized {
+        let Some(shape) = shape_of(s.input, s.tensor) else {
+            continue;
+        };
+        let found = match shape.get(s.dim) {
+            Some(d) if *d < 0 => "dynamic".to_string(),
+            Some(d) => d.to_string(),
+            None => format!("absent (the engine's shape has {} dimensions)", shape.len()),
+        };
+        if shape.get(s.dim) != Some(&s.value) {
+            return Err(format!(
+                "{} `{}` dimension {} is {found} in the engine, but bundle.toml's {} is {}; \
+                 the manifest does not describe this engine: re-export the bundle",
+                s.side(),
+                s.tensor,
+                s.dim,
+                s.field,
+                s.value
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every tensor the manifest declares must exist in the engine with the same
 /// dtype and shape; symbolic dimensions must be dynamic in the engine.
 fn check_signature(session: &Session, spec: &EngineSpec) -> std::result::Result<(), String> {
@@ -752,4 +801,38 @@ fn check_tensor(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(value: i64) -> SizedDim {
+        SizedDim {
+            field: "text.context_length",
+            value,
+            input: true,
+            tensor: "input_ids",
+            dim: 1,
+        }
+    }
+
+    #[test]
+    fn manifest_numbers_are_checked_against_the_engine_shapes() {
+        let engine = |input: bool, name: &str| (input && name == "input_ids").then(|| vec![-1, 32]);
+        assert_eq!(check_sized_dims(&[ctx(32)], engine), Ok(()));
+        let err = check_sized_dims(&[ctx(48)], engine).unwrap_err();
+        assert!(
+            err.contains("input `input_ids` dimension 1 is 32 in the engine")
+                && err.contains("text.context_length is 48"),
+            "{err}"
+        );
+        // A dynamic dimension does not fix the size the manifest promises.
+        let err = check_sized_dims(&[ctx(32)], |_, _| Some(vec![-1, -1])).unwrap_err();
+        assert!(err.contains("is dynamic in the engine"), "{err}");
+        let err = check_sized_dims(&[ctx(32)], |_, _| Some(vec![-1])).unwrap_err();
+        assert!(err.contains("absent"), "{err}");
+        // A tensor the engine lacks is check_signature's to report.
+        assert_eq!(check_sized_dims(&[ctx(32)], |_, _| None), Ok(()));
+    }
 }

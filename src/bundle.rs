@@ -94,6 +94,11 @@ pub struct EngineSpec {
     pub file: String,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// The dimensions of this engine's tensors that manifest numbers fix
+    /// ([`Manifest::sized_dims`]); filled by [`parse_manifest`], so that the
+    /// backend checks them against the engine itself when it opens it.
+    #[serde(skip)]
+    pub sized: Vec<SizedDim>,
 }
 
 impl EngineSpec {
@@ -175,6 +180,86 @@ impl Manifest {
     }
 }
 
+/// Upper bounds on the manifest numbers that size allocations: a manifest is
+/// untrusted input, and a huge number would abort the process on allocation
+/// (which no panic guard catches) before any engine is opened. Each allows
+/// several times the real SAM 3 value.
+///
+/// Square input side: SAM 3 uses 1008; 4096 is a 201 MB float input tensor.
+pub const MAX_IMAGE_SIZE: u32 = 4096;
+/// Tokens per prompt: SAM 3 uses 32, CLIP 77.
+pub const MAX_CONTEXT_LENGTH: usize = 512;
+/// Decoder queries: SAM 3 uses 200.
+pub const MAX_QUERIES: usize = 1024;
+/// Mask side: SAM 3 uses 288.
+pub const MAX_MASK_SIZE: usize = 1024;
+/// Mask logits per phrase (queries x mask side²): SAM 3 has 16.6 M (66 MB);
+/// 64 Mi floats is 256 MiB per phrase, times the phrase cap
+/// ([`crate::prompt::MAX_PHRASES`]) per decoder run.
+pub const MAX_MASK_VALUES_PER_PHRASE: usize = 64 << 20;
+
+/// One tensor dimension that a manifest number fixes, e.g. `input_ids`'
+/// dimension 1 is `text.context_length`. Checked twice: against the tensor
+/// shapes the manifest declares (when it is parsed) and against the engine's
+/// own signature (when the backend opens it), so the numbers the pipeline
+/// allocates with are the ones the engines really take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizedDim {
+    /// The manifest field, as written in bundle.toml (`text.context_length`).
+    pub field: &'static str,
+    pub value: i64,
+    /// An input tensor (else an output).
+    pub input: bool,
+    pub tensor: &'static str,
+    pub dim: usize,
+}
+
+impl SizedDim {
+    pub fn side(&self) -> &'static str {
+        if self.input { "input" } else { "output" }
+    }
+}
+
+impl Manifest {
+    /// The dimensions of `role`'s tensors that the manifest's numbers fix.
+    pub fn sized_dims(&self, role: EngineRole) -> Vec<SizedDim> {
+        let ctx = ("text.context_length", self.text.context_length as i64);
+        let size = (
+            "preprocess.image_size",
+            i64::from(self.preprocess.image_size),
+        );
+        let queries = ("decoder.num_queries", self.decoder.num_queries as i64);
+        let mask = ("decoder.mask_size", self.decoder.mask_size as i64);
+        let d = |(field, value): (&'static str, i64), input, tensor, dim| SizedDim {
+            field,
+            value,
+            input,
+            tensor,
+            dim,
+        };
+        match role {
+            EngineRole::TextEncoder => vec![
+                d(ctx, true, "input_ids", 1),
+                d(ctx, true, "attention_mask", 1),
+                d(ctx, false, "text_features", 1),
+            ],
+            EngineRole::ImageEncoder => vec![
+                d(size, true, "pixel_values", 2),
+                d(size, true, "pixel_values", 3),
+            ],
+            EngineRole::Decoder => vec![
+                d(ctx, true, "text_features", 1),
+                d(ctx, true, "attention_mask", 1),
+                d(queries, false, "pred_logits", 1),
+                d(queries, false, "pred_boxes", 1),
+                d(queries, false, "pred_masks", 1),
+                d(mask, false, "pred_masks", 2),
+                d(mask, false, "pred_masks", 3),
+            ],
+        }
+    }
+}
+
 /// A bundle directory whose manifest parsed and whose files exist. The engines
 /// themselves are checked against the manifest when the backend opens them.
 #[derive(Debug, Clone)]
@@ -239,10 +324,77 @@ impl Bundle {
 
 /// Parses and validates a manifest; the error is a message about `bundle.toml`.
 pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {
-    let manifest: Manifest =
+    let mut manifest: Manifest =
         toml::from_str(text).map_err(|e| format!("is not a valid bundle manifest: {e}"))?;
     validate(&manifest)?;
+    for role in EngineRole::ALL {
+        let sized = manifest.sized_dims(role);
+        match role {
+            EngineRole::TextEncoder => manifest.engines.text_encoder.sized = sized,
+            EngineRole::ImageEncoder => manifest.engines.image_encoder.sized = sized,
+            EngineRole::Decoder => manifest.engines.decoder.sized = sized,
+        }
+    }
     Ok(manifest)
+}
+
+/// `value` within `1..=max`, else an error naming the field, the bound and the value.
+fn in_range(field: &str, value: usize, max: usize) -> std::result::Result<(), String> {
+    if (1..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} = {value} is out of range: it must be 1 to {max}; re-export the bundle or correct bundle.toml"
+        ))
+    }
+}
+
+/// A file the manifest names must lie inside the bundle directory: a plain
+/// relative path, no root, no `..`.
+fn check_file_name(field: &str, name: &str) -> std::result::Result<(), String> {
+    use std::path::Component;
+    let path = Path::new(name);
+    let inside = !name.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)));
+    if inside {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} = {name:?} is refused: files must be named relative to the bundle directory, \
+             without a leading `/` or `..` (for example \"decoder.onnx\")"
+        ))
+    }
+}
+
+/// The manifest's numbers against the tensor shapes it declares.
+fn check_declared_sizes(m: &Manifest, role: EngineRole) -> std::result::Result<(), String> {
+    let spec = m.engine(role);
+    for s in m.sized_dims(role) {
+        let t = if s.input {
+            spec.input(s.tensor)
+        } else {
+            spec.output(s.tensor)
+        };
+        // Required tensors are checked before this; others may be absent.
+        let Some(t) = t else { continue };
+        if t.shape.get(s.dim) != Some(&Dim::Fixed(s.value)) {
+            return Err(format!(
+                "engines.{}: {} `{}` is declared with shape {}, but {} = {} requires {} at dimension {}",
+                role.key(),
+                s.side(),
+                s.tensor,
+                t.shape_string(),
+                s.field,
+                s.value,
+                s.value,
+                s.dim
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate(m: &Manifest) -> std::result::Result<(), String> {
@@ -259,12 +411,11 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
         ));
     }
     let p = &m.preprocess;
-    if p.image_size == 0 || p.image_size > 8192 {
-        return Err(format!(
-            "preprocess.image_size {} is out of range 1..=8192",
-            p.image_size
-        ));
-    }
+    in_range(
+        "preprocess.image_size",
+        p.image_size as usize,
+        MAX_IMAGE_SIZE as usize,
+    )?;
     if p.image_std.iter().any(|s| *s <= 0.0 || !s.is_finite()) || !p.rescale_factor.is_finite() {
         return Err("preprocess.image_std must be positive and rescale_factor finite".into());
     }
@@ -276,15 +427,30 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
     }
     if m.text.context_length < 2 {
         return Err(format!(
-            "text.context_length {} is too small",
+            "text.context_length = {} is too small: a prompt needs at least its start and end tokens",
             m.text.context_length
         ));
     }
-    if m.decoder.num_queries == 0 || m.decoder.mask_size == 0 {
-        return Err("decoder.num_queries and decoder.mask_size must be positive".into());
+    in_range(
+        "text.context_length",
+        m.text.context_length,
+        MAX_CONTEXT_LENGTH,
+    )?;
+    in_range("decoder.num_queries", m.decoder.num_queries, MAX_QUERIES)?;
+    in_range("decoder.mask_size", m.decoder.mask_size, MAX_MASK_SIZE)?;
+    // Both within their bounds, so the product cannot overflow.
+    let per_phrase = m.decoder.num_queries * m.decoder.mask_size * m.decoder.mask_size;
+    if per_phrase > MAX_MASK_VALUES_PER_PHRASE {
+        return Err(format!(
+            "decoder.num_queries x decoder.mask_size² = {} x {}² = {per_phrase} mask logits per phrase, \
+             more than the {MAX_MASK_VALUES_PER_PHRASE} samclipseg allows",
+            m.decoder.num_queries, m.decoder.mask_size
+        ));
     }
+    check_file_name("text.tokenizer", &m.text.tokenizer)?;
     for role in EngineRole::ALL {
         let spec = m.engine(role);
+        check_file_name(&format!("engines.{}.file", role.key()), &spec.file)?;
         let (ins, outs) = role.required_tensors();
         for name in ins {
             if spec.input(name).is_none() {
@@ -317,6 +483,7 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
                 ));
             }
         }
+        check_declared_sizes(m, role)?;
     }
     Ok(())
 }
@@ -415,6 +582,134 @@ outputs = [{ name = "pred_logits", dtype = "float32", shape = ["batch", 20] },
     fn refuses_text_that_is_not_toml() {
         let err = parse_manifest("this is [not toml").unwrap_err();
         assert!(err.contains("not a valid bundle manifest"), "{err}");
+    }
+
+    #[test]
+    fn numbers_that_size_allocations_are_bounded() {
+        for (from, to, field, bound) in [
+            (
+                "context_length = 32",
+                "context_length = 1000000000000",
+                "text.context_length",
+                "512",
+            ),
+            (
+                "image_size = 112",
+                "image_size = 100000",
+                "preprocess.image_size",
+                "4096",
+            ),
+            (
+                "image_size = 112",
+                "image_size = 0",
+                "preprocess.image_size",
+                "4096",
+            ),
+            (
+                "num_queries = 20",
+                "num_queries = 5000",
+                "decoder.num_queries",
+                "1024",
+            ),
+            (
+                "mask_size = 28",
+                "mask_size = 4096",
+                "decoder.mask_size",
+                "1024",
+            ),
+        ] {
+            let err = parse_manifest(&GOOD.replace(from, to)).unwrap_err();
+            let value = to.rsplit(' ').next().unwrap();
+            assert!(
+                err.contains(field) && err.contains(bound) && err.contains(value),
+                "{to}: {err}"
+            );
+        }
+        // Each within its bound, their product not.
+        let err = parse_manifest(
+            &GOOD
+                .replace("num_queries = 20", "num_queries = 1000")
+                .replace("mask_size = 28", "mask_size = 1000"),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("decoder.num_queries x decoder.mask_size") && err.contains("1000000000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn numbers_must_agree_with_the_declared_shapes() {
+        let err = parse_manifest(&GOOD.replace("context_length = 32", "context_length = 48"))
+            .unwrap_err();
+        assert!(
+            err.contains("engines.text_encoder")
+                && err.contains("`input_ids`")
+                && err.contains("[batch, 32]")
+                && err.contains("text.context_length = 48"),
+            "{err}"
+        );
+        let err =
+            parse_manifest(&GOOD.replace("num_queries = 20", "num_queries = 21")).unwrap_err();
+        assert!(
+            err.contains("engines.decoder")
+                && err.contains("`pred_logits`")
+                && err.contains("decoder.num_queries = 21"),
+            "{err}"
+        );
+        let err = parse_manifest(&GOOD.replace("mask_size = 28", "mask_size = 14")).unwrap_err();
+        assert!(
+            err.contains("`pred_masks`") && err.contains("[batch, 20, 28, 28]"),
+            "{err}"
+        );
+        let err =
+            parse_manifest(&GOOD.replace("image_size = 112", "image_size = 224")).unwrap_err();
+        assert!(
+            err.contains("`pixel_values`") && err.contains("preprocess.image_size = 224"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_checked_dimensions_travel_with_the_engine_specs() {
+        let m = parse_manifest(GOOD).unwrap();
+        let masks: Vec<(usize, i64)> = m
+            .engines
+            .decoder
+            .sized
+            .iter()
+            .filter(|s| s.tensor == "pred_masks")
+            .map(|s| (s.dim, s.value))
+            .collect();
+        assert_eq!(masks, [(1, 20), (2, 28), (3, 28)]);
+        assert_eq!(m.engines.text_encoder.sized.len(), 3);
+        assert!(m.engines.image_encoder.sized.iter().all(|s| s.value == 112));
+    }
+
+    #[test]
+    fn file_names_outside_the_bundle_are_refused() {
+        for bad in [
+            "../decoder.onnx",
+            "/etc/passwd",
+            "sub/../../decoder.onnx",
+            "",
+            ".",
+        ] {
+            let text = GOOD.replace("file = \"decoder.onnx\"", &format!("file = {bad:?}"));
+            let err = parse_manifest(&text).unwrap_err();
+            assert!(
+                err.contains("engines.decoder.file") && err.contains(&format!("{bad:?}")),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse_manifest(&GOOD.replace(
+            "tokenizer = \"tokenizer.json\"",
+            "tokenizer = \"../../tokenizer.json\"",
+        ))
+        .unwrap_err();
+        assert!(err.contains("text.tokenizer"), "{err}");
+        let ok = GOOD.replace("file = \"decoder.onnx\"", "file = \"engines/decoder.onnx\"");
+        assert!(parse_manifest(&ok).is_ok());
     }
 
     #[test]

@@ -94,11 +94,12 @@ fn wrong_tensor_name_names_engine_and_tensor() {
 
 #[test]
 fn wrong_tensor_shape_says_expected_and_found() {
+    // The channel count: fixed by the engine, not by a manifest number.
     let dir = bundle_copy("tensor-shape");
     edit_manifest(
         &dir,
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 112, 112] }",
-        "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 224, 224] }",
+        "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 4, 112, 112] }",
     );
     let err = load_err(&dir);
     assert!(
@@ -106,7 +107,104 @@ fn wrong_tensor_shape_says_expected_and_found() {
         "{err}"
     );
     assert!(
-        err.contains("224, 224]") && err.contains("112, 112]"),
+        err.contains("[image_batch, 4, 112, 112]") && err.contains("[?, 3, 112, 112]"),
+        "{err}"
+    );
+
+    // A side that preprocess.image_size fixes: the manifest contradicts itself.
+    let dir = bundle_copy("tensor-size");
+    edit_manifest(
+        &dir,
+        "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 112, 112] }",
+        "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 224, 224] }",
+    );
+    let err = load_err(&dir);
+    assert!(
+        err.contains("engines.image_encoder")
+            && err.contains("`pixel_values`")
+            && err.contains("[image_batch, 3, 224, 224]")
+            && err.contains("preprocess.image_size = 112"),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_sizes_in_the_manifest_are_refused_before_anything_is_allocated() {
+    // Before the bound, this aborted the process in the tokenizer's allocation.
+    let dir = bundle_copy("huge-context");
+    edit_manifest(
+        &dir,
+        "context_length = 32",
+        "context_length = 4000000000000",
+    );
+    let err = load_err(&dir);
+    assert!(
+        err.contains("bundle.toml")
+            && err.contains("text.context_length = 4000000000000")
+            && err.contains("1 to 512"),
+        "{err}"
+    );
+    let dir = bundle_copy("huge-masks");
+    edit_manifest(&dir, "mask_size = 32", "mask_size = 100000");
+    let err = load_err(&dir);
+    assert!(
+        err.contains("decoder.mask_size = 100000") && err.contains("1 to 1024"),
+        "{err}"
+    );
+}
+
+#[test]
+fn manifest_numbers_are_checked_against_the_engines_themselves() {
+    // A manifest consistent in itself (context 48 everywhere) that does not
+    // describe its engines (context 32).
+    let dir = bundle_copy("context-48");
+    let path = dir.join("bundle.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("context_length = 32", "context_length = 48")
+        .replace("[\"batch\", 32]", "[\"batch\", 48]")
+        .replace("[\"batch\", 32, 32]", "[\"batch\", 48, 32]");
+    std::fs::write(&path, text).unwrap();
+    let err = load_err(&dir);
+    assert!(
+        err.contains("text_encoder.onnx")
+            && err.contains("input `input_ids` dimension 1 is 32 in the engine")
+            && err.contains("text.context_length is 48"),
+        "{err}"
+    );
+}
+
+#[test]
+fn manifest_file_names_outside_the_bundle_are_refused() {
+    let dir = bundle_copy("escape");
+    // A real file outside the bundle: refused for where it is, not for missing.
+    std::fs::copy(
+        dir.join("decoder.onnx"),
+        dir.join("../escaped-decoder.onnx"),
+    )
+    .unwrap();
+    edit_manifest(
+        &dir,
+        "file = \"decoder.onnx\"",
+        "file = \"../escaped-decoder.onnx\"",
+    );
+    let err = load_err(&dir);
+    assert!(
+        err.contains("bundle.toml")
+            && err.contains("engines.decoder.file")
+            && err.contains("\"../escaped-decoder.onnx\" is refused"),
+        "{err}"
+    );
+    let dir = bundle_copy("absolute");
+    let absolute = dir.join("tokenizer.json").display().to_string();
+    edit_manifest(
+        &dir,
+        "tokenizer = \"tokenizer.json\"",
+        &format!("tokenizer = {absolute:?}"),
+    );
+    let err = load_err(&dir);
+    assert!(
+        err.contains("text.tokenizer") && err.contains("is refused"),
         "{err}"
     );
 }
