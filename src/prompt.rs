@@ -9,6 +9,16 @@
 //! phrase's score threshold. A leading `-` makes the phrase negative: its
 //! instances are not reported, they remove the positive instances they cover.
 
+/// Most phrases one prompt may ask for, positives and negatives together.
+///
+/// Every phrase is one more item of the decoder batch, and each item comes
+/// back with its mask logits: on SAM 3, 200 queries x 288 x 288 floats, 66 MB
+/// per phrase. 16 phrases is about 1 GB per decoder run, already more than a
+/// live stream can afford per frame, while a prompt that names a scene rarely
+/// needs more than a handful. The TensorRT optimisation profiles stop here too
+/// (see `backend::trt_profile_shapes`).
+pub const MAX_PHRASES: usize = 16;
+
 /// One phrase of a prompt list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phrase {
@@ -46,12 +56,31 @@ fn parse_one(raw: &str) -> Option<Phrase> {
     })
 }
 
+/// The warning for phrases dropped by the cap: names the cap and each phrase.
+fn dropped_warning(max: usize, dropped: &[Phrase]) -> String {
+    let names: Vec<String> = dropped
+        .iter()
+        .map(|p| format!("{}{:?}", if p.negative { "-" } else { "" }, p.text))
+        .collect();
+    format!(
+        "the prompt has {} phrases, more than the cap of {max} per prompt (positives and \
+         negatives together); dropped {}: {}",
+        max + dropped.len(),
+        dropped.len(),
+        names.join(", ")
+    )
+}
+
 /// A whole request: the positive phrases from `prompt`, the negative ones
 /// from `-phrase` items and from the `negative-prompt` list.
+///
+/// At most [`MAX_PHRASES`] phrases are kept: positives first, then negatives.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PromptSet {
     pub positives: Vec<Phrase>,
     pub negatives: Vec<Phrase>,
+    /// Phrases dropped because the prompt had more than [`MAX_PHRASES`].
+    pub truncated: usize,
 }
 
 impl PromptSet {
@@ -69,7 +98,20 @@ impl PromptSet {
                 negative: true,
                 ..p
             }));
+        set.cap(MAX_PHRASES);
         set
+    }
+
+    /// Keeps the first `max` phrases, positives first, and warns about the rest.
+    fn cap(&mut self, max: usize) {
+        let positives = self.positives.len().min(max);
+        let negatives = self.negatives.len().min(max - positives);
+        let mut dropped: Vec<Phrase> = self.positives.split_off(positives);
+        dropped.extend(self.negatives.split_off(negatives));
+        self.truncated = dropped.len();
+        if !dropped.is_empty() {
+            log::warn!("{}", dropped_warning(max, &dropped));
+        }
     }
 
     /// Every phrase the model must see, positives first: one batched decoder run.
@@ -127,6 +169,40 @@ mod tests {
             [phrase("sign: stop", None, false)]
         );
         assert_eq!(parse_phrases("cat:1.5"), [phrase("cat:1.5", None, false)]);
+    }
+
+    #[test]
+    fn phrases_beyond_the_cap_are_dropped_positives_first() {
+        let list = |prefix: &str, n: usize| {
+            (0..n)
+                .map(|i| format!("{prefix}{i}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // Within the cap: nothing dropped.
+        let set = PromptSet::parse(&list("p", MAX_PHRASES - 2), &list("n", 2));
+        assert_eq!((set.texts().len(), set.truncated), (MAX_PHRASES, 0));
+
+        // Too many negatives: every positive stays, the last negatives go.
+        let set = PromptSet::parse(&list("p", 10), &list("n", 10));
+        assert_eq!(set.positives.len(), 10);
+        assert_eq!(set.negatives.len(), MAX_PHRASES - 10);
+        assert_eq!(set.truncated, 20 - MAX_PHRASES);
+        assert_eq!(
+            set.negatives.last().unwrap().text,
+            format!("n{}", MAX_PHRASES - 11)
+        );
+
+        // Too many positives: no room is left for negatives.
+        let set = PromptSet::parse(&format!("{}; -x", list("p", 40)), "y");
+        assert_eq!(set.positives.len(), MAX_PHRASES);
+        assert!(set.negatives.is_empty());
+        assert_eq!(set.truncated, 40 - MAX_PHRASES + 2);
+        assert_eq!(set.texts().len(), MAX_PHRASES);
+        assert_eq!(
+            set.positives[MAX_PHRASES - 1].text,
+            format!("p{}", MAX_PHRASES - 1)
+        );
     }
 
     #[test]
