@@ -6,6 +6,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 TINY := tests/fixtures/tiny-sam3
 OUT ?= out
 PLUGIN_DIR := $(CURDIR)/target/release
+# What make runs from this tree (gst-launch-1.0 in the demo, cargo) loads ONNX
+# Runtime from .deps/onnxruntime; an installed plugin does not look there
+# unless asked (src/runtime.rs). A value already in the environment wins.
+export SAMCLIPSEG_DEV_ORT ?= 1
 
 .PHONY: deps engines-deps build test lint demo fixtures bench toy eval-toy
 

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The plugin is run from this tree: let it load .deps/onnxruntime (make deps).
+export SAMCLIPSEG_DEV_ORT=${SAMCLIPSEG_DEV_ORT:-1}
 OUT=${OUT:-out}
 BUNDLE=${BUNDLE:-tests/fixtures/toy-shapes-sam3}
 PROMPT=${PROMPT:-red circle}
