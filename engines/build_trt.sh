@@ -6,11 +6,17 @@
 #
 # It loads the bundle once with backend=tensorrt (ONNX Runtime's TensorRT
 # execution provider builds an engine per ONNX graph and stores it, with the
-# timing cache, in CACHE_DIR) and segments one photo so that every engine runs.
-# Point the element at the same directory (tensorrt-cache-dir, default
-# $XDG_CACHE_HOME/samclipseg/tensorrt) and it reuses the engines. Engines are
-# specific to the GPU, TensorRT version and options (FP16): rebuild after
-# changing any of them.
+# timing cache, in CACHE_DIR/<bundle name>-<hash of the engine files>: the
+# provider's own key covers the graph but not the weights, so each bundle keeps
+# its own engines) and segments one photo with two phrases so that every engine
+# runs. The engines are built with optimisation profiles for the prompt batch
+# from 1 to the phrase cap (src/prompt.rs MAX_PHRASES, 16; tuned for 4): a prompt
+# with any number of phrases then runs on them, and a phrase-count change never
+# rebuilds an engine on the streaming thread (src/backend.rs
+# trt_profile_shapes). Point the element at the same CACHE_DIR
+# (tensorrt-cache-dir, default $XDG_CACHE_HOME/samclipseg/tensorrt) and it
+# reuses the engines. Engines are specific to the GPU, TensorRT version and
+# options (FP16): rebuild after changing any of them.
 #
 # Needs the GPU build of ONNX Runtime: ORT_DYLIB_PATH=.../libonnxruntime.so.* from
 # `pip install onnxruntime-gpu`, plus CUDA 12, cuDNN 9 and TensorRT 10 libraries.
@@ -30,6 +36,6 @@ mkdir -p "$cache"
 echo "build_trt: building TensorRT engines for $bundle into $cache (minutes for the full model)"
 start=$(date +%s)
 cargo run --release --example segment_image -- --bundle "$bundle" --backend tensorrt \
-  --trt-cache "$cache" --prompt "a person" --out-dir "$(mktemp -d)" "$photo"
-echo "build_trt: done in $(( $(date +%s) - start )) s; cache:"
-ls -la "$cache"
+  --trt-cache "$cache" --prompt "a person" --prompt "a helmet" --out-dir "$(mktemp -d)" "$photo"
+echo "build_trt: done in $(( $(date +%s) - start )) s; cache (one directory per bundle):"
+ls -laR "$cache"

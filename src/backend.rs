@@ -9,7 +9,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::Session;
 use ort::value::{Tensor as OrtTensor, TensorElementType, TensorValueType, ValueType};
 
-use crate::bundle::{Dim, EngineRole, EngineSpec, SizedDim, TensorSpec};
+use crate::bundle::{Bundle, Dim, EngineRole, EngineSpec, SizedDim, TensorSpec};
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::tensor::{TensorF32, TensorI64};
@@ -82,6 +82,188 @@ impl TensorRtOptions {
     }
 }
 
+/// `options` with the TensorRT engine cache moved into a subdirectory of its
+/// own for `bundle` ([`engine_cache_key`]); other backends unchanged.
+///
+/// ONNX Runtime's TensorRT provider names cached engines by a hash of the
+/// graph (its structure and names, not the weights' values), so two bundles
+/// exported from the same architecture with different weights would load
+/// each other's engines and give the other model's results, silently.
+pub fn per_bundle_options(options: &BackendOptions, bundle: &Bundle) -> Result<BackendOptions> {
+    let mut options = options.clone();
+    if options.kind == BackendKind::TensorRt {
+        let files: Vec<PathBuf> = EngineRole::ALL
+            .iter()
+            .map(|r| bundle.engine_path(*r))
+            .collect();
+        let key = engine_cache_key(&bundle.manifest.bundle.name, &files)?;
+        options.tensorrt.engine_cache_dir = Some(options.tensorrt.cache_dir().join(key));
+    }
+    Ok(options)
+}
+
+/// The name of a bundle's engine cache directory: the bundle's name (only
+/// letters, digits, `-` and `_`, for the person looking in the cache) and a
+/// hash of the engine files' contents.
+///
+/// The contents, not sizes and modification times: a re-export with new
+/// weights has the same sizes, and `cp -p`, `rsync -a` or `tar` keep times, so
+/// only the bytes say reliably that an engine is stale, and a stale engine
+/// means wrong masks, not an error. Reading the files costs a few seconds for
+/// the full model (several GB) once per load on the `tensorrt` backend only,
+/// while ONNX Runtime reads them anyway.
+pub fn engine_cache_key(bundle_name: &str, files: &[PathBuf]) -> Result<String> {
+    let mut name: String = bundle_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(48)
+        .collect();
+    if name.is_empty() {
+        name = "bundle".into();
+    }
+    let mut h = ContentHash::new();
+    for path in files {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::Backend {
+            backend: "tensorrt".into(),
+            message: format!(
+                "cannot read {} to key its engine cache: {e}",
+                path.display()
+            ),
+        })?;
+        h.file(&mut f).map_err(|e| Error::Backend {
+            backend: "tensorrt".into(),
+            message: format!(
+                "cannot read {} to key its engine cache: {e}",
+                path.display()
+            ),
+        })?;
+    }
+    Ok(format!("{name}-{:016x}", h.finish()))
+}
+
+/// A 64-bit hash of byte streams, fast enough to read GB-sized engines at
+/// disk speed (a multiply-rotate over 8-byte words, as in FxHash / wyhash).
+/// Written here because no hash crate is a dependency and the key needs
+/// neither cryptographic strength nor more than 64 bits: it tells apart the
+/// few bundles on one machine, not an adversary's.
+struct ContentHash(u64);
+
+impl ContentHash {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn new() -> ContentHash {
+        ContentHash(0x243F_6A88_85A3_08D3)
+    }
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(23) ^ w).wrapping_mul(Self::K);
+    }
+
+    /// One file: its bytes, then its length, so that file boundaries count.
+    fn file(&mut self, f: &mut impl std::io::Read) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        let mut tail: Vec<u8> = Vec::with_capacity(8);
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            len += n as u64;
+            let mut data = &buf[..n];
+            // Complete the word a previous read left unfinished.
+            if !tail.is_empty() {
+                let take = (8 - tail.len()).min(data.len());
+                tail.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if tail.len() == 8 {
+                    self.word(u64::from_le_bytes(tail[..].try_into().unwrap_or([0; 8])));
+                    tail.clear();
+                }
+            }
+            let words = data.chunks_exact(8);
+            tail.extend_from_slice(words.remainder());
+            for w in words {
+                self.word(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+            }
+        }
+        if !tail.is_empty() {
+            let mut last = [0u8; 8];
+            last[..tail.len()].copy_from_slice(&tail);
+            self.word(u64::from_le_bytes(last));
+        }
+        self.word(len);
+        Ok(())
+    }
+
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        x ^ (x >> 33)
+    }
+}
+
+/// Phrase counts TensorRT builds its engines for: any batch from 1 to the
+/// phrase cap runs on one engine, so a prompt change never rebuilds one (minutes
+/// on the streaming thread); kernels are chosen for [`TRT_OPT_BATCH`].
+pub const TRT_MAX_BATCH: usize = crate::prompt::MAX_PHRASES;
+/// The batch TensorRT tunes for: a prompt of a few phrases.
+pub const TRT_OPT_BATCH: usize = 4;
+
+/// TensorRT optimisation profile shapes of one engine, in the provider's
+/// `name:AxBxC,name2:...` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrtProfiles {
+    pub min: String,
+    pub opt: String,
+    pub max: String,
+}
+
+/// The profiles for `spec`'s inputs with a dynamic dimension: `batch`
+/// (phrases) from 1 to `max_batch`, `image_batch` fixed at 1 (one picture per
+/// run). None when every input is static. Another symbolic name has no range
+/// samclipseg knows, so it is an error naming the tensor.
+pub fn trt_profile_shapes(
+    spec: &EngineSpec,
+    max_batch: usize,
+) -> std::result::Result<Option<TrtProfiles>, String> {
+    let (mut min, mut opt, mut max) = (Vec::new(), Vec::new(), Vec::new());
+    for t in &spec.inputs {
+        if t.shape.iter().all(|d| matches!(d, Dim::Fixed(_))) {
+            continue;
+        }
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, d) in t.shape.iter().enumerate() {
+            let (lo, mid, hi) = match d {
+                Dim::Fixed(n) => (*n, *n, *n),
+                Dim::Symbolic(s) if s == "batch" => {
+                    (1, TRT_OPT_BATCH.min(max_batch) as i64, max_batch as i64)
+                }
+                Dim::Symbolic(s) if s == "image_batch" => (1, 1, 1),
+                Dim::Symbolic(s) => {
+                    return Err(format!(
+                        "input `{}` dimension {i} is `{s}`, which has no TensorRT profile range; \
+                         only `batch` and `image_batch` may be symbolic (engines/BUNDLE.md)",
+                        t.name
+                    ));
+                }
+            };
+            a.push(lo.to_string());
+            b.push(mid.to_string());
+            c.push(hi.to_string());
+        }
+        min.push(format!("{}:{}", t.name, a.join("x")));
+        opt.push(format!("{}:{}", t.name, b.join("x")));
+        max.push(format!("{}:{}", t.name, c.join("x")));
+    }
+    Ok((!min.is_empty()).then(|| TrtProfiles {
+        min: min.join(","),
+        opt: opt.join(","),
+        max: max.join(","),
+    }))
+}
+
 const GPU_HINT: &str = "it needs the GPU build of ONNX Runtime (pip install onnxruntime-gpu, then set \
      ORT_DYLIB_PATH to its onnxruntime/capi/libonnxruntime.so.*), an NVIDIA driver, and the CUDA 12 and \
      cuDNN 9 libraries (plus TensorRT 10 for `tensorrt`) on the library path";
@@ -91,6 +273,7 @@ const GPU_HINT: &str = "it needs the GPU build of ONNX Runtime (pip install onnx
 fn with_gpu_providers(
     builder: ort::session::builder::SessionBuilder,
     options: &BackendOptions,
+    spec: &EngineSpec,
 ) -> Result<ort::session::builder::SessionBuilder> {
     use ort::ep;
     let cuda = ep::CUDA::default()
@@ -119,6 +302,17 @@ fn with_gpu_providers(
                 .with_timing_cache_path(dir.display().to_string());
             if t.workspace_bytes > 0 {
                 trt = trt.with_max_workspace_size(t.workspace_bytes);
+            }
+            let profiles =
+                trt_profile_shapes(spec, TRT_MAX_BATCH).map_err(|message| Error::Backend {
+                    backend: "tensorrt".into(),
+                    message,
+                })?;
+            if let Some(p) = profiles {
+                trt = trt
+                    .with_profile_min_shapes(p.min)
+                    .with_profile_opt_shapes(p.opt)
+                    .with_profile_max_shapes(p.max);
             }
             // Nodes TensorRT cannot take run on CUDA, still on the GPU.
             vec![trt.build().error_on_failure(), cuda]
@@ -449,7 +643,7 @@ impl Engine {
         let env = runtime::environment()?;
         let mut builder =
             Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
-        builder = with_gpu_providers(builder, options)?;
+        builder = with_gpu_providers(builder, options, spec)?;
         if options.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(options.intra_threads)
@@ -834,5 +1028,111 @@ mod tests {
         assert!(err.contains("absent"), "{err}");
         // A tensor the engine lacks is check_signature's to report.
         assert_eq!(check_sized_dims(&[ctx(32)], |_, _| None), Ok(()));
+    }
+
+    fn tensor(name: &str, shape: &[Dim]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            dtype: "float32".into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn tensorrt_profiles_cover_every_phrase_count_up_to_the_cap() {
+        let batch = || Dim::Symbolic("batch".into());
+        let spec = EngineSpec {
+            file: "decoder.onnx".into(),
+            inputs: vec![
+                tensor("fpn_feat_0", &[Dim::Fixed(1), Dim::Fixed(32)]),
+                tensor("text_features", &[batch(), Dim::Fixed(32), Dim::Fixed(64)]),
+                tensor("attention_mask", &[batch(), Dim::Fixed(32)]),
+            ],
+            outputs: vec![],
+            sized: vec![],
+        };
+        let p = trt_profile_shapes(&spec, TRT_MAX_BATCH).unwrap().unwrap();
+        assert_eq!(TRT_MAX_BATCH, crate::prompt::MAX_PHRASES);
+        assert_eq!(p.min, "text_features:1x32x64,attention_mask:1x32");
+        assert_eq!(p.opt, "text_features:4x32x64,attention_mask:4x32");
+        assert_eq!(p.max, "text_features:16x32x64,attention_mask:16x32");
+
+        let image = EngineSpec {
+            inputs: vec![tensor(
+                "pixel_values",
+                &[
+                    Dim::Symbolic("image_batch".into()),
+                    Dim::Fixed(3),
+                    Dim::Fixed(8),
+                    Dim::Fixed(8),
+                ],
+            )],
+            ..spec.clone()
+        };
+        let p = trt_profile_shapes(&image, TRT_MAX_BATCH).unwrap().unwrap();
+        assert_eq!(
+            (p.min.as_str(), p.max.as_str()),
+            ("pixel_values:1x3x8x8", "pixel_values:1x3x8x8")
+        );
+
+        let fixed = EngineSpec {
+            inputs: vec![tensor("x", &[Dim::Fixed(2)])],
+            ..spec.clone()
+        };
+        assert_eq!(trt_profile_shapes(&fixed, 16), Ok(None));
+
+        let odd = EngineSpec {
+            inputs: vec![tensor("x", &[Dim::Symbolic("sequence".into())])],
+            ..spec
+        };
+        let err = trt_profile_shapes(&odd, 16).unwrap_err();
+        assert!(err.contains("`x`") && err.contains("`sequence`"), "{err}");
+    }
+
+    fn hash(parts: &[&[u8]]) -> u64 {
+        let mut h = ContentHash::new();
+        for p in parts {
+            h.file(&mut &p[..]).unwrap();
+        }
+        h.finish()
+    }
+
+    /// Hands out its bytes a few at a time, as a reader may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_content_hash_sees_every_byte_and_every_file_boundary() {
+        let a: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut b = a.clone();
+        b[999] ^= 1;
+        assert_ne!(hash(&[&a]), hash(&[&b]), "same size, one byte differs");
+        b = a.clone();
+        b[0] ^= 0x80;
+        assert_ne!(hash(&[&a]), hash(&[&b]));
+        assert_ne!(
+            hash(&[&a[..500], &a[500..]]),
+            hash(&[&a]),
+            "file boundaries count"
+        );
+        assert_ne!(
+            hash(&[&a[..3]]),
+            hash(&[&[a[0], a[1], a[2], 0][..]]),
+            "length counts"
+        );
+        // However the reads are split, the same bytes give the same hash.
+        for step in [1, 3, 8, 13] {
+            let mut h = ContentHash::new();
+            h.file(&mut Trickle(&a, step)).unwrap();
+            assert_eq!(h.finish(), hash(&[&a]), "reads of {step}");
+        }
     }
 }

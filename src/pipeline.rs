@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::backend::{BackendOptions, Bound, DeviceMemory, DeviceTensor, Engine, Input, Transfers};
+use crate::backend::{
+    BackendOptions, Bound, DeviceMemory, DeviceTensor, Engine, Input, Transfers, per_bundle_options,
+};
 use crate::bundle::{Bundle, EngineRole, Manifest};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -162,6 +164,8 @@ impl Sam3Model {
             m.text.context_length,
             m.text.pad_token_id,
         )?;
+        // TensorRT keeps each bundle's engines apart (see per_bundle_options).
+        let options = &per_bundle_options(options, &bundle)?;
         let memory = Arc::new(DeviceMemory::new(options)?);
         let load = |role| {
             Engine::load(
