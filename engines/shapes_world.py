@@ -16,7 +16,15 @@ all along, and other shapes that move in, cross and leave; per-frame truth:
 ``frame-NNN.png``, ``ids-NNN.png`` (8-bit map: 0 background, k = object k)
 and ``truth.json`` (per frame: each object's id, colour, shape, box).
 
-Deterministic for a given seed; needs only numpy and Pillow.
+The wide world (``sample_wide_scene``, ``sample_wide_frame``; issue 18): camera-sized
+frames stretched to the model's square input as the element does, backgrounds of any
+hue (flat, gradients, colour fields, scikit-image photo crops), distractors in colours
+outside the vocabulary, outlines, lighting, blur, JPEG, several instances of a kind,
+shapes cut by the frame edge.  The functions of the first world draw exactly what they
+drew before (the golden fixtures and the recorded test set).
+
+Deterministic for a given seed; needs only numpy and Pillow (the wide world's photo
+backgrounds: scikit-image, python3-skimage in scripts/setup.sh).
 """
 
 from __future__ import annotations
@@ -251,11 +259,334 @@ def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: f
             pool = hard if hard and rng.uniform() < 0.7 else absent
             out.append(pool[int(rng.integers(len(pool)))])
         else:
-            s = scene.shapes[int(rng.integers(len(scene.shapes)))]
+            named = [o for o in scene.shapes if o.color in COLORS]  # not the wide world's distractors
+            s = named[int(rng.integers(len(named)))]
             form = rng.uniform()
             cut = (1 / 3, 2 / 3) if uniform_positives else (0.5, 0.75)
             out.append(f"{s.color} {s.shape}" if form < cut[0] else s.shape if form < cut[1] else f"{s.color} shape")
     return out
+
+
+# --- the wide world ------------------------------------------------------------------------
+#
+# The world above has muted backgrounds and flat shapes: a model trained only on it learns
+# colour words against grey.  The wide world (``sample_wide_scene``) draws frames of the
+# sizes a camera gives, stretched to the square model input as the element does it
+# (src/preprocess.rs: antialiased bilinear, aspect ratio not kept), over backgrounds of
+# any hue and saturation (flat, gradients, smooth colour fields, photo crops), with
+# distractor shapes in colours outside the vocabulary, outlines or none, lighting across
+# the frame and across each shape, several instances of a kind, shapes cut by the frame
+# edge, slight blur and JPEG compression.  A shape is always told from what is behind
+# it: where the background under it is close to its colour it gets an outline.
+# The old functions above draw exactly what they drew before (the golden fixtures).
+
+DISTRACTOR_COLORS = {
+    "orange": (240, 135, 30),
+    "purple": (135, 55, 175),
+    "brown": (125, 80, 45),
+    "grey": (128, 128, 128),
+}
+# frame shapes (width / height) a camera gives, and how often
+ASPECTS = ((1.0, 0.35), (16 / 9, 0.35), (4 / 3, 0.2), (3 / 2, 0.05), (9 / 16, 0.05))
+# photos whose crops may be backgrounds (scikit-image's bundled samples); the
+# independent evaluation set (independent_shapes.py) uses the others
+TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+                "retina", "brick", "grass", "gravel", "camera", "moon", "page", "text", "clock")
+_PHOTO_CACHE: dict[str, np.ndarray] = {}
+
+
+def photo(name: str) -> np.ndarray:
+    """A scikit-image sample as H x W x 3 float32 (grey ones repeated)."""
+    if name not in _PHOTO_CACHE:
+        from skimage import data
+
+        img = np.asarray(getattr(data, name)())
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        img = img[:, :, :3]
+        if img.dtype != np.uint8:
+            img = (255 * (img - img.min()) / max(1e-6, float(img.max() - img.min()))).astype(np.uint8)
+        _PHOTO_CACHE[name] = img.astype(np.float32)
+    return _PHOTO_CACHE[name]
+
+
+def available_photos(names=TRAIN_PHOTOS) -> list[str]:
+    out = []
+    for n in names:
+        try:
+            photo(n)
+            out.append(n)
+        except Exception:  # not bundled in this scikit-image, or scikit-image missing
+            pass
+    return out
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).resize(
+        (w, h), Image.BILINEAR), dtype=np.float32)
+
+
+def _random_rgb(rng: np.random.Generator) -> np.ndarray:
+    """Any hue, any saturation, any value."""
+    import colorsys
+
+    h, s, v = rng.uniform(), rng.uniform() ** 0.7, rng.uniform(0.15, 1.0)
+    return np.asarray(colorsys.hsv_to_rgb(h, s, v), dtype=np.float32) * 255
+
+
+def wide_background(rng: np.random.Generator, w: int, h: int, photos: list[str]) -> np.ndarray:
+    """Flat, gradient, smooth colour field, photo crop or the old muted texture."""
+    kind = rng.choice(["flat", "gradient", "field", "photo", "muted"], p=[0.15, 0.2, 0.25, 0.3, 0.1])
+    if kind == "photo" and not photos:
+        kind = "field"
+    if kind == "flat":
+        img = np.broadcast_to(_random_rgb(rng), (h, w, 3)).copy()
+    elif kind == "gradient":
+        a, b = _random_rgb(rng), _random_rgb(rng)
+        ang = rng.uniform(0, 2 * math.pi)
+        gx, gy = np.meshgrid(np.linspace(0, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
+        t = gx * math.cos(ang) + gy * math.sin(ang)
+        t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+        img = a[None, None] * (1 - t[..., None]) + b[None, None] * t[..., None]
+    elif kind == "field":
+        cells = int(rng.integers(1, 5))
+        n = max(w, h)
+        k = int(rng.integers(2, 4))
+        cols = [_random_rgb(rng) for _ in range(k)]
+        weights = np.stack([_smooth_field(rng, n, cells)[:h, :w] for _ in range(k)])
+        weights = np.exp(weights * rng.uniform(1.5, 4.0))
+        weights /= weights.sum(0, keepdims=True)
+        img = sum(weights[i][..., None] * cols[i][None, None] for i in range(k))
+    elif kind == "photo":
+        src = photo(photos[int(rng.integers(len(photos)))])
+        ph, pw = src.shape[:2]
+        scale = rng.uniform(0.25, 1.0)
+        cw = max(8, int(min(pw, ph * w / h) * scale))
+        ch = max(8, int(cw * h / w))
+        x0, y0 = int(rng.integers(0, max(1, pw - cw + 1))), int(rng.integers(0, max(1, ph - ch + 1)))
+        img = _resize(src[y0 : y0 + ch, x0 : x0 + cw], w, h)
+        if rng.uniform() < 0.3:  # recoloured: hue of any kind over the photo's structure
+            lum = img.mean(2, keepdims=True) / 255
+            img = lum * _random_rgb(rng)[None, None] * 1.3
+    else:
+        img = background(rng, max(w, h))[:h, :w]
+    img = img.astype(np.float32)
+    if rng.uniform() < 0.5:
+        img += _smooth_field(rng, max(w, h), int(rng.integers(2, 6)))[:h, :w, None] * rng.uniform(5, 25)
+    img += rng.normal(0, rng.uniform(0, 8), size=img.shape).astype(np.float32)
+    return img
+
+
+def _inside_frame(shape: Shape, xs: np.ndarray, ys: np.ndarray, w: int, h: int) -> np.ndarray:
+    """As _inside, with xs and ys in units of the frame's width and height and the shape's
+    centre likewise, its radius in units of the frame's shorter side."""
+    u = min(w, h)
+    iso = Shape(**{**shape.__dict__, "cx": shape.cx * w / u, "cy": shape.cy * h / u})
+    return _inside(iso, xs * (w / u), ys * (h / u))
+
+
+def masks_on_grid(shapes: list[Shape], w: int, h: int, gw: int, gh: int) -> list[np.ndarray]:
+    """Visible masks (pixel centre inside, minus later shapes) of shapes in a w x h frame,
+    on a gw x gh grid over the same frame (the frame itself, or the model's square input)."""
+    gx = (np.arange(gw, dtype=np.float32) + 0.5) / gw
+    gy = (np.arange(gh, dtype=np.float32) + 0.5) / gh
+    visible: list[np.ndarray] = []
+    for sh in shapes:
+        m = _inside_frame(sh, gx[None, :], gy[:, None], w, h)
+        visible = [v & ~m for v in visible]
+        visible.append(m)
+    return visible
+
+
+def _coverage_frame(shape: Shape, w: int, h: int, shrink: float = 0.0) -> tuple[np.ndarray, tuple]:
+    """Anti-aliased coverage near the shape (window, coverage); ``shrink`` > 0 shrinks the
+    shape's edges inwards by that many units of the shorter side (for outlines)."""
+    u = min(w, h)
+    r = shape.r
+    if shrink:
+        r = max(0.0, r - shrink * {"circle": 1.0, "square": math.sqrt(2.0), "triangle": 2.0}[shape.shape])
+    sh = Shape(**{**shape.__dict__, "r": r})
+    x0 = max(0, int(math.floor(shape.cx * w - shape.r * u)) - 1)
+    x1 = min(w, int(math.ceil(shape.cx * w + shape.r * u)) + 1)
+    y0 = max(0, int(math.floor(shape.cy * h - shape.r * u)) - 1)
+    y1 = min(h, int(math.ceil(shape.cy * h + shape.r * u)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    k = SUPERSAMPLE
+    gx = (x0 * k + np.arange((x1 - x0) * k, dtype=np.float32) + 0.5) / (w * k)
+    gy = (y0 * k + np.arange((y1 - y0) * k, dtype=np.float32) + 0.5) / (h * k)
+    cov = _inside_frame(sh, gx[None, :], gy[:, None], w, h).reshape(y1 - y0, k, x1 - x0, k).mean(axis=(1, 3))
+    return cov.astype(np.float32), (y0, y1, x0, x1)
+
+
+def wide_shape(rng: np.random.Generator, distractor: bool = False, like: Shape | None = None,
+               r_min: float = 0.07, r_max: float = 0.24) -> Shape:
+    palette = DISTRACTOR_COLORS if distractor else COLORS
+    color = like.color if like is not None else list(palette)[int(rng.integers(len(palette)))]
+    base = palette[color] if color in palette else COLORS[color]
+    rgb = tuple(int(np.clip(v + rng.integers(-18, 19), 0, 255)) for v in base)
+    return Shape(
+        shape=like.shape if like is not None else SHAPES[int(rng.integers(len(SHAPES)))], color=color,
+        cx=float(rng.uniform(-0.05, 1.05)), cy=float(rng.uniform(-0.05, 1.05)),
+        r=float(rng.uniform(r_min, r_max)), angle=float(rng.uniform(0, 2 * math.pi)), rgb=rgb,
+    )
+
+
+def render_wide(rng: np.random.Generator, shapes: list[Shape], w: int, h: int, bg: np.ndarray,
+                content: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Draw the shapes (later on top) over bg: lighting across each shape, an outline where
+    asked for or where the background is close to the shape's colour.  ``content`` (x0, y0,
+    x1, y1): the letterboxed picture's rectangle, outside which bars stay black."""
+    img = bg.copy()
+    u = min(w, h)
+    for sh in shapes:
+        cov, (y0, y1, x0, x1) = _coverage_frame(sh, w, h)
+        if cov.size == 0:
+            continue
+        c = cov[..., None]
+        colour = np.asarray(sh.rgb, dtype=np.float32)
+        under = (img[y0:y1, x0:x1] * c).sum((0, 1)) / max(1e-6, float(c.sum()))
+        gx, gy = np.meshgrid(np.linspace(-1, 1, x1 - x0, dtype=np.float32), np.linspace(-1, 1, y1 - y0, dtype=np.float32))
+        a = rng.uniform(0, 2 * math.pi)
+        light = 1.0 + rng.uniform(0, 0.22) * (gx * math.cos(a) + gy * math.sin(a))
+        fill = colour[None, None] * light[..., None] + rng.normal(0, 4, size=(y1 - y0, x1 - x0, 3)).astype(np.float32)
+        img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - c) + fill * c
+        close = float(np.abs(under - colour).max()) < 70
+        if close or rng.uniform() < 0.3:
+            width = rng.uniform(1.0, 2.5) / u * (u / 112 if u > 112 else 1.0)
+            inner, _ = _coverage_frame(sh, w, h, shrink=width)
+            band = np.clip(cov - inner, 0, 1)[..., None]
+            lum = float(colour.mean())
+            line = np.full(3, rng.uniform(0, 50) if lum > 90 or rng.uniform() < 0.5 else rng.uniform(215, 255),
+                           dtype=np.float32)
+            img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - band) + line * band
+    if content is not None:
+        x0, y0, x1, y1 = content
+        mask = np.zeros((h, w), bool)
+        mask[y0:y1, x0:x1] = True
+        img[~mask] = 0
+    return img
+
+
+def _finish_frame(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Lighting across the frame, slight blur, JPEG compression; uint8."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    h, w = img.shape[:2]
+    if rng.uniform() < 0.4:
+        gx, gy = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
+        a = rng.uniform(0, 2 * math.pi)
+        img = img * (1.0 + rng.uniform(0, 0.2) * (gx * math.cos(a) + gy * math.sin(a)))[..., None]
+    out = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    if rng.uniform() < 0.35:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2) * max(1.0, min(w, h) / 112)))
+    if rng.uniform() < 0.4:
+        buf = io.BytesIO()
+        out.save(buf, format="JPEG", quality=int(rng.integers(30, 90)))
+        out = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return np.asarray(out)
+
+
+def sample_wide_frame(rng: np.random.Generator, w: int, h: int, photos: list[str] | None = None,
+                      max_shapes: int = 5, letterbox: bool = False) -> Scene:
+    """A w x h frame of the wide world and its truth at frame resolution.  Vocabulary
+    objects (1..max_shapes, sometimes several of one kind) and 0-2 distractors in colours
+    outside the vocabulary (they match no colour prompt; an orange circle is a circle, so
+    they do match shape prompts), non-overlapping, each at least 40% visible; shapes may be
+    cut by the frame edge.  ``Scene.shapes``/``masks`` hold every object, distractors too."""
+    photos = available_photos() if photos is None else photos
+    content = None
+    if letterbox:  # a picture of another aspect ratio inside the frame, black bars around it
+        if w >= h:
+            cw = int(h * rng.uniform(1.0, 4 / 3))
+            content = ((w - cw) // 2, 0, (w - cw) // 2 + cw, h) if cw < w else None
+        else:
+            ch = int(w * rng.uniform(9 / 16, 1.0))
+            content = (0, (h - ch) // 2, w, (h - ch) // 2 + ch)
+    bx0, by0, bx1, by1 = (0, 0, w, h) if content is None else content
+    u = min(w, h)
+    n = int(rng.integers(1, max_shapes + 1))
+    n_distract = int(rng.choice([0, 0, 1, 1, 2]))
+    shapes: list[Shape] = []
+    kinds = 0
+    for _ in range(300):
+        if kinds == n + n_distract:
+            break
+        distractor = kinds >= n
+        like = None
+        if not distractor and shapes and rng.uniform() < 0.3:
+            like = shapes[int(rng.integers(len(shapes)))]
+        s = wide_shape(rng, distractor, like, r_max=0.24 if n < 4 else 0.18)
+        # centre within the content rectangle, give or take a little
+        s.cx = float((bx0 + (bx1 - bx0) * rng.uniform(-0.05, 1.05)) / w)
+        s.cy = float((by0 + (by1 - by0) * rng.uniform(-0.05, 1.05)) / h)
+        if any(math.hypot((s.cx - o.cx) * w / u, (s.cy - o.cy) * h / u) < s.r + o.r + 0.02 for o in shapes):
+            continue
+        m = masks_on_grid([s], w, h, w, h)[0]
+        if content is not None:
+            m[:, :bx0] = m[:, bx1:] = False
+            m[:by0] = m[by1:] = False
+        full = math.pi * (s.r * u) ** 2 * (0.55 if s.shape == "triangle" else 0.7)
+        if m.sum() < max(30, 0.4 * full):
+            continue
+        shapes.append(s)
+        kinds += 1
+    bg = wide_background(rng, bx1 - bx0, by1 - by0, photos)
+    full_bg = np.zeros((h, w, 3), np.float32)
+    full_bg[by0:by1, bx0:bx1] = bg
+    img = render_wide(rng, shapes, w, h, full_bg, content)
+    img = _finish_frame(rng, img)
+    masks = masks_on_grid(shapes, w, h, w, h)
+    if content is not None:
+        for m in masks:
+            m[:, :bx0] = m[:, bx1:] = False
+            m[:by0] = m[by1:] = False
+    return Scene(image=img, shapes=shapes, masks=masks)
+
+
+def frame_size(rng: np.random.Generator, base: int) -> tuple[int, int]:
+    """A camera-like frame size whose shorter side is about ``base``."""
+    aspects = [a for a, _ in ASPECTS]
+    p = np.asarray([q for _, q in ASPECTS])
+    a = aspects[int(rng.choice(len(aspects), p=p / p.sum()))]
+    return (int(round(base * a)), base) if a >= 1 else (base, int(round(base / a)))
+
+
+def to_square(scene: Scene, size: int) -> Scene:
+    """The model's view of a frame: stretched to size x size (antialiased bilinear, as the
+    element's preprocessing), masks computed exactly on the square grid."""
+    h, w = scene.image.shape[:2]
+    img = scene.image if (w, h) == (size, size) else np.clip(_resize(scene.image.astype(np.float32), size, size) + 0.0, 0, 255).astype(np.uint8)
+    masks = masks_on_grid(scene.shapes, w, h, size, size)
+    # bars of a letterboxed frame: what the frame-resolution masks cut, cut here too
+    for m, fm in zip(masks, scene.masks):
+        ys, xs = np.nonzero(fm)
+        if len(xs):
+            gx = (np.arange(size) + 0.5) / size * w
+            gy = (np.arange(size) + 0.5) / size * h
+            m &= ((gx >= xs.min()) & (gx <= xs.max() + 1))[None, :] & ((gy >= ys.min()) & (gy <= ys.max() + 1))[:, None]
+    keep = [i for i, m in enumerate(masks) if m.sum() >= 6]
+    return Scene(image=img, shapes=[scene.shapes[i] for i in keep], masks=[masks[i] for i in keep])
+
+
+def sample_wide_scene(rng: np.random.Generator, size: int = 112, photos: list[str] | None = None) -> Scene:
+    """A wide-world training/evaluation image at the model's square size: a camera-like
+    frame (shorter side 112-168 px, sometimes letterboxed) stretched to size x size.
+    Objects that the stretch leaves under 12 pixels are dropped from the truth only if
+    they are distractors; a vocabulary object that small is kept (it was 40% visible in
+    the frame)."""
+    base = int(rng.integers(size, size * 3 // 2 + 1))
+    w, h = frame_size(rng, base)
+    frame = sample_wide_frame(rng, w, h, photos, letterbox=rng.uniform() < 0.08)
+    return to_square(frame, size)
+
+
+def is_vocabulary_object(s: Shape) -> bool:
+    return s.color in COLORS
 
 
 # --- clips ---------------------------------------------------------------------------------

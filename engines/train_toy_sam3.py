@@ -100,10 +100,17 @@ class Tokens:
 
 
 def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negative: float = 0.4,
-               balanced_negatives: bool = False, uniform_positives: bool = False):
-    """Scenes and prompts for a step, from seed (seed, step)."""
+               balanced_negatives: bool = False, uniform_positives: bool = False, wide: float = 0.0):
+    """Scenes and prompts for a step, from seed (seed, step).  ``wide``: the share of
+    images drawn from the wide world (shapes_world.sample_wide_scene; 0: the old world,
+    drawn exactly as before)."""
     rng = np.random.default_rng([seed, step])
-    scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
+    if wide <= 0:
+        scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
+    else:
+        n_wide = int(round(images * wide))
+        scenes = [world.sample_wide_scene(rng, IMAGE_SIZE) if k < n_wide else world.sample_scene(rng, IMAGE_SIZE)
+                  for k in range(images)]
     pairs = [(i, p) for i, s in enumerate(scenes)
              for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives)]
     return scenes, pairs
@@ -260,11 +267,11 @@ def layer_loss(logits, boxes, presence, targets, masks=None):
 # --- evaluation (PyTorch, for the training log; eval_toy.py measures the Rust pipeline) ---
 
 
-def quick_eval(model, tokens, images: int = 48, threshold: float = 0.5):
+def quick_eval(model, tokens, images: int = 48, threshold: float = 0.5, wide: float = 0.0):
     import torch
     import torch.nn.functional as F
 
-    scenes, pairs = make_batch(10_000_000, images, 3, seed=SEED + 1)
+    scenes, pairs = make_batch(10_000_000, images, 3, seed=SEED + 1, wide=wide)
     with torch.no_grad():
         out, _ = forward(model, tokens, scenes, pairs)
     score = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
@@ -298,7 +305,7 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 400) -> float:
     return peak * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def build(work: str):
+def build(work: str, init: str = ""):
     import torch
     from transformers import Sam3Model
 
@@ -307,6 +314,10 @@ def build(work: str):
     config._attn_implementation = "eager"
     model = Sam3Model(config)
     initialise(model, SEED)
+    if init and not os.path.exists(os.path.join(work, "state.pt")):
+        ref = Sam3Model.from_pretrained(init, attn_implementation="eager", dtype=torch.float32)
+        model.load_state_dict(ref.state_dict())
+        print(f"[train] weights from {init} (fine-tuning; fresh optimiser, step 0)", flush=True)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "embed" in name or "norm" in name else decay).append(p)
@@ -361,6 +372,10 @@ def main(argv=None) -> int:
     ap.add_argument("--aux-loss", action="store_true",
                     help="also match and supervise every earlier decoder layer (classes, boxes, presence)")
     ap.add_argument("--weights", default="", help="loss weights to override, e.g. presence=10,cls=5")
+    ap.add_argument("--init", default="", help="start from this checkpoint's weights (fine-tuning; ignored on resume)")
+    ap.add_argument("--wide", type=float, default=0.0,
+                    help="share of each step's images from the wide world (shapes_world.sample_wide_scene)")
+    ap.add_argument("--warmup", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=2000)
@@ -373,7 +388,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
-    model, opt, step = build(args.work)
+    model, opt, step = build(args.work, args.init)
     if args.finish:
         finish(args.work, model.eval())
         return 0
@@ -384,7 +399,8 @@ def main(argv=None) -> int:
         W[k] = float(v)
     run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
            "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives, "aux_loss": args.aux_loss,
-           "lr": args.lr, "steps": args.steps, "weights": dict(W)}
+           "lr": args.lr, "steps": args.steps, "weights": dict(W),
+           "init": args.init, "wide": args.wide, "warmup": args.warmup}
     print(f"[train] settings {run}", flush=True)
     with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
         fh.write(json.dumps(run) + "\n")
@@ -397,10 +413,10 @@ def main(argv=None) -> int:
     ema = None
     while step < args.steps and not (args.stop_at and step >= args.stop_at):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
+            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
                                    balanced_negatives=args.balanced_negatives,
-                                   uniform_positives=args.uniform_positives)
+                                   uniform_positives=args.uniform_positives, wide=args.wide)
         out, aux = forward(model, tokens, scenes, pairs, aux=args.aux_loss)
         loss, parts = set_loss(out, scenes, pairs, aux)
         opt.zero_grad(set_to_none=True)
@@ -416,6 +432,8 @@ def main(argv=None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             m = quick_eval(model, tokens)
+            if args.wide > 0:
+                m.update({f"wide_{k}": v for k, v in quick_eval(model, tokens, wide=1.0).items()})
             model.train()
             print(f"[train] eval step {step}: {m}", flush=True)
             with open(log_path, "a") as fh:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.31.1
 APT_PACKAGES=(
-  build-essential pkg-config python3 python3-venv python3-pip python3-numpy python3-pil
+  build-essential pkg-config python3 python3-venv python3-pip python3-numpy python3-pil python3-skimage
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav
