@@ -3,6 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod draw;
 mod imp;
 mod properties;
 pub(crate) mod result;

@@ -154,8 +154,10 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .nick("Asynchronous")
                 .blurb(
                     "Run the model on its own thread: frames pass after at most max-latency and carry \
-                     the newest finished result (its source timestamp is in the metadata); for live \
-                     sources slower than the model",
+                     the newest result computed for their own prompt and settings (state reused-result, \
+                     its source timestamp in the metadata), or no instances (state pending) until one \
+                     has finished; a seek or caps change drops earlier results; for live sources slower \
+                     than the model",
                 )
                 .default_value(settings::DEFAULT_ASYNCHRONOUS)
                 .mutable_ready()
@@ -180,7 +182,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .build(),
             glib::ParamSpecUInt::builder("track-patience")
                 .nick("Track patience")
-                .blurb("Frames an object may be missing and still keep its id when it returns")
+                .blurb("Model results an object may be missing from and still keep its id when it returns (frames, when the model runs on every frame)")
                 .minimum(0)
                 .maximum(100_000)
                 .default_value(settings::DEFAULT_TRACK_PATIENCE)
