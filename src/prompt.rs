@@ -81,6 +81,8 @@ pub struct PromptSet {
     pub negatives: Vec<Phrase>,
     /// Phrases dropped because the prompt had more than [`MAX_PHRASES`].
     pub truncated: usize,
+    /// What to tell the user about them (see [`PromptSet::cap_warning`]).
+    warning: Option<String>,
 }
 
 impl PromptSet {
@@ -102,16 +104,20 @@ impl PromptSet {
         set
     }
 
-    /// Keeps the first `max` phrases, positives first, and warns about the rest.
+    /// Keeps the first `max` phrases, positives first. Not logged here: a
+    /// stream parses its prompt for every frame; callers warn once per value.
     fn cap(&mut self, max: usize) {
         let positives = self.positives.len().min(max);
         let negatives = self.negatives.len().min(max - positives);
         let mut dropped: Vec<Phrase> = self.positives.split_off(positives);
         dropped.extend(self.negatives.split_off(negatives));
         self.truncated = dropped.len();
-        if !dropped.is_empty() {
-            log::warn!("{}", dropped_warning(max, &dropped));
-        }
+        self.warning = (!dropped.is_empty()).then(|| dropped_warning(max, &dropped));
+    }
+
+    /// A warning naming the cap and the dropped phrases, when some were dropped.
+    pub fn cap_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// Every phrase the model must see, positives first: one batched decoder run.
@@ -214,5 +220,15 @@ mod tests {
             PromptSet::parse("-cat", "").is_empty(),
             "only a negative: nothing to report"
         );
+    }
+
+    #[test]
+    fn the_cap_warning_names_the_cap_and_the_dropped_phrases() {
+        let many: Vec<String> = (0..MAX_PHRASES + 2).map(|i| format!("thing {i}")).collect();
+        let set = PromptSet::parse(&many.join("; "), "");
+        let w = set.cap_warning().expect("a warning");
+        assert!(w.contains(&format!("cap of {MAX_PHRASES}")), "{w}");
+        assert!(w.contains(&format!("\"thing {}\"", MAX_PHRASES + 1)), "{w}");
+        assert!(PromptSet::parse("cat; dog", "").cap_warning().is_none());
     }
 }

@@ -16,7 +16,7 @@
 //!   with the timestamp of the frame it was computed on).
 //! - Valid means: computed for a request equal to the frame's own (phrases,
 //!   thresholds, negatives, post-processing) and in the frame's stream
-//!   generation ([`Stream::reset`] starts a new one on a flush or new caps).
+//!   generation ([`Stream::reset`] and [`Stream::new_caps`] start a new one).
 //!   A frame with no valid result is [`InferenceState::Pending`], with no
 //!   instances: it never shows another prompt's or another picture's masks.
 //! - Runs that can no longer be shown (another request, an earlier
@@ -229,13 +229,25 @@ impl Stream {
         self.generation
     }
 
-    /// Starts a new stream generation (a flush, new caps): the last picture,
-    /// result and tracks are forgotten, and runs still going are abandoned.
+    /// Starts a new stream generation after a flush (a seek): the last
+    /// picture, result and tracked objects are forgotten, and runs still going
+    /// are abandoned.
     pub fn reset(&mut self) {
+        self.new_generation();
+        self.tracker.reset();
+    }
+
+    /// Starts a new stream generation for new caps: as [`Stream::reset`],
+    /// but the tracked objects stay, so that a format change keeps their ids
+    /// (after a size change their masks no longer match and they expire).
+    pub fn new_caps(&mut self) {
+        self.new_generation();
+    }
+
+    fn new_generation(&mut self) {
         self.generation += 1;
         self.since_run = None;
         self.carried = None;
-        self.tracker.reset();
         match &mut self.runner {
             Runner::Sync(r) => r.reset(),
             Runner::Async(r) => r.reset(),

@@ -440,3 +440,35 @@ fn damaged_bundles_fail_at_start_naming_the_problem() {
     let err = start_error(&dir);
     assert!(err.contains("tokenizer.json"), "{err}");
 }
+
+#[test]
+fn a_prompt_over_the_phrase_cap_is_cut_with_one_warning_on_the_bus() {
+    use samclipseg::prompt::MAX_PHRASES;
+    let many: Vec<String> = (0..MAX_PHRASES + 4).map(|i| format!("thing {i}")).collect();
+    let p = photo("astronaut.png");
+    let mut h = harness(&[]);
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    h.element().unwrap().set_property("prompt", many.join("; "));
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning on the bus");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(text.contains(&format!("cap of {MAX_PHRASES}")), "{text}");
+    assert!(text.contains("thing 19"), "names what was dropped: {text}");
+    // Frames segment the first MAX_PHRASES phrases, and warn no more.
+    h.set_src_caps(p.caps("RGBA"));
+    for n in 0..2 {
+        let out = h.push_and_pull(p.rgba_buffer(n)).unwrap();
+        let meta = SamClipSegMeta::from_buffer(&out).unwrap();
+        assert!(
+            meta.instances()
+                .iter()
+                .all(|i| (i.phrase_index as usize) < MAX_PHRASES)
+        );
+    }
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+}

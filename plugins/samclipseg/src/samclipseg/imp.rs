@@ -488,7 +488,9 @@ impl VideoFilterImpl for SamClipSeg {
             ));
         }
         // New caps: a new stream generation (no earlier picture's masks on these frames).
-        self.reset_stream();
+        if let Some(stream) = lock(&self.stream).as_mut() {
+            stream.new_caps();
+        }
         let mut state = lock(&self.state);
         let Some(state) = state.as_mut() else {
             return Err(gst::loggable_error!(
