@@ -17,7 +17,9 @@ use samclipseg::{
 };
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--trt-cache DIR] [--out-dir .] IMAGE...";
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
+
+--strict-gpu: on cuda / tensorrt, refuse to load an engine with nodes that would run on the CPU.";
 
 struct Args {
     bundle: PathBuf,
@@ -26,6 +28,7 @@ struct Args {
     threshold: Option<f32>,
     threads: usize,
     backend: BackendKind,
+    strict_gpu: bool,
     trt_cache: Option<PathBuf>,
     suggest: usize,
     out_dir: PathBuf,
@@ -40,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         threshold: None,
         threads: 0,
         backend: BackendKind::Cpu,
+        strict_gpu: false,
         trt_cache: None,
         suggest: 0,
         out_dir: PathBuf::from("."),
@@ -73,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
+            "--strict-gpu" => a.strict_gpu = true,
             "--trt-cache" => a.trt_cache = Some(value("--trt-cache")?.into()),
             "--suggest" => a.suggest = num("--suggest", value("--suggest")?)? as usize,
             "--out-dir" => a.out_dir = value("--out-dir")?.into(),
@@ -112,6 +117,7 @@ fn run() -> Result<(), String> {
             engine_cache_dir: args.trt_cache.clone(),
             ..Default::default()
         },
+        strict: args.strict_gpu,
         ..Default::default()
     };
     let model = Sam3Model::load(&args.bundle, &options).map_err(|e| e.to_string())?;

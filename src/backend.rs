@@ -42,6 +42,11 @@ pub struct BackendOptions {
     /// CUDA device for the `cuda` and `tensorrt` backends.
     pub device_id: i32,
     pub tensorrt: TensorRtOptions,
+    /// `cuda` and `tensorrt` only: every node must run on the GPU. Without
+    /// it, ONNX Runtime quietly places the nodes no GPU provider takes on the
+    /// CPU, with copies across the bus around them; with it, such an engine
+    /// fails to load with an error naming it ([`session_config_entries`]).
+    pub strict: bool,
 }
 
 /// TensorRT engine building. Engines are built on first use (minutes for the
@@ -268,6 +273,18 @@ const GPU_HINT: &str = "it needs the GPU build of ONNX Runtime (pip install onnx
      ORT_DYLIB_PATH to its onnxruntime/capi/libonnxruntime.so.*), an NVIDIA driver, and the CUDA 12 and \
      cuDNN 9 libraries (plus TensorRT 10 for `tensorrt`) on the library path";
 
+/// ONNX Runtime session configuration entries for `options`: strict mode on
+/// a GPU backend forbids the CPU fallback. Ignored on `cpu`, where the CPU is
+/// the provider.
+pub fn session_config_entries(options: &BackendOptions) -> Vec<(&'static str, &'static str)> {
+    let gpu = matches!(options.kind, BackendKind::Cuda | BackendKind::TensorRt);
+    if gpu && options.strict {
+        vec![("session.disable_cpu_ep_fallback", "1")]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Registers the GPU execution providers; a provider that does not start is
 /// an error, never a silent fall back to the CPU.
 fn with_gpu_providers(
@@ -324,6 +341,44 @@ fn with_gpu_providers(
             backend: options.kind.name().into(),
             message: format!("the execution provider did not start ({e}); {GPU_HINT}"),
         })
+}
+
+/// Why a GPU backend did not load or run, as a GPU check must judge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendProblem {
+    /// A library it needs is not on this machine (the GPU build of ONNX
+    /// Runtime, CUDA, cuDNN, TensorRT, the driver): the check is skipped and
+    /// says what to install.
+    MissingLibrary,
+    /// Everything is installed and it still failed: a real failure.
+    Failure,
+}
+
+/// Classifies an error from loading or running a GPU backend. Only an absent
+/// library is [`BackendProblem::MissingLibrary`]: a library that is present
+/// but does not load (wrong version, undefined symbol), a provider error, an
+/// engine that does not build or a run that fails are all failures.
+pub fn classify_backend_error(err: &Error) -> BackendProblem {
+    const MISSING: [&str; 5] = [
+        // ONNX Runtime's CPU-only build: the GPU build is the missing library.
+        "execution provider is not enabled in this build",
+        // dlopen of a provider or one of its dependencies: not found.
+        "cannot open shared object file",
+        // DeviceMemory::cuda and GpuKernels without a driver.
+        "libcuda.so.1 is not on the library path",
+        "no CUDA driver",
+        // GpuKernels without NVRTC.
+        "no NVRTC",
+    ];
+    match err {
+        Error::RuntimeLibrary(_) => BackendProblem::MissingLibrary,
+        Error::Backend { message, .. } | Error::Gpu(message)
+            if MISSING.iter().any(|m| message.contains(m)) =>
+        {
+            BackendProblem::MissingLibrary
+        }
+        _ => BackendProblem::Failure,
+    }
 }
 
 /// An input value for [`Engine::run`].
@@ -644,6 +699,11 @@ impl Engine {
         let mut builder =
             Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
         builder = with_gpu_providers(builder, options, spec)?;
+        for (key, value) in session_config_entries(options) {
+            builder = builder
+                .with_config_entry(key, value)
+                .map_err(|e| engine_err(format!("cannot set session option {key}={value}: {e}")))?;
+        }
         if options.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(options.intra_threads)
@@ -651,9 +711,22 @@ impl Engine {
                     engine_err(format!("cannot set {} threads: {e}", options.intra_threads))
                 })?;
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| engine_err(format!("ONNX Runtime cannot load it ({e}); the file is damaged or not an ONNX model: re-export the bundle")))?;
+        let session = builder.commit_from_file(path).map_err(|e| {
+            let e = e.to_string();
+            engine_err(if options.strict && e.contains("fallback to CPU") {
+                format!(
+                    "in strict GPU mode every node must run on the {} backend, and this engine has \
+                     nodes that only the CPU takes ({e}); turn strict mode off to let ONNX Runtime \
+                     run them on the CPU",
+                    options.kind.name()
+                )
+            } else {
+                format!(
+                    "ONNX Runtime cannot load it ({e}); the file is damaged or not an ONNX model: \
+                     re-export the bundle"
+                )
+            })
+        })?;
         check_sized_dims(&spec.sized, |input, name| {
             tensor_shape(&session, input, name)
         })
@@ -1107,6 +1180,71 @@ mod tests {
             self.0 = &self.0[n..];
             Ok(n)
         }
+    }
+
+    #[test]
+    fn only_an_absent_library_makes_a_gpu_backend_a_skip() {
+        let backend = |message: &str| Error::Backend {
+            backend: "cuda".into(),
+            message: message.into(),
+        };
+        let missing = [
+            backend(
+                "the execution provider did not start (CUDA execution provider is not enabled in this build.); it needs ...",
+            ),
+            backend(
+                "the execution provider did not start (Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.12: cannot open shared object file: No such file or directory)",
+            ),
+            backend(
+                "loading the CUDA driver on CUDA device 0 failed: libcuda.so.1 is not on the library path",
+            ),
+            Error::RuntimeLibrary("tried libonnxruntime.so".into()),
+        ];
+        for e in &missing {
+            assert_eq!(
+                classify_backend_error(e),
+                BackendProblem::MissingLibrary,
+                "{e}"
+            );
+        }
+        let failures = [
+            // Present but broken: a version mismatch is not a skip.
+            backend(
+                "the execution provider did not start (Failed to load library libonnxruntime_providers_cuda.so with error: undefined symbol: cudnnGetVersion)",
+            ),
+            backend("opening the device on CUDA device 0 failed: the CUDA driver is too old"),
+            backend(
+                "copying an engine output to the host on CUDA device 0 failed: CUDA_ERROR_ILLEGAL_ADDRESS",
+            ),
+            Error::Engine {
+                engine: "decoder".into(),
+                path: "decoder.onnx".into(),
+                message: "inference failed: TensorRT EP failed to build the engine".into(),
+            },
+            Error::InvalidInput("decoder returned too few outputs".into()),
+        ];
+        for e in &failures {
+            assert_eq!(classify_backend_error(e), BackendProblem::Failure, "{e}");
+        }
+    }
+
+    #[test]
+    fn strict_mode_forbids_the_cpu_fallback_on_gpu_backends_only() {
+        let options = |kind, strict| BackendOptions {
+            kind,
+            strict,
+            ..Default::default()
+        };
+        for kind in [BackendKind::Cuda, BackendKind::TensorRt] {
+            assert_eq!(
+                session_config_entries(&options(kind, true)),
+                [("session.disable_cpu_ep_fallback", "1")],
+                "{kind:?}"
+            );
+            assert!(session_config_entries(&options(kind, false)).is_empty());
+        }
+        assert!(session_config_entries(&options(BackendKind::Cpu, true)).is_empty());
+        assert!(!BackendOptions::default().strict, "off unless asked");
     }
 
     #[test]

@@ -145,8 +145,9 @@ fn decoder_binds_features_and_copies_back_only_the_kept_masks() {
         "to_host copies every mask, and says so in the counters"
     );
     assert_same(&host, &host_decoder(&m, &image, &texts));
+    // The kept masks read alone give what a copy of every mask gives.
+    // (`segment` is these same calls in a row: comparing it would prove nothing.)
     assert_eq!(m.postprocess(&host, &texts, (w, h), &opts), instances);
-    assert_eq!(m.segment(&frame, &["a person"], &opts).unwrap(), instances);
 
     // A cap copies only the masks it keeps.
     let capped = PostprocessOptions {
