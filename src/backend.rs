@@ -16,12 +16,33 @@ use crate::tensor::{TensorF32, TensorI64};
 
 /// Where the engines run. CUDA and TensorRT arrive with the NVIDIA issue; they
 /// are named here so that asking for them is a clear error, not a CPU fallback.
+///
+/// With the `glib` feature it is also a GLib enum type, so that the element's
+/// `backend` property uses this one enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "glib", derive(glib::Enum))]
+#[cfg_attr(feature = "glib", enum_type(name = "GstSamClipSegBackend"))]
+#[repr(u32)]
 pub enum BackendKind {
     #[default]
-    Cpu,
-    Cuda,
-    TensorRt,
+    #[cfg_attr(
+        feature = "glib",
+        enum_value(name = "CPU: ONNX Runtime on the CPU", nick = "cpu")
+    )]
+    Cpu = 0,
+    #[cfg_attr(
+        feature = "glib",
+        enum_value(name = "CUDA: ONNX Runtime CUDA execution provider", nick = "cuda")
+    )]
+    Cuda = 1,
+    #[cfg_attr(
+        feature = "glib",
+        enum_value(
+            name = "TensorRT: ONNX Runtime TensorRT execution provider",
+            nick = "tensorrt"
+        )
+    )]
+    TensorRt = 2,
 }
 
 impl BackendKind {

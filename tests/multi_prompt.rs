@@ -6,8 +6,8 @@ mod common;
 use common::{load_rgb, tiny_bundle};
 use samclipseg::prompt::PromptSet;
 use samclipseg::request::{alpha_without_negatives, resolve};
-use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::stream::Tracker;
+use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::{BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 fn model() -> Sam3Model {

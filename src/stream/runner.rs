@@ -94,6 +94,14 @@ impl Shared {
         self.done.notify_all();
     }
 
+    /// Waits at most `timeout` for a job to end (or an interrupt, an exit).
+    fn wait_done<'a>(&self, s: MutexGuard<'a, Slots>, timeout: Duration) -> MutexGuard<'a, Slots> {
+        self.done
+            .wait_timeout(s, timeout)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0)
+    }
+
     pub(crate) fn suggest_source(&self) -> Option<SuggestSource> {
         self.lock().suggest.clone()
     }
@@ -262,12 +270,7 @@ impl AsyncRunner {
             if ready || hopeless || now >= deadline || s.interrupts != interrupts || s.exited {
                 return Ok(newest);
             }
-            s = self
-                .shared
-                .done
-                .wait_timeout(s, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            s = self.shared.wait_done(s, deadline - now);
         }
     }
 
@@ -303,12 +306,7 @@ impl Drop for AsyncRunner {
                 log::warn!("the inference thread is still busy; leaving it to finish on its own");
                 return;
             }
-            s = self
-                .shared
-                .done
-                .wait_timeout(s, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            s = self.shared.wait_done(s, deadline - now);
         }
         drop(s);
         if let Some(t) = self.thread.take() {

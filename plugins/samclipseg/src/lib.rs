@@ -16,7 +16,7 @@ mod samclipseg;
 
 pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
 pub use samclipseg::{
-    Backend, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME, SamClipSeg,
+    BackendKind, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME, SamClipSeg,
     bundle_search_path, default_bundle_path,
 };
 

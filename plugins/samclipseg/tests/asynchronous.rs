@@ -53,6 +53,12 @@ fn slow_pipeline(props: &str) -> (gst::Pipeline, gst::Element, Arc<Mutex<Vec<Seg
     .downcast::<gst::Pipeline>()
     .unwrap();
     let seg = p.by_name("seg").unwrap();
+    let seen = recorded(&seg);
+    (p, seg, seen)
+}
+
+/// The metas of the buffers leaving `seg`, as they pass.
+fn recorded(seg: &gst::Element) -> Arc<Mutex<Vec<Segmentation>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     seg.static_pad("src")
@@ -63,7 +69,7 @@ fn slow_pipeline(props: &str) -> (gst::Pipeline, gst::Element, Arc<Mutex<Vec<Seg
             }
             gst::PadProbeReturn::Ok
         });
-    (p, seg, seen)
+    seen
 }
 
 /// Waits until `f` holds on what came out; fails after `limit`.
@@ -184,5 +190,38 @@ fn an_empty_prompt_is_no_prompt_not_fresh() {
             (InferenceState::NoPrompt, 0)
         );
         assert_eq!(seg.state.nick(), "no-prompt");
+    }
+}
+
+#[test]
+fn suggest_works_in_both_modes_while_frames_keep_flowing() {
+    for asynchronous in [false, true] {
+        init();
+        let p = gst::parse::launch(&format!(
+            "videotestsrc pattern=ball ! video/x-raw,format=RGBA,width=96,height=64 \
+             ! samclipseg name=seg bundle=\"{}\" prompt=\"a person\" asynchronous={asynchronous} \
+               max-latency=1000 reuse-threshold=0 ! fakesink sync=false",
+            common::tiny_bundle().display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let seg = p.by_name("seg").unwrap();
+        let seen = recorded(&seg);
+        p.set_state(gst::State::Playing).unwrap();
+        wait_for(&seen, Duration::from_secs(60), "a result", |s| {
+            has_result(s, "a person")
+        });
+        let before = seen.lock().unwrap().len();
+        let s = seg.emit_by_name::<gst::Structure>("suggest", &[&5u32]);
+        let during = seen.lock().unwrap().len() - before;
+        p.set_state(gst::State::Null).unwrap();
+        assert!(!s.has_field("error"), "asynchronous={asynchronous}: {s}");
+        assert_eq!(s.get::<gst::List>("phrases").unwrap().len(), 5);
+        // Hundreds of phrases were ranked; frames went on meanwhile.
+        assert!(
+            during >= 3,
+            "asynchronous={asynchronous}: {during} frames passed while suggest ran"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use gst::prelude::*;
-use gstsamclipseg::{Backend, OutputMode};
+use gstsamclipseg::{BackendKind, OutputMode};
 
 /// Sets a property from text through GLib's C path, as gst-launch-1.0
 /// `name=text` does (GLib validates against the range and warns).
@@ -75,8 +75,8 @@ fn factory_documents_every_property_with_its_default() {
 
     let backend = expect_flags("backend", false);
     assert_eq!(
-        backend.default_value().get::<Backend>().unwrap(),
-        Backend::Cpu
+        backend.default_value().get::<BackendKind>().unwrap(),
+        BackendKind::Cpu
     );
     let backend = backend.downcast_ref::<glib::ParamSpecEnum>().unwrap();
     let nicks: Vec<&str> = backend
@@ -277,11 +277,13 @@ fn reload_properties_are_refused_while_running_live_ones_accepted() {
     let bundle = e.property::<String>("bundle");
     e.set_property("bundle", "/somewhere/else");
     e.set_property("threads", 3u32);
-    e.set_property("backend", Backend::Cuda);
+    e.set_property("backend", BackendKind::Cuda);
     e.set_property("output-mode", OutputMode::Alpha);
+    e.set_property("strict-gpu", true);
     assert_eq!(e.property::<String>("bundle"), bundle);
+    assert!(!e.property::<bool>("strict-gpu"));
     assert_eq!(e.property::<u32>("threads"), 0);
-    assert_eq!(e.property::<Backend>("backend"), Backend::Cpu);
+    assert_eq!(e.property::<BackendKind>("backend"), BackendKind::Cpu);
     assert_eq!(e.property::<OutputMode>("output-mode"), OutputMode::Meta);
 
     e.set_property("prompt", "dog");
@@ -321,6 +323,8 @@ fn every_writable_property_reads_back_what_was_set() {
     e.set_property("tensorrt-fp16", false);
     e.set_property("tensorrt-cache-dir", "/tmp/trt");
     e.set_property("tensorrt-workspace", 2048u32);
+    e.set_property("strict-gpu", true);
+    assert!(e.property::<bool>("strict-gpu"));
     assert_eq!(e.property::<i32>("device-id"), 1);
     assert!(!e.property::<bool>("tensorrt-fp16"));
     assert_eq!(e.property::<String>("tensorrt-cache-dir"), "/tmp/trt");

@@ -12,7 +12,8 @@ mod suggest;
 pub(crate) mod video;
 
 pub use result::{MESSAGE_NAME, ROI_PARAM_NAME};
-pub use settings::{Backend, OutputMode, bundle_search_path, default_bundle_path};
+pub use samclipseg::BackendKind;
+pub use settings::{OutputMode, bundle_search_path, default_bundle_path};
 pub use suggest::SUGGESTIONS_NAME;
 
 pub(crate) use imp::CAT;
@@ -25,7 +26,7 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // Enum types used by properties and metadata, documented with the plugin.
-    Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    BackendKind::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     OutputMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

@@ -10,7 +10,9 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, SamClipSeg, lock};
-use super::settings::{self, Backend, OutputMode};
+use samclipseg::BackendKind;
+
+use super::settings::{self, OutputMode};
 
 /// How many prompt values the "not English" warning remembers, so that it is
 /// logged once per value (bounded for applications that change the prompt a lot).
@@ -69,6 +71,16 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .minimum(0)
                 .maximum(1 << 20)
                 .default_value(0)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecBoolean::builder("strict-gpu")
+                .nick("Strict GPU")
+                .blurb(
+                    "backend=cuda / tensorrt: refuse to start when ONNX Runtime would run some of an \
+                     engine's nodes on the CPU (without it they run there quietly, with copies between \
+                     host and device around them)",
+                )
+                .default_value(false)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("threads")
@@ -228,6 +240,9 @@ impl SamClipSeg {
         {
             return;
         }
+        // Bus messages wait until the settings lock is released: a sync
+        // handler may read properties.
+        let mut phrases_changed = false;
         let mut settings = lock(&self.settings);
         match name {
             "bundle" => {
@@ -242,7 +257,7 @@ impl SamClipSeg {
                     ),
                 }
             }
-            "backend" => settings.backend = value.get::<Backend>().unwrap_or(settings.backend),
+            "backend" => settings.backend = value.get::<BackendKind>().unwrap_or(settings.backend),
             "threads" => settings.threads = value.get().unwrap_or(settings.threads),
             "device-id" => settings.device_id = value.get().unwrap_or(settings.device_id),
             "tensorrt-fp16" => {
@@ -255,10 +270,12 @@ impl SamClipSeg {
                 settings.tensorrt_workspace_mib =
                     value.get().unwrap_or(settings.tensorrt_workspace_mib)
             }
+            "strict-gpu" => settings.strict_gpu = value.get().unwrap_or(settings.strict_gpu),
             "prompt" => {
                 settings.prompt = self.string_value(name, value).unwrap_or_default();
                 gst::info!(CAT, imp = self, "prompt set to {:?}", settings.prompt);
                 self.warn_if_not_english(&settings.prompt);
+                phrases_changed = true;
             }
             "threshold" => {
                 let t: f32 = value.get().unwrap_or(settings.threshold);
@@ -326,6 +343,7 @@ impl SamClipSeg {
             "negative-prompt" => {
                 settings.negative_prompt = self.string_value(name, value).unwrap_or_default();
                 self.warn_if_not_english(&settings.negative_prompt);
+                phrases_changed = true;
             }
             "negative-overlap" => {
                 settings.negative_overlap = value.get().unwrap_or(settings.negative_overlap)
@@ -341,6 +359,11 @@ impl SamClipSeg {
             }
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
+        if phrases_changed {
+            let (prompt, negative) = (settings.prompt.clone(), settings.negative_prompt.clone());
+            drop(settings);
+            self.warn_if_capped(&prompt, &negative);
+        }
     }
 
     pub(super) fn property_value(&self, pspec: &glib::ParamSpec) -> glib::Value {
@@ -353,6 +376,7 @@ impl SamClipSeg {
             "tensorrt-fp16" => settings.tensorrt_fp16.to_value(),
             "tensorrt-cache-dir" => settings.tensorrt_cache_dir.to_value(),
             "tensorrt-workspace" => settings.tensorrt_workspace_mib.to_value(),
+            "strict-gpu" => settings.strict_gpu.to_value(),
             "prompt" => settings.prompt.to_value(),
             "threshold" => settings.threshold.to_value(),
             "smoothness" => settings.smoothness.to_value(),
@@ -420,6 +444,15 @@ impl SamClipSeg {
                 s
             }
         })
+    }
+
+    /// Warns on the bus when the prompt has more phrases than the cap
+    /// (`samclipseg::prompt::MAX_PHRASES`); the extra ones are not segmented.
+    fn warn_if_capped(&self, prompt: &str, negative_prompt: &str) {
+        let set = samclipseg::prompt::PromptSet::parse(prompt, negative_prompt);
+        if let Some(w) = set.cap_warning() {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
+        }
     }
 
     /// Warns, once per prompt value, about phrases the English vocabulary of

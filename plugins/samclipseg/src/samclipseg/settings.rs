@@ -6,33 +6,6 @@ use std::time::Duration;
 
 use samclipseg::{BackendKind, BackendOptions, LiveSettings, PostprocessOptions, Request};
 
-/// Where the engines run (property `backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstSamClipSegBackend")]
-pub enum Backend {
-    #[default]
-    #[enum_value(name = "CPU: ONNX Runtime on the CPU", nick = "cpu")]
-    Cpu = 0,
-    #[enum_value(name = "CUDA: ONNX Runtime CUDA execution provider", nick = "cuda")]
-    Cuda = 1,
-    #[enum_value(
-        name = "TensorRT: ONNX Runtime TensorRT execution provider",
-        nick = "tensorrt"
-    )]
-    TensorRt = 2,
-}
-
-impl From<Backend> for BackendKind {
-    fn from(b: Backend) -> Self {
-        match b {
-            Backend::Cpu => BackendKind::Cpu,
-            Backend::Cuda => BackendKind::Cuda,
-            Backend::TensorRt => BackendKind::TensorRt,
-        }
-    }
-}
-
 /// What the element does with the result besides the metadata (property `output-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
 #[repr(u32)]
@@ -56,7 +29,7 @@ pub enum OutputMode {
     Overlay = 2,
 }
 
-pub const DEFAULT_BACKEND: Backend = Backend::Cpu;
+pub const DEFAULT_BACKEND: BackendKind = BackendKind::Cpu;
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_PROMPT: &str = "";
 /// Property value meaning "the bundle's calibrated `decoder.default_threshold`".
@@ -117,7 +90,7 @@ pub fn default_bundle_path() -> String {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bundle: String,
-    pub backend: Backend,
+    pub backend: BackendKind,
     pub threads: u32,
     pub prompt: String,
     /// 0-1, or [`BUNDLE_THRESHOLD`]; see [`Settings::effective_threshold`].
@@ -141,6 +114,8 @@ pub struct Settings {
     /// Empty = the default cache directory.
     pub tensorrt_cache_dir: String,
     pub tensorrt_workspace_mib: u32,
+    /// GPU backends: no node may fall back to the CPU.
+    pub strict_gpu: bool,
 }
 
 impl Default for Settings {
@@ -168,6 +143,7 @@ impl Default for Settings {
             tensorrt_fp16: true,
             tensorrt_cache_dir: String::new(),
             tensorrt_workspace_mib: 0,
+            strict_gpu: false,
         }
     }
 }
@@ -175,7 +151,7 @@ impl Default for Settings {
 impl Settings {
     pub fn backend_options(&self) -> BackendOptions {
         BackendOptions {
-            kind: self.backend.into(),
+            kind: self.backend,
             intra_threads: self.threads as usize,
             device_id: self.device_id,
             tensorrt: samclipseg::backend::TensorRtOptions {
@@ -185,6 +161,7 @@ impl Settings {
                 timing_cache: true,
                 workspace_bytes: self.tensorrt_workspace_mib as usize * 1024 * 1024,
             },
+            strict: self.strict_gpu,
         }
     }
 
@@ -263,5 +240,13 @@ mod tests {
         s.threshold = BUNDLE_THRESHOLD;
         let opts = s.postprocess_options(0.4, 0.35);
         assert_eq!((opts.threshold, opts.mask_threshold), (0.35, 0.4));
+    }
+
+    #[test]
+    fn strict_gpu_reaches_the_backend_options() {
+        let mut s = Settings::default();
+        assert!(!s.backend_options().strict);
+        s.strict_gpu = true;
+        assert!(s.backend_options().strict);
     }
 }
