@@ -12,9 +12,12 @@
    white square) with its instance-id map, and a 24-frame clip of a red circle
    bouncing among shapes that come and go (``clip/``), with per-frame truth.
 5. ``calibration.json`` and ``decoder.default_threshold``: the threshold chosen by
-   ``eval_toy.py --calibrate`` on 300 validation images.
-6. ``eval.json``: engines/eval_toy.py on 500 held-out test images, through the Rust core,
-   at that threshold.
+   ``eval_toy.py --calibrate`` on 300 validation images of the first world and 300 of
+   the wide world (seeds (77, ...), never a test set).
+6. ``eval.json``: engines/eval_toy.py on 500 held-out test images of the first world,
+   through the Rust core, at that threshold; ``eval-wide.json``: 500 of the wide world's
+   camera frames; ``eval-independent-336.json`` and ``eval-independent-640x360.json``:
+   300 images each of the independent set (engines/independent_shapes.py).
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3"))
     ap.add_argument("--eval-images", type=int, default=500,
                     help="test-set images (0: skip the test set, e.g. while comparing candidates on validation)")
-    ap.add_argument("--calibration-images", type=int, default=300)
+    ap.add_argument("--calibration-images", type=int, default=300, help="per validation set (world, wide)")
+    ap.add_argument("--independent-images", type=int, default=300, help="per size of the independent set")
     args = ap.parse_args(argv)
     out = args.out
     ref_dir, golden = os.path.join(out, "reference"), os.path.join(out, "golden")
@@ -100,6 +104,11 @@ def main(argv=None) -> int:
     if args.eval_images:
         subprocess.run(evaluate + ["--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")],
                        check=True)
+        subprocess.run(evaluate + ["--set", "wide", "--images", str(args.eval_images),
+                                   "--json", os.path.join(out, "eval-wide.json")], check=True)
+        for size in ("336", "640x360"):
+            subprocess.run(evaluate + ["--set", "independent", "--size", size, "--images", str(args.independent_images),
+                                       "--json", os.path.join(out, f"eval-independent-{size}.json")], check=True)
     print(f"[make_toy] fixture {out}: {export_sam3.tree_bytes(out) / 1e6:.2f} MB", flush=True)
     return 0
 

@@ -592,15 +592,21 @@ def is_vocabulary_object(s: Shape) -> bool:
 # --- clips ---------------------------------------------------------------------------------
 
 
-def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | None = ("red", "circle")):
+def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | None = ("red", "circle"),
+         wide: bool = False):
     """Yield (frame index, Scene with ids) for a clip of moving shapes over a fixed
     background.  The hero (colour, shape), if given, is id 1: it stays on screen the
     whole clip, bouncing off the edges, drawn on top, and is the only object of
     its colour, so that following it does not hinge on telling "red circle" from
     "red square" (the evaluation measures that).  Other shapes enter from an edge, cross, and leave; ids
-    persist while an object is on screen."""
+    persist while an object is on screen.  ``wide``: over a wide-world background (any
+    hue, photo crops; a separate random stream, so the first world's clips are unchanged),
+    drawn as the wide world draws shapes (lighting, outlines)."""
     rng = np.random.default_rng(seed)
     bg = background(rng, size)
+    if wide:
+        wrng = np.random.default_rng([seed, 18])
+        bg = wide_background(wrng, size, size, available_photos())
     live: list[list] = []  # [shape, vx, vy, bounces]
     next_id = 1
 
@@ -634,7 +640,12 @@ def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | N
     for f in range(frames):
         # the hero last, so nothing covers it
         order = [o for o in live if not o[3]] + [o for o in live if o[3]]
-        scene = render(np.random.default_rng([seed, f]), [o[0] for o in order], size, bg=bg)
+        if wide:
+            shapes = [o[0] for o in order]
+            img = render_wide(np.random.default_rng([seed, f, 18]), shapes, size, size, bg)
+            scene = Scene(np.clip(img + 0.5, 0, 255).astype(np.uint8), shapes, masks_on_grid(shapes, size, size, size, size))
+        else:
+            scene = render(np.random.default_rng([seed, f]), [o[0] for o in order], size, bg=bg)
         keep = [i for i, m in enumerate(scene.masks) if m.sum() >= 12]
         yield f, Scene(scene.image, [scene.shapes[i] for i in keep], [scene.masks[i] for i in keep])
         moved = []
@@ -656,12 +667,15 @@ def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | N
             live.append(spawn(True))
 
 
-def write_clip(out_dir: str, seed: int, size: int, frames: int, hero: tuple[str, str] | None = ("red", "circle")) -> None:
+def write_clip(out_dir: str, seed: int, size: int, frames: int, hero: tuple[str, str] | None = ("red", "circle"),
+               wide: bool = False) -> None:
     from PIL import Image
 
     os.makedirs(out_dir, exist_ok=True)
     truth = {"seed": seed, "size": size, "hero": list(hero) if hero else None, "frames": []}
-    for f, scene in clip(seed, size, frames, hero):
+    if wide:
+        truth["wide"] = True
+    for f, scene in clip(seed, size, frames, hero, wide):
         Image.fromarray(scene.image).save(os.path.join(out_dir, f"frame-{f:03d}.png"), optimize=True)
         ids = np.zeros((size, size), dtype=np.uint8)
         for s, m in zip(scene.shapes, scene.masks):
@@ -689,6 +703,7 @@ def main(argv=None) -> int:
     c.add_argument("--size", type=int, default=112)
     c.add_argument("--frames", type=int, default=48)
     c.add_argument("--hero", default="red circle", help="the object on screen all along ('' for none)")
+    c.add_argument("--wide", action="store_true", help="over a wide-world background (any hue, photos)")
     v = sub.add_parser("vocabulary", help="write the world's phrases, one per line")
     v.add_argument("out")
     args = ap.parse_args(argv)
@@ -705,7 +720,7 @@ def main(argv=None) -> int:
         hero = tuple(args.hero.split()) if args.hero else None
         if hero is not None and (len(hero) != 2 or hero[0] not in COLORS or hero[1] not in SHAPES):
             ap.error(f"--hero: {args.hero!r} is not '<colour> <shape>'")
-        write_clip(args.out_dir, args.seed, args.size, args.frames, hero)
+        write_clip(args.out_dir, args.seed, args.size, args.frames, hero, args.wide)
     else:
         with open(args.out, "w") as fh:
             fh.write("\n".join(vocabulary()) + "\n")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: a generated clip of moving shapes (a red circle
-# bouncing among shapes that come and go, engines/shapes_world.py), run through
+# bouncing among shapes that come and go, engines/shapes_world.py, over a
+# wide-world background: a photo crop or colour field; WIDE=0 for the first
+# world's muted texture), run through
 # samclipseg with the bundled toy model trained on that world
 # (tests/fixtures/toy-shapes-sam3), once as an overlay preview and once with
 # the masks in the alpha channel. Needs GST_PLUGIN_PATH to hold the plugin.
@@ -19,6 +21,7 @@ PROMPT=${PROMPT:-red circle}
 FRAMES=${FRAMES:-72}
 SIZE=${SIZE:-336}
 SEED=${SEED:-5}
+WIDE=${WIDE:-1}
 mkdir -p "$OUT"
 
 gst-inspect-1.0 samclipseg >/dev/null || {
@@ -31,7 +34,8 @@ rm -rf "$OUT/clip"
 # Debian's python3 with python3-numpy and python3-pil (scripts/setup.sh installs them)
 PY=${PYTHON:-python3}
 $PY -c "import numpy, PIL" 2>/dev/null || PY=/usr/bin/python3
-$PY engines/shapes_world.py clip "$OUT/clip" --seed "$SEED" --size "$SIZE" --frames "$FRAMES"
+$PY engines/shapes_world.py clip "$OUT/clip" --seed "$SEED" --size "$SIZE" --frames "$FRAMES" \
+  $([ "$WIDE" = 1 ] && echo --wide)
 gst-launch-1.0 -q multifilesrc location="$OUT/clip/frame-%03d.png" index=0 stop-index=$((FRAMES - 1)) \
   caps="image/png,framerate=24/1" ! pngdec ! videoconvert ! video/x-raw,format=I420 \
   ! vp8enc deadline=1 target-bitrate=2000000 ! matroskamux ! filesink location="$OUT/sample.mkv"
