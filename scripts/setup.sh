@@ -3,6 +3,8 @@
 # twice: apt packages, a Rust toolchain check, and the ONNX Runtime library
 # (from the `onnxruntime` wheel on PyPI) into .deps/onnxruntime.
 # `setup.sh engines` also installs the PyTorch tooling for engines/ into .venv.
+# `setup.sh triton` also installs the Triton server (the nvidia-pytriton wheel)
+# and client into .venv-triton (engines/requirements-triton.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,4 +51,10 @@ if [ "${1:-}" = "engines" ] && ! .venv/bin/python -c "import transformers, torch
   echo "setup: installing the PyTorch reference tooling for engines/ into .venv (several GB)"
   python3 -m venv .venv
   .venv/bin/pip install -q -r engines/requirements.txt
+fi
+
+if [ "${1:-}" = "triton" ] && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
+  echo "setup: installing the Triton server and client (nvidia-pytriton, tritonclient) into .venv-triton (~1 GB)"
+  python3 -m venv .venv-triton
+  .venv-triton/bin/pip install -q -r engines/requirements-triton.txt
 fi
