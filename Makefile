@@ -87,3 +87,13 @@ fuzz: deps
 		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
 	done
+
+.PHONY: triton-check
+
+# Not part of `make test`: writes a python-backend Triton repository for the
+# tiny bundle, serves it with the tritonserver of the nvidia-pytriton wheel on
+# 127.0.0.1 and compares each model over gRPC with ONNX Runtime run locally;
+# prints the bytes per call (engines/README.md, "Triton model repository").
+triton-check:
+	bash scripts/setup.sh triton
+	.venv-triton/bin/python engines/triton_check.py $(TINY)
