@@ -110,11 +110,15 @@ impl FrameModel for Fake {
         let picture = frame.to_rgb()[0];
         let owned: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
         self.log.lock().unwrap().started.push((picture, owned));
+        // Like the real engines: a cancelled control refuses to start a run.
         let end = Instant::now() + self.delay;
-        while Instant::now() < end {
+        loop {
             if self.cooperative && control.is_cancelled() {
                 self.log.lock().unwrap().cancelled += 1;
                 return Err(Error::Cancelled);
+            }
+            if Instant::now() >= end {
+                break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -415,4 +419,43 @@ fn empty_prompts_and_gaps_say_what_happened() {
         .unwrap();
     assert_eq!((r.state, r.instances.len()), (InferenceState::Fresh, 1));
     assert_eq!(r.instances[0].id, 1);
+}
+
+#[test]
+fn after_an_interrupt_nothing_runs_until_the_next_generation() {
+    // A buffer can slip in between a flush-start (or a stop) and the pad
+    // refusing buffers: it must neither wait nor start a run.
+    for asynchronous in [false, true] {
+        let fake = Fake::new(0, one_per_phrase);
+        let log = fake.log.clone();
+        let mut stream = Stream::new(fake, asynchronous).unwrap();
+        stream.handle().interrupt();
+        let data = picture(1);
+        let start = Instant::now();
+        let r = stream
+            .frame(&frame(&data), Some(0), &request("cat"), &live(10_000))
+            .unwrap();
+        assert_eq!(
+            r.state,
+            InferenceState::Pending,
+            "asynchronous={asynchronous}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            log.lock().unwrap().finished,
+            0,
+            "asynchronous={asynchronous}"
+        );
+        // The flush is over: frames run again.
+        stream.reset();
+        let r = stream
+            .frame(&frame(&data), Some(1), &request("cat"), &live(10_000))
+            .unwrap();
+        assert_eq!(
+            r.state,
+            InferenceState::Fresh,
+            "asynchronous={asynchronous}"
+        );
+    }
 }

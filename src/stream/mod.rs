@@ -148,7 +148,8 @@ pub struct StreamHandle {
 
 impl StreamHandle {
     /// Abandons the run in progress and lets waiting frames go at once (a
-    /// flush is starting, the element is stopping).
+    /// flush is starting, the element is stopping); until the next
+    /// [`Stream::reset`] or [`Stream::new_caps`] no frame waits or runs.
     pub fn interrupt(&self) {
         self.shared.interrupt();
     }
@@ -245,6 +246,7 @@ impl Stream {
     }
 
     fn new_generation(&mut self) {
+        self.shared.resume();
         self.generation += 1;
         self.since_run = None;
         self.carried = None;

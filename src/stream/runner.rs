@@ -63,8 +63,10 @@ struct Slots {
     reset: bool,
     shutdown: bool,
     exited: bool,
-    /// Bumped by `interrupt`: frames waiting for a result return at once.
-    interrupts: u64,
+    /// Set by `interrupt` until the next stream generation: no frame waits
+    /// and no run starts, because a flush or a stop is on its way and a
+    /// buffer may still slip in before the pad refuses it.
+    interrupted: bool,
     suggest: Option<SuggestSource>,
 }
 
@@ -87,7 +89,7 @@ impl Shared {
     /// Abandons the run in progress and wakes every waiting frame.
     pub(crate) fn interrupt(&self) {
         let mut s = self.lock();
-        s.interrupts += 1;
+        s.interrupted = true;
         if let Some((_, control)) = &s.running {
             control.cancel();
         }
@@ -107,11 +109,27 @@ impl Shared {
     }
 
     /// Marks `tag`'s run as the one in progress.
+    /// Ends an interrupt: a new stream generation begins.
+    pub(crate) fn resume(&self) {
+        self.lock().interrupted = false;
+    }
+
+    /// Marks `tag`'s run as the one in progress; cancelled from the start
+    /// while interrupted.
     fn start(&self, tag: &Tag) -> RunControl {
-        let control = RunControl::new();
-        self.lock().running = Some((tag.clone(), control.clone()));
+        let mut s = self.lock();
+        let control = new_control(&s);
+        s.running = Some((tag.clone(), control.clone()));
         control
     }
+}
+
+fn new_control(s: &Slots) -> RunControl {
+    let control = RunControl::new();
+    if s.interrupted {
+        control.cancel();
+    }
+    control
 }
 
 /// The model and what it remembers across jobs.
@@ -248,7 +266,6 @@ impl AsyncRunner {
     ) -> Result<Option<Arc<Finished>>> {
         let deadline = Instant::now() + max_wait;
         let mut s = self.shared.lock();
-        let interrupts = s.interrupts;
         loop {
             if let Some(e) = s.error.take() {
                 return Err(e);
@@ -267,7 +284,7 @@ impl AsyncRunner {
                     && s.running.as_ref().is_none_or(|(t, _)| t.id < id)
             });
             let now = Instant::now();
-            if ready || hopeless || now >= deadline || s.interrupts != interrupts || s.exited {
+            if ready || hopeless || now >= deadline || s.interrupted || s.exited {
                 return Ok(newest);
             }
             s = self.shared.wait_done(s, deadline - now);
@@ -329,7 +346,7 @@ fn work(shared: Arc<Shared>, mut core: Core) {
                     core.reset();
                 }
                 if let Some(job) = s.pending.take() {
-                    let control = RunControl::new();
+                    let control = new_control(&s);
                     s.running = Some((job.tag.clone(), control.clone()));
                     break (job, control);
                 }
