@@ -776,8 +776,21 @@ impl Engine {
         }
     }
 
+    /// The session, once free. A job's run waiting here behind another
+    /// stream's (the model is shared) still obeys its cancel switch.
     fn lock(&self) -> Result<parking_lot::FairMutexGuard<'_, Session>> {
-        Ok(self.session.lock())
+        let Some(control) = crate::run_control::current() else {
+            return Ok(self.session.lock());
+        };
+        loop {
+            control.check()?;
+            if let Some(guard) = self
+                .session
+                .try_lock_for(std::time::Duration::from_millis(20))
+            {
+                return Ok(guard);
+            }
+        }
     }
 
     pub fn role(&self) -> EngineRole {

@@ -74,6 +74,10 @@ type Answer = dyn Fn(u8, &[&str]) -> Vec<Instance> + Send;
 struct Fake {
     delay: Duration,
     cooperative: bool,
+    /// Like the real Segmenter on a still picture: the same picture and
+    /// prompts again return the last result at once, as `ReusedResult`.
+    caching: bool,
+    last: Option<(u8, Vec<String>, Vec<Instance>)>,
     log: Arc<Mutex<Log>>,
     answer: Box<Answer>,
 }
@@ -92,6 +96,8 @@ impl Fake {
         Fake {
             delay: Duration::from_millis(delay_ms),
             cooperative: true,
+            caching: false,
+            last: None,
             log: Arc::default(),
             answer: Box::new(answer),
         }
@@ -109,7 +115,13 @@ impl FrameModel for Fake {
     ) -> samclipseg::Result<(Vec<Instance>, InferenceState)> {
         let picture = frame.to_rgb()[0];
         let owned: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
-        self.log.lock().unwrap().started.push((picture, owned));
+        if self.caching
+            && let Some((p, o, instances)) = &self.last
+            && (*p, o) == (picture, &owned)
+        {
+            return Ok((instances.clone(), InferenceState::ReusedResult));
+        }
+        self.log.lock().unwrap().started.push((picture, owned.clone()));
         // Like the real engines: a cancelled control refuses to start a run.
         let end = Instant::now() + self.delay;
         loop {
@@ -123,7 +135,9 @@ impl FrameModel for Fake {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.log.lock().unwrap().finished += 1;
-        Ok(((self.answer)(picture, prompts), InferenceState::Fresh))
+        let instances = (self.answer)(picture, prompts);
+        self.last = Some((picture, owned, instances.clone()));
+        Ok((instances, InferenceState::Fresh))
     }
 
     fn reset(&mut self) {}
@@ -194,7 +208,9 @@ fn reset_drops_the_running_job_and_results_of_the_earlier_generation() {
     let old = picture(200);
     let first = stream.frame(&frame(&old), Some(0), &req, &live(0)).unwrap();
     assert_eq!(first.state, InferenceState::Pending);
-    std::thread::sleep(Duration::from_millis(50));
+    while log.lock().unwrap().started.is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // A seek while picture 200 is being segmented.
     stream.reset();
     let start = Instant::now();
@@ -419,6 +435,19 @@ fn empty_prompts_and_gaps_say_what_happened() {
         .unwrap();
     assert_eq!((r.state, r.instances.len()), (InferenceState::Fresh, 1));
     assert_eq!(r.instances[0].id, 1);
+    // The prompt goes and comes back: computed afresh, not the old result.
+    let settings = LiveSettings {
+        inference_interval: 100,
+        ..LiveSettings::default()
+    };
+    let r = stream
+        .frame(&frame(&data), Some(3), &request(""), &settings)
+        .unwrap();
+    assert_eq!(r.state, InferenceState::NoPrompt);
+    let r = stream
+        .frame(&frame(&data), Some(4), &request("cat"), &settings)
+        .unwrap();
+    assert_eq!((r.state, r.source_pts), (InferenceState::Fresh, Some(4)));
 }
 
 #[test]
@@ -458,4 +487,33 @@ fn after_an_interrupt_nothing_runs_until_the_next_generation() {
             "asynchronous={asynchronous}"
         );
     }
+}
+
+#[test]
+fn a_reused_result_is_the_carried_one_only_if_it_comes_from_the_same_run() {
+    // The worker finishes picture 2 (fresh) and at once the next job on the
+    // same picture (reused, instantly), before any frame looks: the frames
+    // must move on to picture 2's masks, not keep picture 1's.
+    let mut fake = Fake::new(150, one_per_phrase);
+    fake.caching = true;
+    let mut stream = Stream::new(fake, true).unwrap();
+    let req = request("cat");
+    let (one, two) = (picture(1), picture(2));
+    let r = stream
+        .frame(&frame(&one), Some(1), &req, &live(5_000))
+        .unwrap();
+    assert_eq!(
+        (r.state, r.instances[0].bbox[0]),
+        (InferenceState::Fresh, 1.0)
+    );
+    stream.frame(&frame(&two), Some(2), &req, &live(0)).unwrap();
+    stream.frame(&frame(&two), Some(3), &req, &live(0)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let r = stream.frame(&frame(&two), Some(4), &req, &live(0)).unwrap();
+    assert_eq!(r.instances.len(), 1, "{r:?}");
+    assert_eq!(
+        r.instances[0].bbox[0], 2.0,
+        "picture 1's masks on picture 2: {r:?}"
+    );
+    assert_eq!(r.source_pts, Some(2));
 }

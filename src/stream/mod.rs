@@ -168,6 +168,8 @@ enum Runner {
 /// The result the frames carry now, resolved and tracked.
 struct Carried {
     job: u64,
+    /// See `Finished::origin`: equal origins are the same objects.
+    origin: u64,
     generation: u64,
     request: Arc<Request>,
     size: (usize, usize),
@@ -182,8 +184,10 @@ pub struct Stream {
     shared: Arc<Shared>,
     /// Stream generation: results of earlier ones are never shown.
     generation: u64,
-    /// The current request and its generation.
-    request: Option<(u64, Arc<Request>)>,
+    /// The current request (None while the prompt is empty).
+    request: Option<Arc<Request>>,
+    /// Counts the changes of request.
+    request_generation: u64,
     next_job: u64,
     /// Frames since the model last ran; None before the first run.
     since_run: Option<u32>,
@@ -208,6 +212,7 @@ impl Stream {
             shared,
             generation: 0,
             request: None,
+            request_generation: 0,
             next_job: 0,
             since_run: None,
             tracker: Tracker::new(live.track_patience, live.temporal_smoothing),
@@ -228,6 +233,11 @@ impl Stream {
     /// The current stream generation.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The generation of the current request: it grows with every change.
+    pub fn current_request_generation(&self) -> u64 {
+        self.request_generation
     }
 
     /// Starts a new stream generation after a flush (a seek): the last
@@ -262,19 +272,19 @@ impl Stream {
     }
 
     fn request_generation(&self) -> u64 {
-        self.request.as_ref().map_or(0, |(g, _)| *g)
+        self.request_generation
     }
 
     /// The request as the stream holds it, and whether it just changed.
     fn adopt(&mut self, request: &Request) -> (Arc<Request>, bool) {
-        if let Some((_, current)) = &self.request
+        if let Some(current) = &self.request
             && **current == *request
         {
             return (current.clone(), false);
         }
-        let generation = self.request_generation() + 1;
+        self.request_generation += 1;
         let request = Arc::new(request.clone());
-        self.request = Some((generation, request.clone()));
+        self.request = Some(request.clone());
         (request, true)
     }
 
@@ -287,6 +297,13 @@ impl Stream {
         live: &LiveSettings,
     ) -> Result<FrameResult> {
         if request.is_empty() {
+            // Nothing to segment any more: runs for the last prompt stop, and
+            // when it comes back its result is computed afresh.
+            if self.request.take().is_some() {
+                self.request_generation += 1;
+                self.carried = None;
+                self.shared.abandon();
+            }
             return Ok(FrameResult::nothing(
                 InferenceState::NoPrompt,
                 self.request_generation(),
@@ -364,18 +381,21 @@ impl Stream {
 
     /// Makes a finished run the carried result: resolved and tracked once.
     fn take(&mut self, f: &Finished) {
+        // A reused result is the carried one only if it comes from the same
+        // decoder run: the worker may have finished (and the frames skipped)
+        // a newer picture's run since.
         let same_as_carried = self.carried.as_ref().is_some_and(|c| {
-            c.generation == f.tag.generation && *c.request == *f.tag.request && c.size == f.size
+            c.generation == f.tag.generation
+                && *c.request == *f.tag.request
+                && c.size == f.size
+                && c.origin == f.origin
         });
         if let Some(c) = &mut self.carried
             && c.job == f.tag.id
         {
             return;
         }
-        if f.state == InferenceState::ReusedResult
-            && same_as_carried
-            && let Some(c) = &mut self.carried
-        {
+        if same_as_carried && let Some(c) = &mut self.carried {
             // The same objects again: their ids and masks stand.
             c.job = f.tag.id;
             c.state = f.state;
@@ -386,6 +406,7 @@ impl Stream {
         self.tracker.update(&mut instances);
         self.carried = Some(Carried {
             job: f.tag.id,
+            origin: f.origin,
             generation: f.tag.generation,
             request: f.tag.request.clone(),
             size: f.size,

@@ -105,10 +105,11 @@ impl Segmenter {
                 signature,
             },
         };
-        let out = self.model.decode_on_device(&encoded.features, &texts);
+        // A failed (or cancelled) decode forgets the picture too, so the next
+        // run encodes it again and the stream learns whose picture it is.
+        let out = self.model.decode_on_device(&encoded.features, &texts)?;
         // Kept without reuse too: prompt suggestions rank phrases on it.
         self.encoded = Some(encoded);
-        let out = out?;
         let instances =
             self.model
                 .postprocess_on_device(&out, &texts, (frame.width, frame.height), options)?;

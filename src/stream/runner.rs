@@ -18,7 +18,7 @@ use crate::run_control::RunControl;
 
 /// How long dropping an asynchronous runner waits for its worker to leave
 /// the abandoned run before it lets the thread finish on its own.
-const SHUTDOWN_WAIT: Duration = Duration::from_millis(800);
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 
 /// Who asked for a run: the frame, the stream generation and the request.
 #[derive(Debug, Clone)]
@@ -40,6 +40,9 @@ pub(crate) struct Finished {
     /// The frame whose picture was encoded (an earlier one when its features
     /// were reused).
     pub source_pts: Option<u64>,
+    /// The job whose decoder run produced these instances: this one's, or an
+    /// earlier one's when the model reused its whole result.
+    pub origin: u64,
     pub size: (usize, usize),
 }
 
@@ -109,6 +112,16 @@ impl Shared {
     }
 
     /// Marks `tag`'s run as the one in progress.
+    /// Drops the waiting job and abandons the one in progress (their request
+    /// is gone).
+    pub(crate) fn abandon(&self) {
+        let mut s = self.lock();
+        s.pending = None;
+        if let Some((_, control)) = &s.running {
+            control.cancel();
+        }
+    }
+
     /// Ends an interrupt: a new stream generation begins.
     pub(crate) fn resume(&self) {
         self.lock().interrupted = false;
@@ -137,6 +150,8 @@ pub(crate) struct Core {
     model: Box<dyn FrameModel>,
     /// Timestamp of the frame whose picture the model holds features of.
     encoded_pts: Option<u64>,
+    /// The job of the model's last decoder run (see `Finished::origin`).
+    origin: u64,
 }
 
 impl Core {
@@ -144,6 +159,7 @@ impl Core {
         Core {
             model,
             encoded_pts: None,
+            origin: 0,
         }
     }
 
@@ -162,11 +178,15 @@ impl Core {
         if state == InferenceState::Fresh {
             self.encoded_pts = tag.pts;
         }
+        if state != InferenceState::ReusedResult {
+            self.origin = tag.id;
+        }
         Ok(Finished {
             tag,
             instances,
             state,
             source_pts: self.encoded_pts,
+            origin: self.origin,
             size: (frame.width, frame.height),
         })
     }
@@ -174,6 +194,7 @@ impl Core {
     fn reset(&mut self) {
         self.model.reset();
         self.encoded_pts = None;
+        self.origin = 0;
     }
 }
 
@@ -212,6 +233,7 @@ impl SyncRunner {
 
     pub(crate) fn reset(&mut self) {
         self.core.reset();
+        self.shared.lock().suggest = None;
     }
 }
 
@@ -297,6 +319,10 @@ impl AsyncRunner {
         let mut s = self.shared.lock();
         s.pending = None;
         s.finished = None;
+        // An abandoned run's failure and the old picture's features are of
+        // the earlier generation too.
+        s.error = None;
+        s.suggest = None;
         s.reset = true;
         if let Some((_, control)) = &s.running {
             control.cancel();

@@ -109,18 +109,16 @@ impl SamClipSeg {
             );
             gst::FlowError::Error
         })?;
-        let mut stream = lock(&self.stream);
-        let stream = stream.as_mut().ok_or(gst::FlowError::Flushing)?;
-        stream
-            .frame(&core, pts.map(|p| p.nseconds()), request, live)
-            .map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ("Inference failed: {}", e)
-                );
-                gst::FlowError::Error
-            })
+        let result = {
+            let mut stream = lock(&self.stream);
+            let stream = stream.as_mut().ok_or(gst::FlowError::Flushing)?;
+            stream.frame(&core, pts.map(|p| p.nseconds()), request, live)
+        };
+        // Posted once the stream lock is released: a sync bus handler may stop us.
+        result.map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+            gst::FlowError::Error
+        })
     }
 
     /// A gap buffer: no picture to segment. In alpha mode its alpha says "no
@@ -487,8 +485,12 @@ impl VideoFilterImpl for SamClipSeg {
                 allowed.join(", ")
             ));
         }
-        // New caps: a new stream generation (no earlier picture's masks on these frames).
-        if let Some(stream) = lock(&self.stream).as_mut() {
+        // New caps: a new stream generation (no earlier picture's masks on
+        // these frames). The same caps again (a renegotiation) change nothing.
+        let unchanged = lock(&self.state)
+            .as_ref()
+            .is_some_and(|s| s.info.as_ref() == Some(in_info));
+        if !unchanged && let Some(stream) = lock(&self.stream).as_mut() {
             stream.new_caps();
         }
         let mut state = lock(&self.state);

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::sync::{LazyLock, Once};
 
+pub mod slow;
+
 use gst::prelude::*;
 use samclipseg::{BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions, Sam3Model};
 

@@ -1,0 +1,87 @@
+//! Asynchronous pipelines on the slow bundle (tests/fixtures/slow-sam3,
+//! seconds a frame), and what their buffers carried.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation};
+
+use super::init;
+
+pub fn slow_bundle() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/slow-sam3")
+}
+
+pub fn meta(buf: &gst::BufferRef) -> Segmentation {
+    SamClipSegMeta::from_buffer(buf)
+        .expect("every buffer carries the meta")
+        .segmentation()
+        .clone()
+}
+
+/// Every instance answers the prompt the frame was segmented for.
+pub fn assert_own_prompt(seg: &Segmentation) {
+    let phrases: Vec<&str> = seg.prompt.split(';').map(str::trim).collect();
+    for inst in &seg.instances {
+        assert_eq!(
+            phrases.get(inst.phrase_index as usize),
+            Some(&inst.label.as_str()),
+            "another prompt's instance: {seg:?}"
+        );
+    }
+    if seg.state == InferenceState::Pending {
+        assert!(seg.instances.is_empty(), "{seg:?}");
+    }
+}
+
+pub fn slow_pipeline(props: &str) -> (gst::Pipeline, gst::Element, Arc<Mutex<Vec<Segmentation>>>) {
+    init();
+    let p = gst::parse::launch(&format!(
+        "videotestsrc pattern=ball ! video/x-raw,format=RGBA,width=96,height=64,framerate=25/1 \
+         ! samclipseg name=seg bundle=\"{}\" asynchronous=true max-latency=0 threshold=0 threads=1 {props} \
+         ! fakesink sync=true",
+        slow_bundle().display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let seg = p.by_name("seg").unwrap();
+    let seen = recorded(&seg);
+    (p, seg, seen)
+}
+
+/// The metas of the buffers leaving `seg`, as they pass.
+pub fn recorded(seg: &gst::Element) -> Arc<Mutex<Vec<Segmentation>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    seg.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buf) = info.buffer() {
+                sink.lock().unwrap().push(meta(buf));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    seen
+}
+
+/// Waits until `f` holds on what came out; fails after `limit`.
+pub fn wait_for(
+    seen: &Mutex<Vec<Segmentation>>,
+    limit: Duration,
+    what: &str,
+    f: impl Fn(&[Segmentation]) -> bool,
+) {
+    let start = Instant::now();
+    while !f(&seen.lock().unwrap()) {
+        assert!(start.elapsed() < limit, "no {what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn has_result(s: &[Segmentation], prompt: &str) -> bool {
+    s.iter()
+        .any(|m| m.prompt == prompt && m.state != InferenceState::Pending)
+}
