@@ -2,25 +2,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::tiny_bundle;
+use common::{tiny_bundle, tiny_bundle_copy};
 use samclipseg::image_file::OwnedImage;
 use samclipseg::{BackendKind, BackendOptions, Error, Frame, PackedLayout, Sam3Model};
-
-/// A private copy of the tiny bundle that a test may damage.
-fn bundle_copy(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bundle-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
 
 fn load_err(dir: &Path) -> String {
     match Sam3Model::load(dir, &BackendOptions::default()) {
@@ -45,7 +31,7 @@ fn missing_bundle_names_the_path_and_how_to_build_one() {
 
 #[test]
 fn missing_engine_file_is_named() {
-    let dir = bundle_copy("missing-file");
+    let dir = tiny_bundle_copy("missing-file");
     std::fs::remove_file(dir.join("decoder.onnx")).unwrap();
     let err = load_err(&dir);
     assert!(
@@ -56,7 +42,7 @@ fn missing_engine_file_is_named() {
 
 #[test]
 fn manifest_that_is_not_toml() {
-    let dir = bundle_copy("not-toml");
+    let dir = tiny_bundle_copy("not-toml");
     std::fs::write(dir.join("bundle.toml"), "[bundle\nfamily = ").unwrap();
     let err = load_err(&dir);
     assert!(
@@ -67,7 +53,7 @@ fn manifest_that_is_not_toml() {
 
 #[test]
 fn another_model_family_is_refused() {
-    let dir = bundle_copy("family");
+    let dir = tiny_bundle_copy("family");
     edit_manifest(&dir, "family = \"sam3\"", "family = \"owlvit\"");
     let err = load_err(&dir);
     assert!(err.contains("owlvit") && err.contains("sam3"), "{err}");
@@ -75,7 +61,7 @@ fn another_model_family_is_refused() {
 
 #[test]
 fn wrong_tensor_name_names_engine_and_tensor() {
-    let dir = bundle_copy("tensor-name");
+    let dir = tiny_bundle_copy("tensor-name");
     edit_manifest(
         &dir,
         "name = \"semantic_seg\"",
@@ -95,7 +81,7 @@ fn wrong_tensor_name_names_engine_and_tensor() {
 #[test]
 fn wrong_tensor_shape_says_expected_and_found() {
     // The channel count: fixed by the engine, not by a manifest number.
-    let dir = bundle_copy("tensor-shape");
+    let dir = tiny_bundle_copy("tensor-shape");
     edit_manifest(
         &dir,
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 112, 112] }",
@@ -112,7 +98,7 @@ fn wrong_tensor_shape_says_expected_and_found() {
     );
 
     // A side that preprocess.image_size fixes: the manifest contradicts itself.
-    let dir = bundle_copy("tensor-size");
+    let dir = tiny_bundle_copy("tensor-size");
     edit_manifest(
         &dir,
         "{ name = \"pixel_values\", dtype = \"float32\", shape = [\"image_batch\", 3, 112, 112] }",
@@ -131,7 +117,7 @@ fn wrong_tensor_shape_says_expected_and_found() {
 #[test]
 fn huge_sizes_in_the_manifest_are_refused_before_anything_is_allocated() {
     // Before the bound, this aborted the process in the tokenizer's allocation.
-    let dir = bundle_copy("huge-context");
+    let dir = tiny_bundle_copy("huge-context");
     edit_manifest(
         &dir,
         "context_length = 32",
@@ -144,7 +130,7 @@ fn huge_sizes_in_the_manifest_are_refused_before_anything_is_allocated() {
             && err.contains("1 to 512"),
         "{err}"
     );
-    let dir = bundle_copy("huge-masks");
+    let dir = tiny_bundle_copy("huge-masks");
     edit_manifest(&dir, "mask_size = 32", "mask_size = 100000");
     let err = load_err(&dir);
     assert!(
@@ -157,7 +143,7 @@ fn huge_sizes_in_the_manifest_are_refused_before_anything_is_allocated() {
 fn manifest_numbers_are_checked_against_the_engines_themselves() {
     // A manifest consistent in itself (context 48 everywhere) that does not
     // describe its engines (context 32).
-    let dir = bundle_copy("context-48");
+    let dir = tiny_bundle_copy("context-48");
     let path = dir.join("bundle.toml");
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -176,7 +162,7 @@ fn manifest_numbers_are_checked_against_the_engines_themselves() {
 
 #[test]
 fn manifest_file_names_outside_the_bundle_are_refused() {
-    let dir = bundle_copy("escape");
+    let dir = tiny_bundle_copy("escape");
     // A real file outside the bundle: refused for where it is, not for missing.
     std::fs::copy(
         dir.join("decoder.onnx"),
@@ -195,7 +181,7 @@ fn manifest_file_names_outside_the_bundle_are_refused() {
             && err.contains("\"../escaped-decoder.onnx\" is refused"),
         "{err}"
     );
-    let dir = bundle_copy("absolute");
+    let dir = tiny_bundle_copy("absolute");
     let absolute = dir.join("tokenizer.json").display().to_string();
     edit_manifest(
         &dir,
@@ -211,7 +197,7 @@ fn manifest_file_names_outside_the_bundle_are_refused() {
 
 #[test]
 fn truncated_onnx_is_an_error_naming_the_file() {
-    let dir = bundle_copy("truncated");
+    let dir = tiny_bundle_copy("truncated");
     let path = dir.join("image_encoder.onnx");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
@@ -224,7 +210,7 @@ fn truncated_onnx_is_an_error_naming_the_file() {
 
 #[test]
 fn random_bytes_onnx_is_an_error() {
-    let dir = bundle_copy("random");
+    let dir = tiny_bundle_copy("random");
     let noise: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
@@ -235,7 +221,7 @@ fn random_bytes_onnx_is_an_error() {
 
 #[test]
 fn tokenizer_that_does_not_load() {
-    let dir = bundle_copy("tokenizer");
+    let dir = tiny_bundle_copy("tokenizer");
     std::fs::write(dir.join("tokenizer.json"), "{\"not\": \"a tokenizer\"}").unwrap();
     let err = load_err(&dir);
     assert!(err.contains("tokenizer.json"), "{err}");

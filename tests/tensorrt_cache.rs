@@ -7,24 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::tiny_bundle;
+use common::{tiny_bundle, tiny_bundle_copy};
 use samclipseg::backend::{TensorRtOptions, per_bundle_options, trt_profile_shapes};
 use samclipseg::bundle::EngineRole;
 use samclipseg::prompt::MAX_PHRASES;
 use samclipseg::{BackendKind, BackendOptions, Bundle};
-
-fn bundle_copy(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trt-bundle-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
 
 fn tensorrt(cache: &Path) -> BackendOptions {
     BackendOptions {
@@ -49,9 +36,9 @@ fn cache_dir(dir: &Path, options: &BackendOptions) -> PathBuf {
 fn bundles_with_the_same_graph_and_other_weights_get_their_own_engine_cache() {
     let cache = Path::new("/var/cache/trt");
     let options = tensorrt(cache);
-    let a = bundle_copy("a");
-    let same = bundle_copy("same");
-    let other = bundle_copy("other-weights");
+    let a = tiny_bundle_copy("trt-a");
+    let same = tiny_bundle_copy("trt-same");
+    let other = tiny_bundle_copy("trt-other-weights");
     // Another value in the last bytes of the decoder: the graph is the same,
     // the file the same size, only its contents differ.
     let path = other.join("decoder.onnx");

@@ -9,6 +9,21 @@ pub fn tiny_bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sam3")
 }
 
+/// A private copy of the tiny bundle's files (not its sub-folders) that a
+/// test may edit or damage, under the test target's temporary directory.
+pub fn tiny_bundle_copy(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bundle-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(tiny_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
 #[derive(Debug, serde::Deserialize)]
 pub struct Case {
     pub case: String,
