@@ -23,6 +23,11 @@ generated from seed (SEED, k), so a resumed run sees the same data.  A
 ``--deadline-minutes`` stop saves and exits cleanly (rerun to continue).
 Settings may change on resume (``--weights``, ``--prompts``, ...): each run
 appends its settings and first step to ``WORK/settings.jsonl``.
+Fine-tuning (issue 18, ``make toy``'s last phase): ``--init CHECKPOINT`` starts a new
+WORK from a checkpoint's weights with a fresh optimiser, ``--wide SHARE`` draws that
+share of each step's images from the wide world (shapes_world.sample_wide_scene), and
+``--schedule-minutes M`` lets the cosine LR follow wall time where it is further along
+than the step count (and ends the run when M minutes are up).
 ``--finish`` writes the trained weights, rounded to float16 and saved as a
 float16 transformers checkpoint, to ``WORK/checkpoint`` (what export reads).
 """
@@ -379,6 +384,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=2000)
+    ap.add_argument("--schedule-minutes", type=float, default=0,
+                    help="LR schedule over this much wall time instead of --steps (the cosine follows the larger "
+                         "of the step and time fractions; the run finishes when the time is up); for a run that "
+                         "must end by a deadline on a shared machine whose speed is not known beforehand")
     ap.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (0: run to --steps)")
     ap.add_argument("--deadline-minutes", type=float, default=0, help="save and stop after this long (0: never)")
     ap.add_argument("--finish", action="store_true", help="write WORK/checkpoint from the saved state and exit")
@@ -412,8 +421,16 @@ def main(argv=None) -> int:
     model.train()
     ema = None
     while step < args.steps and not (args.stop_at and step >= args.stop_at):
+        if args.schedule_minutes:
+            frac = (time.time() - start) / (args.schedule_minutes * 60)
+            if frac >= 1.0:
+                print(f"[train] schedule time ({args.schedule_minutes} min) up at step {step}", flush=True)
+                break
+            eff = step if step < args.warmup else max(step, args.warmup + int(frac * (args.steps - args.warmup)))
+        else:
+            eff = step
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+            g["lr"] = lr_at(eff, args.steps, args.lr, args.warmup)
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
                                    balanced_negatives=args.balanced_negatives,
                                    uniform_positives=args.uniform_positives, wide=args.wide)
@@ -448,6 +465,11 @@ def main(argv=None) -> int:
             save(args.work, model, opt, step)
             print(f"[train] deadline reached at step {step}; rerun to continue", flush=True)
             return 0
+    if args.schedule_minutes and step < args.steps:
+        save(args.work, model, opt, step)
+        print(f"[train] done: {step} steps in {(time.time() - start) / 60:.1f} min (--schedule-minutes)", flush=True)
+        finish(args.work, model.eval())
+        return 0
     if step < args.steps:  # resumed at or past --stop-at: nothing to do in this phase
         print(f"[train] at step {step}, past --stop-at {args.stop_at}: nothing to do", flush=True)
         return 0
