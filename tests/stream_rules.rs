@@ -121,7 +121,11 @@ impl FrameModel for Fake {
         {
             return Ok((instances.clone(), InferenceState::ReusedResult));
         }
-        self.log.lock().unwrap().started.push((picture, owned.clone()));
+        self.log
+            .lock()
+            .unwrap()
+            .started
+            .push((picture, owned.clone()));
         // Like the real engines: a cancelled control refuses to start a run.
         let end = Instant::now() + self.delay;
         loop {
