@@ -179,6 +179,14 @@ struct Carried {
     negatives: Vec<Instance>,
 }
 
+impl Carried {
+    /// Whether this result may stand for a frame of `size` segmented for
+    /// `request` in stream generation `generation`.
+    fn answers(&self, generation: u64, request: &Request, size: (usize, usize)) -> bool {
+        self.generation == generation && *self.request == *request && self.size == size
+    }
+}
+
 pub struct Stream {
     runner: Runner,
     shared: Arc<Shared>,
@@ -230,16 +238,6 @@ impl Stream {
         matches!(self.runner, Runner::Async(_))
     }
 
-    /// The current stream generation.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// The generation of the current request: it grows with every change.
-    pub fn current_request_generation(&self) -> u64 {
-        self.request_generation
-    }
-
     /// Starts a new stream generation after a flush (a seek): the last
     /// picture, result and tracked objects are forgotten, and runs still going
     /// are abandoned.
@@ -267,12 +265,8 @@ impl Stream {
     }
 
     /// A gap buffer: nothing to look at.
-    pub fn gap(&mut self) -> FrameResult {
-        FrameResult::nothing(InferenceState::Gap, self.request_generation())
-    }
-
-    fn request_generation(&self) -> u64 {
-        self.request_generation
+    pub fn gap(&self) -> FrameResult {
+        FrameResult::nothing(InferenceState::Gap, self.request_generation)
     }
 
     /// The request as the stream holds it, and whether it just changed.
@@ -306,20 +300,16 @@ impl Stream {
             }
             return Ok(FrameResult::nothing(
                 InferenceState::NoPrompt,
-                self.request_generation(),
+                self.request_generation,
             ));
         }
         let (request, changed) = self.adopt(request);
         self.tracker.patience = live.track_patience;
         self.tracker.smoothing = live.temporal_smoothing;
         let size = (frame.width, frame.height);
-        let valid = |c: &Carried, generation: u64| {
-            c.generation == generation && *c.request == *request && c.size == size
-        };
-        let have = self
-            .carried
-            .as_ref()
-            .is_some_and(|c| valid(c, self.generation));
+        let generation = self.generation;
+        let valid = |c: &Carried| c.answers(generation, &request, size);
+        let have = self.carried.as_ref().is_some_and(valid);
         let due = changed
             || self
                 .since_run
@@ -356,15 +346,13 @@ impl Stream {
             }
         };
         if let Some(f) = finished
-            && f.tag.generation == self.generation
-            && *f.tag.request == *request
-            && f.size == size
+            && f.answers(generation, &request, size)
         {
             self.take(&f);
         }
-        let request_generation = self.request_generation();
+        let request_generation = self.request_generation;
         Ok(match &self.carried {
-            Some(c) if valid(c, self.generation) => FrameResult {
+            Some(c) if valid(c) => FrameResult {
                 state: if Some(c.job) == own {
                     c.state
                 } else {
@@ -385,10 +373,7 @@ impl Stream {
         // decoder run: the worker may have finished (and the frames skipped)
         // a newer picture's run since.
         let same_as_carried = self.carried.as_ref().is_some_and(|c| {
-            c.generation == f.tag.generation
-                && *c.request == *f.tag.request
-                && c.size == f.size
-                && c.origin == f.origin
+            c.answers(f.tag.generation, &f.tag.request, f.size) && c.origin == f.origin
         });
         if let Some(c) = &mut self.carried
             && c.job == f.tag.id

@@ -46,6 +46,13 @@ pub(crate) struct Finished {
     pub size: (usize, usize),
 }
 
+impl Finished {
+    /// See `Carried::answers`: the same three things decide.
+    pub(crate) fn answers(&self, generation: u64, request: &Request, size: (usize, usize)) -> bool {
+        self.tag.generation == generation && *self.tag.request == *request && self.size == size
+    }
+}
+
 /// A frame handed to the worker: its own copy of the pixels, as RGB.
 struct Job {
     tag: Tag,
@@ -73,6 +80,26 @@ struct Slots {
     suggest: Option<SuggestSource>,
 }
 
+impl Slots {
+    /// Abandons the run in progress, if any.
+    fn cancel_running(&self) {
+        if let Some((_, control)) = &self.running {
+            control.cancel();
+        }
+    }
+
+    /// Marks `tag`'s run as the one in progress; cancelled from the start
+    /// while interrupted.
+    fn begin(&mut self, tag: &Tag) -> RunControl {
+        let control = RunControl::new();
+        if self.interrupted {
+            control.cancel();
+        }
+        self.running = Some((tag.clone(), control.clone()));
+        control
+    }
+}
+
 /// What the stream, its worker and its [`super::StreamHandle`] share.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -93,9 +120,7 @@ impl Shared {
     pub(crate) fn interrupt(&self) {
         let mut s = self.lock();
         s.interrupted = true;
-        if let Some((_, control)) = &s.running {
-            control.cancel();
-        }
+        s.cancel_running();
         self.done.notify_all();
     }
 
@@ -111,15 +136,12 @@ impl Shared {
         self.lock().suggest.clone()
     }
 
-    /// Marks `tag`'s run as the one in progress.
     /// Drops the waiting job and abandons the one in progress (their request
     /// is gone).
     pub(crate) fn abandon(&self) {
         let mut s = self.lock();
         s.pending = None;
-        if let Some((_, control)) = &s.running {
-            control.cancel();
-        }
+        s.cancel_running();
     }
 
     /// Ends an interrupt: a new stream generation begins.
@@ -127,22 +149,17 @@ impl Shared {
         self.lock().interrupted = false;
     }
 
-    /// Marks `tag`'s run as the one in progress; cancelled from the start
-    /// while interrupted.
-    fn start(&self, tag: &Tag) -> RunControl {
+    /// Ends the run in progress: the slots, locked, with the model's
+    /// latest features published for suggestions.
+    fn end_run(&self, core: &Core) -> MutexGuard<'_, Slots> {
+        let suggest = core.model.suggest_source();
         let mut s = self.lock();
-        let control = new_control(&s);
-        s.running = Some((tag.clone(), control.clone()));
-        control
+        s.running = None;
+        if suggest.is_some() {
+            s.suggest = suggest;
+        }
+        s
     }
-}
-
-fn new_control(s: &Slots) -> RunControl {
-    let control = RunControl::new();
-    if s.interrupted {
-        control.cancel();
-    }
-    control
 }
 
 /// The model and what it remembers across jobs.
@@ -216,14 +233,9 @@ impl SyncRunner {
         tag: Tag,
         reuse_threshold: f32,
     ) -> Result<Option<Finished>> {
-        let control = self.shared.start(&tag);
+        let control = self.shared.lock().begin(&tag);
         let out = self.core.run(frame, tag, reuse_threshold, &control);
-        let suggest = self.core.model.suggest_source();
-        let mut s = self.shared.lock();
-        s.running = None;
-        if suggest.is_some() {
-            s.suggest = suggest;
-        }
+        drop(self.shared.end_run(&self.core));
         match out {
             Ok(f) => Ok(Some(f)),
             Err(Error::Cancelled) => Ok(None),
@@ -324,9 +336,7 @@ impl AsyncRunner {
         s.error = None;
         s.suggest = None;
         s.reset = true;
-        if let Some((_, control)) = &s.running {
-            control.cancel();
-        }
+        s.cancel_running();
         self.shared.work.notify_one();
     }
 }
@@ -337,9 +347,7 @@ impl Drop for AsyncRunner {
         let mut s = self.shared.lock();
         s.shutdown = true;
         s.pending = None;
-        if let Some((_, control)) = &s.running {
-            control.cancel();
-        }
+        s.cancel_running();
         self.shared.work.notify_one();
         while !s.exited {
             let now = Instant::now();
@@ -372,8 +380,7 @@ fn work(shared: Arc<Shared>, mut core: Core) {
                     core.reset();
                 }
                 if let Some(job) = s.pending.take() {
-                    let control = new_control(&s);
-                    s.running = Some((job.tag.clone(), control.clone()));
+                    let control = s.begin(&job.tag);
                     break (job, control);
                 }
                 s = shared.work.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -389,12 +396,7 @@ fn work(shared: Arc<Shared>, mut core: Core) {
             )?;
             core.run(&frame, job.tag, job.reuse_threshold, &control)
         }));
-        let suggest = core.model.suggest_source();
-        let mut s = shared.lock();
-        s.running = None;
-        if suggest.is_some() {
-            s.suggest = suggest;
-        }
+        let mut s = shared.end_run(&core);
         match outcome {
             Ok(Ok(finished)) => s.finished = Some(Arc::new(finished)),
             Ok(Err(Error::Cancelled)) => {}

@@ -92,6 +92,14 @@ impl SamClipSeg {
         lock(&self.state).as_ref().map(|s| s.handle.clone())
     }
 
+    /// Lets a frame waiting for a run go, and abandons the run (a flush or a
+    /// stop is coming).
+    fn interrupt_stream(&self) {
+        if let Some(handle) = self.stream_handle() {
+            handle.interrupt();
+        }
+    }
+
     /// What a mapped frame carries for `request`.
     fn infer<T>(
         &self,
@@ -121,19 +129,18 @@ impl SamClipSeg {
         })
     }
 
-    /// A gap buffer: no picture to segment. In alpha mode its alpha says "no
-    /// object" wherever the buffer has pixels.
+    /// A gap buffer: no picture to segment. Its `alpha_frame`, in alpha
+    /// mode, gets an alpha that says "no object" everywhere.
     fn gap(
         &self,
-        frame: Option<&mut gst_video::VideoFrameRef<&mut gst::BufferRef>>,
-        mode: OutputMode,
+        alpha_frame: Option<&mut gst_video::VideoFrameRef<&mut gst::BufferRef>>,
     ) -> Result<FrameResult, gst::FlowError> {
         let result = lock(&self.stream)
-            .as_mut()
+            .as_ref()
             .map(Stream::gap)
             .ok_or(gst::FlowError::Flushing)?;
-        if let (Some(frame), OutputMode::Alpha) = (frame, mode) {
-            self.render(frame, mode, &result, &[])?;
+        if let Some(frame) = alpha_frame {
+            self.render(frame, OutputMode::Alpha, &result, &[])?;
         }
         Ok(result)
     }
@@ -247,9 +254,7 @@ impl ElementImpl for SamClipSeg {
         if transition == gst::StateChange::PausedToReady {
             // Before the pads deactivate, which waits for the streaming
             // thread: a frame waiting for a run must not hold up stopping.
-            if let Some(handle) = self.stream_handle() {
-                handle.interrupt();
-            }
+            self.interrupt_stream();
         }
         self.parent_change_state(transition)
     }
@@ -345,9 +350,7 @@ impl BaseTransformImpl for SamClipSeg {
         match event.view() {
             // The frame in progress may be waiting for a run: let it go.
             gst::EventView::FlushStart(_) => {
-                if let Some(handle) = self.stream_handle() {
-                    handle.interrupt();
-                }
+                self.interrupt_stream();
             }
             // After a seek the next picture has nothing to do with the last,
             // and the objects in it are new ones.
@@ -402,10 +405,11 @@ impl BaseTransformImpl for SamClipSeg {
         let phrases = request.phrases();
         // A gap buffer has no picture worth looking at (and may have no memory).
         let result = if buf.flags().contains(gst::BufferFlags::GAP) {
-            match gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info) {
-                Ok(mut frame) if mode == OutputMode::Alpha => self.gap(Some(&mut frame), mode)?,
-                _ => self.gap(None, mode)?,
-            }
+            // Mapped only where its alpha is written (a gap may have no memory).
+            let mut frame = (mode == OutputMode::Alpha)
+                .then(|| gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info).ok())
+                .flatten();
+            self.gap(frame.as_mut())?
         } else if mode == OutputMode::Meta {
             // Read-only mapping: shared memory is not copied when pixels stay as they are.
             let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
