@@ -33,4 +33,6 @@ pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
 pub use postprocess::{Instance, Mask, PostprocessOptions};
 pub use registry::shared_model;
 pub use request::Request;
-pub use stream::{FrameResult, InferenceState, LiveSettings, Segmenter, Stream, StreamHandle};
+pub use stream::{
+    FrameResult, InferenceState, LiveSettings, Segmenter, StageTimes, Stream, StreamHandle,
+};

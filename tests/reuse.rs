@@ -49,6 +49,8 @@ fn still_picture_reuses_features_then_result() {
         !first.is_empty(),
         "the golden photo keeps instances for this prompt"
     );
+    let fresh = seg.last_times().unwrap();
+    assert!(fresh.text_ms > 0.0 && fresh.image_ms > 0.0 && fresh.decode_ms > 0.0);
 
     let n1 = noisy(&data, 1);
     let (again, s2) = seg
@@ -60,12 +62,15 @@ fn still_picture_reuses_features_then_result() {
         "sensor noise must count as still"
     );
     assert_eq!(again, first);
+    assert_eq!(seg.last_times().unwrap().total_ms(), 0.0, "nothing ran");
 
     // A prompt change on a still picture decodes the cached features again.
     let (other, s3) = seg
         .process(&frame(&n1, w, h), &["a red ball"], &options())
         .unwrap();
     assert_eq!(s3, InferenceState::ReusedImageFeatures);
+    let reused = seg.last_times().unwrap();
+    assert!(reused.image_ms == 0.0 && reused.decode_ms > 0.0);
     let direct = model
         .segment(&frame(&data, w, h), &["a red ball"], &options())
         .unwrap();

@@ -34,7 +34,7 @@ mod tracker;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use model::{FrameModel, SuggestSource};
+pub use model::{FrameModel, StageTimes, SuggestSource};
 pub use reuse::Segmenter;
 pub use tracker::{Tracker, mask_iou};
 
@@ -125,6 +125,9 @@ pub struct FrameResult {
     /// The generation of the request the frame was segmented for (it
     /// increases with every change of request; 0 = no request).
     pub request_generation: u64,
+    /// What the model run behind this result cost (this frame's own run when
+    /// `state` is fresh or reused-image-features, an earlier one otherwise).
+    pub times: Option<StageTimes>,
 }
 
 impl FrameResult {
@@ -135,6 +138,7 @@ impl FrameResult {
             negatives: Vec::new(),
             source_pts: None,
             request_generation,
+            times: None,
         }
     }
 }
@@ -177,6 +181,7 @@ struct Carried {
     source_pts: Option<u64>,
     instances: Vec<Instance>,
     negatives: Vec<Instance>,
+    times: Option<StageTimes>,
 }
 
 impl Carried {
@@ -362,6 +367,7 @@ impl Stream {
                 negatives: c.negatives.clone(),
                 source_pts: c.source_pts,
                 request_generation,
+                times: c.times,
             },
             _ => FrameResult::nothing(InferenceState::Pending, request_generation),
         })
@@ -385,6 +391,7 @@ impl Stream {
             c.job = f.tag.id;
             c.state = f.state;
             c.source_pts = f.source_pts;
+            c.times = f.times;
             return;
         }
         let (mut instances, negatives) = f.tag.request.resolve(f.instances.clone());
@@ -399,6 +406,7 @@ impl Stream {
             source_pts: f.source_pts,
             instances,
             negatives,
+            times: f.times,
         });
     }
 }

@@ -19,6 +19,22 @@ pub struct SuggestSource {
     pub features: ImageFeatures,
 }
 
+/// What one model run cost, stage by stage, in milliseconds of wall time. A
+/// stage that did not run (a reused picture's image encoder) counts 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub text_ms: f32,
+    pub image_ms: f32,
+    pub decode_ms: f32,
+    pub post_ms: f32,
+}
+
+impl StageTimes {
+    pub fn total_ms(&self) -> f32 {
+        self.text_ms + self.image_ms + self.decode_ms + self.post_ms
+    }
+}
+
 pub trait FrameModel: Send + 'static {
     /// Segments `frame` for `prompts` (reusing what it may, by
     /// `reuse_threshold`). Engine runs obey `control`: a cancelled run ends
@@ -34,6 +50,12 @@ pub trait FrameModel: Send + 'static {
 
     /// Forgets the last picture and result (a flush, new caps).
     fn reset(&mut self);
+
+    /// What the last successful `process` cost; None when the model does
+    /// not measure it.
+    fn last_times(&self) -> Option<StageTimes> {
+        None
+    }
 
     /// See [`SuggestSource`]; None when nothing was encoded or the model
     /// cannot rank phrases.

@@ -3,9 +3,10 @@
 //! the request is unchanged too.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::InferenceState;
-use super::model::{FrameModel, SuggestSource};
+use super::model::{FrameModel, StageTimes, SuggestSource};
 use crate::change::Signature;
 use crate::error::Result;
 use crate::frame::Frame;
@@ -33,6 +34,7 @@ pub struct Segmenter {
     pub reuse_threshold: f32,
     encoded: Option<Encoded>,
     last: Option<(RequestKey, (usize, usize), Vec<Instance>)>,
+    times: Option<StageTimes>,
 }
 
 impl Segmenter {
@@ -42,6 +44,7 @@ impl Segmenter {
             reuse_threshold,
             encoded: None,
             last: None,
+            times: None,
         }
     }
 
@@ -52,6 +55,11 @@ impl Segmenter {
     /// Image features of the last picture the image encoder saw.
     pub fn last_features(&self) -> Option<&ImageFeatures> {
         self.encoded.as_ref().map(|e| &e.features)
+    }
+
+    /// What the last successful [`Segmenter::process`] cost.
+    pub fn last_times(&self) -> Option<StageTimes> {
+        self.times
     }
 
     /// Forgets the cached picture and result (after a seek or a flush).
@@ -83,6 +91,7 @@ impl Segmenter {
             && let Some((k, _, instances)) = &self.last
             && *k == key
         {
+            self.times = Some(StageTimes::default());
             return Ok((instances.clone(), InferenceState::ReusedResult));
         }
         let state = if still {
@@ -93,9 +102,18 @@ impl Segmenter {
         // Until this run succeeds, no earlier result may stand for this picture.
         self.last = None;
         if prompts.is_empty() {
+            self.times = Some(StageTimes::default());
             return Ok((Vec::new(), state));
         }
+        let mut times = StageTimes::default();
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut f32| {
+            let now = Instant::now();
+            *into = (now - clock).as_secs_f32() * 1000.0;
+            clock = now;
+        };
         let texts = self.model.encode_texts(prompts)?;
+        lap(&mut times.text_ms);
         // A still picture keeps the signature of the frame that was encoded, so
         // that slow drift adds up and eventually counts as change.
         let encoded = match (self.encoded.take(), signature) {
@@ -105,14 +123,21 @@ impl Segmenter {
                 signature,
             },
         };
+        lap(&mut times.image_ms);
+        if still {
+            times.image_ms = 0.0; // the encoder did not run
+        }
         // A failed (or cancelled) decode forgets the picture too, so the next
         // run encodes it again and the stream learns whose picture it is.
         let out = self.model.decode_on_device(&encoded.features, &texts)?;
+        lap(&mut times.decode_ms);
         // Kept without reuse too: prompt suggestions rank phrases on it.
         self.encoded = Some(encoded);
         let instances =
             self.model
                 .postprocess_on_device(&out, &texts, (frame.width, frame.height), options)?;
+        lap(&mut times.post_ms);
+        self.times = Some(times);
         self.last = Some((key, (frame.width, frame.height), instances.clone()));
         Ok((instances, state))
     }
@@ -135,6 +160,10 @@ impl FrameModel for Segmenter {
 
     fn reset(&mut self) {
         Segmenter::reset(self)
+    }
+
+    fn last_times(&self) -> Option<StageTimes> {
+        self.times
     }
 
     fn suggest_source(&self) -> Option<SuggestSource> {

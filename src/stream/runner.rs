@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::InferenceState;
-use super::model::{FrameModel, SuggestSource};
+use super::model::{FrameModel, StageTimes, SuggestSource};
 use crate::error::{Error, Result};
 use crate::frame::{Frame, PackedLayout};
 use crate::postprocess::Instance;
@@ -44,6 +44,8 @@ pub(crate) struct Finished {
     /// earlier one's when the model reused its whole result.
     pub origin: u64,
     pub size: (usize, usize),
+    /// What this run cost (the model's own measure).
+    pub times: Option<StageTimes>,
 }
 
 impl Finished {
@@ -205,6 +207,7 @@ impl Core {
             source_pts: self.encoded_pts,
             origin: self.origin,
             size: (frame.width, frame.height),
+            times: self.model.last_times(),
         })
     }
 

@@ -393,6 +393,12 @@ fn post_messages_describe_each_frame() {
         assert_eq!(m.get::<gst::ClockTime>("stream-time").unwrap(), pts);
         assert_eq!(m.get::<&str>("prompt").unwrap(), "cat");
         assert_eq!(m.get::<&str>("state").unwrap(), "fresh");
+        // A fresh frame ran every stage; their times add up to the run's.
+        let stage = |name: &str| m.get::<f64>(name).unwrap();
+        for name in ["text-ms", "image-ms", "decode-ms", "post-ms"] {
+            assert!(stage(name) >= 0.0, "{name}: {}", stage(name));
+        }
+        assert!(stage("image-ms") > 0.0 && stage("decode-ms") > 0.0);
         let meta = out.meta.as_ref().unwrap();
         let list = m.get::<gst::List>("instances").unwrap();
         assert_eq!(list.len(), meta.instances.len());

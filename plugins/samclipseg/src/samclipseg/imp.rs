@@ -161,6 +161,7 @@ impl SamClipSeg {
             pts,
             running_time: seg.and_then(|s| s.to_running_time(pts)),
             stream_time: seg.and_then(|s| s.to_stream_time(pts)),
+            stages: None,
         }
     }
 }
@@ -446,7 +447,11 @@ impl BaseTransformImpl for SamClipSeg {
             prompt
         );
         if settings.post_messages {
-            let s = result::message_structure(&seg, self.times(pts));
+            let times = Times {
+                stages: result.times,
+                ..self.times(pts)
+            };
+            let s = result::message_structure(&seg, times);
             let obj = self.obj();
             let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
         }

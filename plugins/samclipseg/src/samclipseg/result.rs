@@ -45,10 +45,13 @@ pub struct Times {
     pub pts: Option<gst::ClockTime>,
     pub running_time: Option<gst::ClockTime>,
     pub stream_time: Option<gst::ClockTime>,
+    /// What the model run behind the frame's result cost, stage by stage.
+    pub stages: Option<samclipseg::StageTimes>,
 }
 
-/// The `samclipseg` element message: timing, prompt, state and the instances
-/// without their masks.
+/// The `samclipseg` element message: timing, prompt, state, the stage times of
+/// the model run behind the result (`text-ms`, `image-ms`, `decode-ms`,
+/// `post-ms`) and the instances without their masks.
 pub fn message_structure(seg: &Segmentation, times: Times) -> gst::Structure {
     let instances: Vec<gst::Structure> = seg
         .instances
@@ -76,6 +79,10 @@ pub fn message_structure(seg: &Segmentation, times: Times) -> gst::Structure {
         .field_if_some("source-timestamp", seg.source_pts)
         .field("frame-width", seg.frame_width)
         .field("frame-height", seg.frame_height)
+        .field_if_some("text-ms", times.stages.map(|t| t.text_ms as f64))
+        .field_if_some("image-ms", times.stages.map(|t| t.image_ms as f64))
+        .field_if_some("decode-ms", times.stages.map(|t| t.decode_ms as f64))
+        .field_if_some("post-ms", times.stages.map(|t| t.post_ms as f64))
         .field("instances", gst::List::new(instances))
         .build()
 }
