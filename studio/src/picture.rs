@@ -1,0 +1,269 @@
+//! Picture mode: an uploaded JPG or PNG through a one-frame pipeline
+//! (appsrc ! samclipseg output-mode=overlay ! appsink), so that a picture gets
+//! exactly what the element would give a frame. The live element keeps the
+//! model loaded, and elements on the same bundle share it, so a request does
+//! not load engines again.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::path::Path;
+
+use gst::prelude::*;
+use image::{ExtendedColorType, ImageFormat, ImageReader};
+use serde::Serialize;
+
+use crate::frames::{self, InstanceJson};
+use crate::live::smoothness_kernel;
+
+/// Largest upload accepted, in bytes.
+pub const MAX_BYTES: usize = 20 * 1024 * 1024;
+/// Largest picture side accepted, in pixels.
+pub const MAX_SIDE: u32 = 8192;
+/// How many results stay downloadable.
+const KEPT: usize = 16;
+
+/// What the studio shows about its bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleInfo {
+    pub name: String,
+    /// Element type of the image features (every engine of today's bundles
+    /// runs in this precision).
+    pub precision: String,
+    pub default_threshold: f32,
+}
+
+impl BundleInfo {
+    pub fn read(dir: &Path) -> Result<BundleInfo, String> {
+        let bundle = samclipseg::bundle::Bundle::open(dir).map_err(|e| e.to_string())?;
+        let m = &bundle.manifest;
+        let precision = match m.engines.image_encoder.outputs.first() {
+            Some(t) if t.dtype == "float32" => "fp32".to_string(),
+            Some(t) => t.dtype.clone(),
+            None => "unknown".to_string(),
+        };
+        Ok(BundleInfo {
+            name: m.bundle.name.clone(),
+            precision,
+            default_threshold: m.decoder.default_threshold,
+        })
+    }
+}
+
+/// A refused upload: a client error, with what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    TooLarge(String),
+    Unsupported(String),
+    Broken(String),
+}
+
+/// An upload decoded to RGBA, after its size checks.
+pub struct Picture {
+    pub rgba: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Picture, Refusal> {
+    if bytes.is_empty() {
+        return Err(Refusal::Broken("the image field is empty".into()));
+    }
+    if bytes.len() > MAX_BYTES {
+        return Err(Refusal::TooLarge(format!(
+            "the image is {} bytes; at most {} MB",
+            bytes.len(),
+            MAX_BYTES >> 20
+        )));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Refusal::Broken(format!("cannot read the upload: {e}")))?;
+    match reader.format() {
+        Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
+        Some(other) => {
+            return Err(Refusal::Unsupported(format!(
+                "{other:?} pictures are not supported: upload a JPG or PNG"
+            )));
+        }
+        None => {
+            return Err(Refusal::Unsupported(
+                "not a JPG or PNG picture (its first bytes are neither)".into(),
+            ));
+        }
+    }
+    // The header alone says the size: refuse a huge picture before decoding it.
+    let (w, h) = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map(|r| r.into_dimensions())
+        .map_err(|e| Refusal::Broken(format!("cannot read the picture's header: {e}")))?
+        .map_err(|e| Refusal::Broken(format!("the picture's header is broken: {e}")))?;
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(Refusal::TooLarge(format!(
+            "the picture is {w}x{h}; at most {MAX_SIDE} px a side"
+        )));
+    }
+    if w < 2 || h < 2 {
+        return Err(Refusal::Broken(format!(
+            "the picture is {w}x{h}: too small"
+        )));
+    }
+    let img = reader
+        .decode()
+        .map_err(|e| Refusal::Broken(format!("the picture is truncated or corrupt: {e}")))?;
+    let rgba = img.to_rgba8();
+    Ok(Picture {
+        width: rgba.width(),
+        height: rgba.height(),
+        rgba: rgba.into_raw(),
+    })
+}
+
+/// One segmented picture and its downloads.
+pub struct Outcome {
+    pub width: u32,
+    pub height: u32,
+    pub instances: Vec<InstanceJson>,
+    pub annotated_png: Vec<u8>,
+    pub cutout_png: Vec<u8>,
+    pub mask_png: Vec<u8>,
+}
+
+/// Runs `picture` through the element (blocking).
+pub fn segment(
+    bundle: &Path,
+    picture: &Picture,
+    prompt: &str,
+    threshold: f32,
+    smoothness: u32,
+) -> Result<Outcome, String> {
+    let (w, h) = (picture.width, picture.height);
+    let caps = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, w, h)
+        .fps(gst::Fraction::new(0, 1))
+        .build()
+        .map_err(|e| format!("no caps for {w}x{h}: {e}"))?
+        .to_caps()
+        .map_err(|e| e.to_string())?;
+    let src = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .build();
+    let seg = gst::ElementFactory::make("samclipseg")
+        .property("bundle", bundle.display().to_string())
+        .property("prompt", prompt)
+        .property("threshold", threshold)
+        .property("smoothness", smoothness_kernel(smoothness))
+        .property("reuse-threshold", 0.0f32)
+        .property_from_str("output-mode", "overlay")
+        .build()
+        .map_err(|e| format!("cannot make a samclipseg element: {e}"))?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    let pipeline = gst::Pipeline::new();
+    pipeline
+        .add_many([src.upcast_ref(), &seg, sink.upcast_ref()])
+        .and_then(|_| gst::Element::link_many([src.upcast_ref(), &seg, sink.upcast_ref()]))
+        .map_err(|e| format!("cannot build the picture pipeline: {e}"))?;
+    let outcome = run_one(&pipeline, &src, &sink, picture);
+    let _ = pipeline.set_state(gst::State::Null);
+    let sample = outcome?;
+
+    let buffer = sample.buffer().ok_or("the element gave no buffer")?;
+    let meta = gstsamclipseg::SamClipSegMeta::from_buffer(buffer)
+        .ok_or("the element's buffer has no samclipseg meta")?;
+    let instances = meta.instances();
+    let map = buffer.map_readable().map_err(|e| e.to_string())?;
+    let annotated_rgb = frames::rgb_view(&map, w as usize, false);
+    let mask = frames::union_mask(instances, w as usize, h as usize);
+    let mut cutout = picture.rgba.clone();
+    for (px, m) in cutout.chunks_exact_mut(4).zip(&mask) {
+        px[3] = *m;
+    }
+    Ok(Outcome {
+        width: w,
+        height: h,
+        instances: instances.iter().map(InstanceJson::of).collect(),
+        annotated_png: frames::png(&annotated_rgb, w, h, ExtendedColorType::Rgb8)?,
+        cutout_png: frames::png(&cutout, w, h, ExtendedColorType::Rgba8)?,
+        mask_png: frames::png(&mask, w, h, ExtendedColorType::L8)?,
+    })
+}
+
+fn run_one(
+    pipeline: &gst::Pipeline,
+    src: &gst_app::AppSrc,
+    sink: &gst_app::AppSink,
+    picture: &Picture,
+) -> Result<gst::Sample, String> {
+    let failed = |fallback: String| crate::live::first_error(pipeline).unwrap_or(fallback);
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| failed("the picture pipeline does not start".into()))?;
+    let mut buffer = gst::Buffer::from_mut_slice(picture.rgba.clone());
+    buffer
+        .get_mut()
+        .ok_or("a new buffer is not writable")?
+        .set_pts(gst::ClockTime::ZERO);
+    src.push_buffer(buffer)
+        .map_err(|e| failed(format!("the picture was refused: {e:?}")))?;
+    let _ = src.end_of_stream();
+    sink.try_pull_sample(gst::ClockTime::from_seconds(120))
+        .ok_or_else(|| failed("the element gave no result within 120 s".into()))
+}
+
+/// The last results, downloadable by id.
+#[derive(Default)]
+pub struct Store {
+    next: u64,
+    kept: VecDeque<(u64, std::sync::Arc<Outcome>)>,
+}
+
+impl Store {
+    pub fn keep(&mut self, outcome: Outcome) -> u64 {
+        self.next += 1;
+        self.kept
+            .push_back((self.next, std::sync::Arc::new(outcome)));
+        while self.kept.len() > KEPT {
+            self.kept.pop_front();
+        }
+        self.next
+    }
+
+    pub fn get(&self, id: u64) -> Option<std::sync::Arc<Outcome>> {
+        self.kept
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, o)| o.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        frames::png(
+            &vec![128; (w * h * 3) as usize],
+            w,
+            h,
+            ExtendedColorType::Rgb8,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn uploads_are_checked_before_decoding() {
+        assert!(matches!(decode(b""), Err(Refusal::Broken(_))));
+        assert!(matches!(
+            decode(b"GIF89a not really"),
+            Err(Refusal::Unsupported(_))
+        ));
+        assert!(matches!(
+            decode(b"hello, world"),
+            Err(Refusal::Unsupported(_))
+        ));
+        let good = png_bytes(8, 6);
+        let p = decode(&good).unwrap();
+        assert_eq!((p.width, p.height, p.rgba.len()), (8, 6, 8 * 6 * 4));
+        let truncated = &good[..good.len() - 20];
+        assert!(matches!(decode(truncated), Err(Refusal::Broken(_))));
+    }
+}

@@ -1,0 +1,345 @@
+//! The studio's HTTP API against the real binary, the real element and the
+//! toy bundle: the happy paths and every refusal the README lists.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// The scene as the live pipeline shows it: 112 px scaled to 360 rows of a
+/// 640x360 frame, with borders of 140 px left and right.
+fn live_box(b: [f64; 4]) -> [f64; 4] {
+    let s = 360.0 / 112.0;
+    [140.0 + b[0] * s, b[1] * s, 140.0 + b[2] * s, b[3] * s]
+}
+
+fn boxes_close(a: &serde_json::Value, b: [f64; 4], tolerance: f64) -> bool {
+    (0..4).all(|k| (a[k].as_f64().unwrap() - b[k]).abs() <= tolerance)
+}
+
+#[test]
+fn a_picture_gets_the_red_circle_and_its_downloads() {
+    let studio = Studio::start("picture", &scene(), &[]);
+    let png = std::fs::read(scene()).unwrap();
+    let (status, v) = studio.post_image(
+        Some(("scene.png", &png)),
+        &[
+            ("prompt", "red circle"),
+            ("threshold", "0.5"),
+            ("smoothness", "1"),
+        ],
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(labels(&v), ["red circle"], "{v}");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(112), Some(112))
+    );
+
+    let (status, mask) = studio.get(v["mask"].as_str().unwrap());
+    assert_eq!(status, 200);
+    let mask = image::load_from_memory(&mask).unwrap().to_luma8();
+    let found: Vec<bool> = mask.pixels().map(|p| p.0[0] > 127).collect();
+    let score = iou(&found, &scene_truth(1));
+    assert!(score >= 0.8, "mask IoU with the red circle {score:.3}");
+    let area = instances(&v)[0]["area"].as_u64().unwrap() as usize;
+    assert_eq!(area, found.iter().filter(|m| **m).count());
+
+    // The cut-out is the picture with the mask as its alpha.
+    let (_, cut) = studio.get(v["cutout"].as_str().unwrap());
+    let cut = image::load_from_memory(&cut).unwrap().to_rgba8();
+    let original = image::open(scene()).unwrap().to_rgba8();
+    for ((c, o), m) in cut.pixels().zip(original.pixels()).zip(&found) {
+        assert_eq!(c.0[..3], o.0[..3]);
+        assert_eq!(c.0[3] == 255, *m);
+    }
+    // The annotated picture is the element's overlay: changed inside the mask.
+    let (_, annotated) = studio.get(v["annotated"].as_str().unwrap());
+    let annotated = image::load_from_memory(&annotated).unwrap().to_rgb8();
+    let changed = annotated
+        .pixels()
+        .zip(original.pixels())
+        .zip(&found)
+        .filter(|((a, o), m)| **m && a.0[..] != o.0[..3])
+        .count();
+    assert!(
+        changed * 10 >= area * 9,
+        "{changed} of {area} mask pixels drawn"
+    );
+    let (status, json) = studio.get_json(v["json"].as_str().unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(json["instances"], v["instances"]);
+    let (status, e) = studio.get_json("/api/image/99999/cutout.png");
+    assert_eq!(status, 404, "{e}");
+}
+
+/// What is sent, the form fields, the status and a part of the message expected.
+type Refusal<'a> = (
+    &'a str,
+    Option<(&'a str, &'a [u8])>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
+#[test]
+fn bad_input_is_refused_with_a_reason_and_the_server_lives_on() {
+    let studio = Studio::start("refusals", &scene(), &[]);
+    let png = std::fs::read(scene()).unwrap();
+    let half = &png[..png.len() / 2];
+    // Just over the picture limit and inside the form's: the whole upload is
+    // read (a larger body is cut off at the limit with the same 413, but the
+    // client may then fail to send the rest before it reads the answer).
+    let big = vec![0u8; 20 * 1024 * 1024 + 1000];
+    let ok = Some(("scene.png", &png[..]));
+    let cases: Vec<Refusal> = vec![
+        (
+            "not an image",
+            Some(("notes.txt", b"just some words, not a picture")),
+            vec![("prompt", "red circle")],
+            415,
+            "not a JPG or PNG",
+        ),
+        (
+            "truncated",
+            Some(("half.png", half)),
+            vec![("prompt", "red circle")],
+            422,
+            "truncated",
+        ),
+        (
+            "too big",
+            Some(("big.png", &big[..])),
+            vec![("prompt", "red circle")],
+            413,
+            "20 MB",
+        ),
+        (
+            "threshold above 1",
+            ok,
+            vec![("prompt", "red circle"), ("threshold", "1.5")],
+            400,
+            "threshold 1.5 is out of range",
+        ),
+        (
+            "threshold not a number",
+            ok,
+            vec![("prompt", "red circle"), ("threshold", "high")],
+            400,
+            "not a number",
+        ),
+        (
+            "smoothness out of range",
+            ok,
+            vec![("prompt", "red circle"), ("smoothness", "9")],
+            400,
+            "smoothness 9",
+        ),
+        (
+            "empty prompt",
+            ok,
+            vec![("prompt", "  ")],
+            400,
+            "prompt is empty",
+        ),
+        (
+            "no image",
+            None,
+            vec![("prompt", "red circle")],
+            400,
+            "no image field",
+        ),
+        (
+            "unknown field",
+            ok,
+            vec![("prompt", "red circle"), ("path", "/etc/passwd")],
+            400,
+            "unknown form field",
+        ),
+    ];
+    for (what, image, fields, status, message) in cases {
+        let (got, v) = studio.post_image(image, &fields);
+        assert_eq!(got, status, "{what}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{what}: {error:?} should say {message:?}"
+        );
+    }
+    // A picture larger than 8192 px a side is refused from its header.
+    let mut huge = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut huge)
+        .write_image(&vec![0u8; 8200 * 2], 8200, 2, image::ExtendedColorType::L8)
+        .unwrap();
+    let (got, v) = studio.post_image(Some(("wide.png", &huge)), &[("prompt", "red circle")]);
+    assert_eq!(got, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("8192"), "{v}");
+
+    let live_cases = [
+        (r#"{"threshold": -0.2}"#, "threshold -0.2 is out of range"),
+        (r#"{"smoothness": 0}"#, "smoothness 0"),
+        (r#"{"max_instances": 5000}"#, "max_instances 5000"),
+        (r#"{"view": "sideways"}"#, "bad settings"),
+        (r#"{"bundle": "/tmp/other"}"#, "unknown field `bundle`"),
+        ("not json", "bad settings"),
+    ];
+    let before = studio.get_json("/api/live").1["settings"].clone();
+    for (body, message) in live_cases {
+        let (got, v) = studio.post_json("/api/live", body);
+        assert_eq!(got, 400, "{body}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{body}: {error:?} should say {message:?}"
+        );
+    }
+    assert_eq!(
+        studio.get_json("/api/live").1["settings"],
+        before,
+        "refused changes change nothing"
+    );
+    for (path, status) in [
+        ("/api/suggest?k=0", 400),
+        ("/api/suggest?k=lots", 400),
+        ("/etc/passwd", 404),
+    ] {
+        let (got, v) = studio.get_json(path);
+        assert_eq!(got, status, "{path}: {v}");
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    let (status, v) = studio.get_json("/api/live");
+    assert_eq!(status, 200, "still serving after the refusals");
+    assert!(v["error"].is_null(), "{v}");
+}
+
+#[test]
+fn live_changes_show_on_the_next_frames() {
+    let studio = Studio::start("live", &scene(), &[]);
+    let v = studio.wait_live("the red circle", |v| labels(&v["frame"]) == ["red circle"]);
+    assert_eq!(v["bundle"]["name"], "toy-shapes-sam3");
+    assert_eq!(
+        (v["frame"]["width"].as_u64(), v["frame"]["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert!(v["frame"]["times"]["decode_ms"].is_number(), "{v}");
+
+    let (status, v) = studio.post_json("/api/live", r#"{"prompt": "blue square"}"#);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["settings"]["prompt"], "blue square");
+    let v = studio.wait_live("the blue square", |v| {
+        labels(&v["frame"]) == ["blue square"]
+    });
+    let square = &instances(&v["frame"])[0];
+    let truth = live_box([62.0, 59.0, 95.0, 93.0]);
+    assert!(
+        boxes_close(&square["box"], truth, 12.0),
+        "{square} vs {truth:?}"
+    );
+
+    // A threshold above every score empties the frames; lowering it brings the square back.
+    studio.post_json("/api/live", r#"{"threshold": 0.99}"#);
+    studio.wait_live("no instance", |v| {
+        v["frame"].is_object() && instances(&v["frame"]).is_empty()
+    });
+    studio.post_json(
+        "/api/live",
+        r#"{"threshold": 0.3, "max_instances": 1, "smoothness": 3}"#,
+    );
+    studio.wait_live("the square again", |v| {
+        labels(&v["frame"]) == ["blue square"]
+    });
+
+    // The alpha view: transparent pixels show the checkerboard, the square its own colours.
+    let (status, v) = studio.post_json("/api/live", r#"{"view": "alpha", "asynchronous": true}"#);
+    assert_eq!(status, 200, "{v}");
+    studio.wait_live("frames in the alpha view", |v| {
+        labels(&v["frame"]) == ["blue square"]
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, jpeg) = studio.get("/api/live/frame.jpg");
+    let frame = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+    let corner = frame.get_pixel(5, 5).0;
+    let grey = |p: [u8; 3]| p.iter().all(|&c| (140..=215).contains(&c));
+    assert!(
+        grey(corner),
+        "transparent corner {corner:?} should be checkerboard grey"
+    );
+    let (cx, cy) = ((truth[0] + truth[2]) / 2.0, (truth[1] + truth[3]) / 2.0);
+    let centre = frame.get_pixel(cx as u32, cy as u32).0;
+    assert!(
+        centre[2] > 150 && centre[0] < 110,
+        "the square's centre {centre:?} should be blue"
+    );
+}
+
+#[test]
+fn suggestions_and_the_mjpeg_preview() {
+    let studio = Studio::start("suggest", &scene(), &[]);
+    studio.wait_live("a first frame", |v| v["frame"].is_object());
+    let (status, v) = studio.get_json("/api/suggest?k=3");
+    assert_eq!(status, 200, "{v}");
+    let phrases = v["phrases"].as_array().unwrap();
+    assert_eq!(phrases.len(), 3, "{v}");
+    assert!(
+        phrases
+            .iter()
+            .all(|p| p["phrase"].is_string() && p["score"].is_number())
+    );
+
+    let mut r = agent()
+        .get(&format!("{}/live.mjpg", studio.url))
+        .call()
+        .unwrap();
+    let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(
+        kind.starts_with("multipart/x-mixed-replace; boundary="),
+        "{kind}"
+    );
+    let mut head = vec![0u8; 4096];
+    let mut reader = r.body_mut().as_reader();
+    let mut got = 0;
+    while got < head.len() {
+        let n = std::io::Read::read(&mut reader, &mut head[got..]).unwrap();
+        assert!(n > 0);
+        got += n;
+    }
+    let text = String::from_utf8_lossy(&head[..200]).to_string();
+    assert!(text.contains("Content-Type: image/jpeg"), "{text}");
+    let start = head
+        .windows(2)
+        .position(|w| w == [0xFF, 0xD8])
+        .expect("a JPEG start");
+    assert!(start < 200);
+}
+
+#[test]
+fn start_up_problems_are_clear_errors() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let source = scene().display().to_string();
+    let (status, log) = run_to_exit("port-in-use", &["--port", &port, "--source", &source]);
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!("port {port} on 127.0.0.1 is already in use")),
+        "{log}"
+    );
+
+    let (status, log) = run_to_exit(
+        "no-bundle",
+        &["--port", "0", "--bundle", "/nonexistent/bundle"],
+    );
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("no bundle at /nonexistent/bundle"), "{log}");
+
+    let (status, log) = run_to_exit(
+        "no-source",
+        &["--port", "0", "--source", "/nonexistent/clip.mkv"],
+    );
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("/nonexistent/clip.mkv: no such file"), "{log}");
+
+    let open = Studio::start("open-bind", &scene(), &["--bind", "0.0.0.0"]);
+    assert!(open.log().contains("NOT ON LOOPBACK"), "{}", open.log());
+}
+
+use image::ImageEncoder;
