@@ -11,7 +11,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # unless asked (src/runtime.rs). A value already in the environment wins.
 export SAMCLIPSEG_DEV_ORT ?= 1
 
-.PHONY: deps engines-deps build test lint demo fixtures bench toy eval-toy
+.PHONY: deps engines-deps build test lint demo studio fixtures bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -22,7 +22,9 @@ engines-deps:
 build: deps
 	cargo build --release -p gst-plugin-samclipseg
 
-test: deps
+# The studio's browser tests need Debian's chromium and chromium-driver.
+test:
+	bash scripts/setup.sh test
 	cargo test --workspace --all-targets
 	cargo test --workspace --doc
 
@@ -32,6 +34,16 @@ lint: deps
 
 demo: build
 	OUT=$(OUT) GST_PLUGIN_PATH=$(PLUGIN_DIR) bash examples/demo.sh
+
+# samclipseg studio (studio/, README "samclipseg studio"): the page on
+# http://127.0.0.1:7860 over a looping shapes-world clip and the toy bundle.
+# STUDIO_ARGS="--port 0 --source /dev/video0 ..." passes more options.
+STUDIO_CLIP := $(OUT)/studio-clip
+studio: deps
+	cargo build --release -p samclipseg-studio
+	[ -f $(STUDIO_CLIP)/frame-095.png ] || /usr/bin/python3 engines/shapes_world.py clip $(STUDIO_CLIP) \
+		--seed 5 --size 336 --frames 96 --wide
+	target/release/samclipseg-studio --source '$(STUDIO_CLIP)/frame-%03d.png' $(STUDIO_ARGS)
 
 # Regenerates the tiny bundle and its golden outputs with the PyTorch reference.
 fixtures: engines-deps

@@ -3,6 +3,8 @@
 # twice: apt packages, a Rust toolchain check, and the ONNX Runtime library
 # (from the `onnxruntime` wheel on PyPI) into .deps/onnxruntime.
 # `setup.sh engines` also installs the PyTorch tooling for engines/ into .venv.
+# `setup.sh test` also installs Debian's chromium and chromium-driver (the
+# studio's browser tests).
 # `setup.sh triton` also installs the Triton server (the nvidia-pytriton wheel)
 # and client into .venv-triton (engines/requirements-triton.txt).
 set -euo pipefail
@@ -15,6 +17,10 @@ APT_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav
 )
+
+if [ "${1:-}" = "test" ]; then
+  APT_PACKAGES+=(chromium chromium-driver)
+fi
 
 need_apt=()
 for p in "${APT_PACKAGES[@]}"; do

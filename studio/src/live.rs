@@ -143,7 +143,7 @@ impl Settings {
     }
 }
 
-/// Milliseconds per stage of the model run behind the last frame's result.
+/// Milliseconds per stage of the last model run that encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Stages {
     pub text_ms: f64,
@@ -532,10 +532,17 @@ impl BusWatch {
     fn handle(&self, msg: &gst::Message) {
         match msg.view() {
             gst::MessageView::Element(m) => {
+                // The last run that computed something: a reused result
+                // costs nothing, and the page shows what a run costs.
                 if let Some(s) = m.structure()
                     && s.name() == gstsamclipseg::MESSAGE_NAME
+                    && matches!(
+                        s.get::<&str>("state"),
+                        Ok("fresh" | "reused-image-features")
+                    )
+                    && let Some(stages) = stages_of(s)
                 {
-                    *lock(&self.shared.stages) = stages_of(s);
+                    *lock(&self.shared.stages) = Some(stages);
                 }
             }
             gst::MessageView::Error(e) => {
