@@ -16,28 +16,46 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::live::{self, Live, Update, lock};
+use crate::live::{self, Live, Update, UpdateError, lock};
 use crate::picture::{self, BundleInfo, Refusal, Store};
 
 pub struct AppState {
     pub live: Arc<Live>,
+    /// Bound to loopback: only loopback host names are answered.
+    loopback_only: bool,
     bundle: PathBuf,
     info: BundleInfo,
     pictures: Mutex<Store>,
     /// One picture at a time: each runs the model on the two cores the live
-    /// pipeline also needs.
-    picture_turn: tokio::sync::Mutex<()>,
+    /// pipeline also needs. The permit goes into the blocking task, so a
+    /// client that hangs up does not free it before the run ends.
+    picture_turn: Arc<tokio::sync::Semaphore>,
+    /// Set when the server stops: open previews end, so that the graceful
+    /// shutdown does not wait for them forever.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
-    pub fn new(live: Arc<Live>, bundle: PathBuf, info: BundleInfo) -> AppState {
+    pub fn new(
+        live: Arc<Live>,
+        bundle: PathBuf,
+        info: BundleInfo,
+        loopback_only: bool,
+    ) -> AppState {
         AppState {
             live,
+            loopback_only,
             bundle,
             info,
             pictures: Mutex::new(Store::default()),
-            picture_turn: tokio::sync::Mutex::new(()),
+            picture_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            shutdown: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Ends the previews; called when a stop signal arrives.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 }
 
@@ -110,6 +128,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/image/{id}/{file}", get(image_file))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or API route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method (README.md, \"The HTTP API\")",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_site,
+        ))
         .with_state(state)
 }
 
@@ -131,7 +159,13 @@ async fn live_update(
     tokio::task::spawn_blocking(move || live.update(&update))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::bad)?;
+        .map_err(|e| match e {
+            UpdateError::Invalid(m) => ApiError::bad(m),
+            UpdateError::Pipeline(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the live pipeline did not restart with these settings: {m}"),
+            ),
+        })?;
     info!("live settings changed: {:?}", s.live.settings());
     Ok(axum::Json(s.live.status()).into_response())
 }
@@ -145,32 +179,53 @@ async fn live_frame(State(s): Shared) -> Result<Response, ApiError> {
 
 const BOUNDARY: &str = "samclipsegframe";
 
-/// The preview as MJPEG (multipart/x-mixed-replace): every browser shows it in
-/// an <img> with no script, and each part is one whole frame.
-async fn mjpeg(State(s): Shared) -> Response {
-    let rx = s.live.frames();
-    let parts = stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
+/// The next preview frame, or None when the server stops.
+async fn next_frame(
+    rx: &mut tokio::sync::watch::Receiver<Option<Bytes>>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    wait: bool,
+) -> Option<Bytes> {
+    let mut wait = wait;
+    loop {
+        if *stop.borrow() {
             return None;
         }
-        let mut frame = rx.borrow_and_update().clone();
-        while frame.is_none() {
-            if rx.changed().await.is_err() {
-                return None;
+        if wait {
+            tokio::select! {
+                changed = rx.changed() => changed.ok()?,
+                _ = stop.changed() => return None,
             }
-            frame = rx.borrow_and_update().clone();
         }
-        let jpeg = frame?;
-        let mut part = format!(
-            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
+        if let Some(frame) = rx.borrow_and_update().clone() {
+            return Some(frame);
+        }
+        wait = true;
+    }
+}
+
+/// The preview as MJPEG (multipart/x-mixed-replace): every browser shows it in
+/// an <img> with no script, and each part is one whole frame. Each part ends
+/// with the next boundary, so that a browser shows it at once.
+async fn mjpeg(State(s): Shared) -> Response {
+    let state = (s.live.frames(), s.shutdown.subscribe(), true);
+    let parts = stream::unfold(state, |(mut rx, mut stop, first)| async move {
+        let jpeg = next_frame(&mut rx, &mut stop, !first).await?;
+        let mut part = Vec::with_capacity(jpeg.len() + 128);
+        if first {
+            part.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        }
+        part.extend_from_slice(
+            format!(
+                "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                jpeg.len()
+            )
+            .as_bytes(),
+        );
         part.extend_from_slice(&jpeg);
-        part.extend_from_slice(b"\r\n");
+        part.extend_from_slice(format!("\r\n--{BOUNDARY}\r\n").as_bytes());
         Some((
             Ok::<_, std::convert::Infallible>(Bytes::from(part)),
-            (rx, false),
+            (rx, stop, false),
         ))
     });
     (
@@ -184,6 +239,58 @@ async fn mjpeg(State(s): Shared) -> Response {
         Body::from_stream(parts),
     )
         .into_response()
+}
+
+/// Refuses requests that another site makes through the user's browser: a
+/// page elsewhere may post a form here, or rebind its own name to 127.0.0.1
+/// and read the preview. A loopback server answers only to loopback names,
+/// and nothing but a plain GET is taken from a foreign origin.
+async fn same_site(
+    State(s): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if s.loopback_only && !is_loopback_host(&host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this studio answers on 127.0.0.1 only, not to the name {host:?}"),
+        )
+        .into_response();
+    }
+    let foreign = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| o.split_once("://").map(|(_, rest)| rest) != Some(host.as_str()))
+        || req
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|v| v == "cross-site");
+    if foreign && req.method() != axum::http::Method::GET {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "requests from another site are refused",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Deserialize)]
@@ -288,12 +395,18 @@ async fn post_image(
         .image
         .ok_or_else(|| ApiError::bad("no image field: attach a JPG or PNG as `image`"))?;
 
-    let _turn = s.picture_turn.lock().await;
+    let turn = s
+        .picture_turn
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let bundle = s.bundle.clone();
     let p = prompt.clone();
     let outcome = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let pic = picture::decode(&bytes).map_err(ApiError::from)?;
-        picture::segment(&bundle, &pic, &p, threshold, smoothness)
+        picture::segment(&bundle, pic, &p, threshold, smoothness)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
     })
     .await

@@ -30,7 +30,14 @@ pub const MAX_SMOOTHNESS_LEVEL: u32 = 5;
 const MAX_PROMPT_CHARS: usize = 2000;
 
 pub fn smoothness_kernel(level: u32) -> u32 {
-    2 * level - 1
+    2 * level.clamp(1, MAX_SMOOTHNESS_LEVEL) - 1
+}
+
+/// Why a change was not made: the request's fault, or the pipeline's.
+#[derive(Debug)]
+pub enum UpdateError {
+    Invalid(String),
+    Pipeline(String),
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,7 +232,11 @@ pub struct Live {
     bundle_path: String,
     loops: bool,
     shared: Arc<Shared>,
+    /// What the page sees; locked only to read or replace it, never across
+    /// a pipeline restart, so that status requests do not wait for one.
     settings: Mutex<Settings>,
+    /// One change at a time, restarts included.
+    updating: Mutex<()>,
     running: Mutex<Option<Running>>,
     /// The element's own reuse threshold, restored when reuse is switched on.
     reuse_threshold: f32,
@@ -276,6 +287,7 @@ impl Live {
             loops: source.loops_by_seeking(),
             shared,
             settings: Mutex::new(settings.clone()),
+            updating: Mutex::new(()),
             running: Mutex::new(None),
             reuse_threshold: probe.property::<f32>("reuse-threshold"),
             source: source.to_string(),
@@ -368,9 +380,10 @@ impl Live {
     }
 
     /// Applies a change; blocking (it may rebuild the pipeline).
-    pub fn update(&self, u: &Update) -> Result<(), String> {
-        let mut current = lock(&self.settings);
-        let new = current.merged(u)?;
+    pub fn update(&self, u: &Update) -> Result<(), UpdateError> {
+        let _one = lock(&self.updating);
+        let current = self.settings();
+        let new = current.merged(u).map_err(UpdateError::Invalid)?;
         let mut running = lock(&self.running);
         if current.needs_restart(&new) || running.is_none() {
             info!(
@@ -380,14 +393,22 @@ impl Live {
             if let Some(old) = running.take() {
                 old.stop();
             }
-            *lock(&self.shared.error) = None;
-            *lock(&self.shared.frame) = None;
-            *running = Some(self.launch(&new)?);
+            self.shared.forget_frames();
+            match self.launch(&new) {
+                Ok(r) => *running = Some(r),
+                Err(e) => {
+                    // Back to what ran before, so that the page keeps a picture.
+                    error!("the live pipeline does not restart: {e}");
+                    *lock(&self.shared.error) = Some(e.clone());
+                    *running = self.launch(&current).ok();
+                    return Err(UpdateError::Pipeline(e));
+                }
+            }
         } else if let Some(r) = running.as_ref() {
             self.set_properties(&r.seg, &new, false);
         }
         debug!("live settings: {new:?}");
-        *current = new;
+        *lock(&self.settings) = new;
         Ok(())
     }
 
@@ -441,6 +462,14 @@ impl Live {
 }
 
 impl Shared {
+    /// A restart: nothing of the old pipeline stands for the new one.
+    fn forget_frames(&self) {
+        *lock(&self.error) = None;
+        *lock(&self.frame) = None;
+        *lock(&self.stages) = None;
+        self.jpeg.send_replace(None);
+    }
+
     /// Turns one output frame into the preview JPEG and its description.
     fn take(&self, sample: &gst::Sample) -> Result<(), String> {
         let buffer = sample.buffer().ok_or("a sample without a buffer")?;
@@ -474,8 +503,9 @@ impl Shared {
                 .unwrap_or_default(),
             times: None,
         };
-        *lock(&self.frame) = Some(description);
+        // The picture first: a client that read the description finds it.
         self.jpeg.send_replace(Some(Bytes::from(jpeg)));
+        *lock(&self.frame) = Some(description);
         Ok(())
     }
 }

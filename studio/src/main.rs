@@ -81,16 +81,25 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     let live = live::Live::start(&bundle, &source, args.frame_size()?, &info)?;
-    let state = Arc::new(api::AppState::new(live, bundle, info));
+    let state = Arc::new(api::AppState::new(
+        live,
+        bundle,
+        info,
+        args.bind.is_loopback(),
+    ));
     let app = api::router(state.clone());
 
     // Tests and scripts read this line for the address (`--port 0` picks one).
     println!("samclipseg-studio: listening on http://{local}/");
     info!("listening on http://{local}/");
 
+    let stopping = state.clone();
     let served = runtime.block_on(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                stopping.begin_shutdown();
+            })
             .await
     });
     state.live.stop();

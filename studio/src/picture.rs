@@ -128,15 +128,81 @@ pub struct Outcome {
     pub mask_png: Vec<u8>,
 }
 
-/// Runs `picture` through the element (blocking).
+/// Runs `picture` through the element (blocking): once in overlay mode for
+/// the annotated picture and the instances, and, when the prompt excludes
+/// something, once more in alpha mode, whose alpha (negative pixels cleared)
+/// is the mask; without exclusions the mask is the union of the instances,
+/// which is what alpha mode would write.
 pub fn segment(
     bundle: &Path,
-    picture: &Picture,
+    picture: Picture,
     prompt: &str,
     threshold: f32,
     smoothness: u32,
 ) -> Result<Outcome, String> {
-    let (w, h) = (picture.width, picture.height);
+    let Picture {
+        mut rgba,
+        width: w,
+        height: h,
+    } = picture;
+    let run = |mode: &str| {
+        run_element(
+            bundle,
+            rgba.clone(),
+            (w, h),
+            prompt,
+            threshold,
+            smoothness,
+            mode,
+        )
+    };
+    let overlay = run("overlay")?;
+    let buffer = overlay.buffer().ok_or("the element gave no buffer")?;
+    let meta = gstsamclipseg::SamClipSegMeta::from_buffer(buffer)
+        .ok_or("the element's buffer has no samclipseg meta")?;
+    let instances = meta.instances();
+    let annotated_rgb = frames::rgb_view(
+        &buffer.map_readable().map_err(|e| e.to_string())?,
+        w as usize,
+        false,
+    );
+    let excludes = !samclipseg::prompt::PromptSet::parse(prompt, "")
+        .negatives
+        .is_empty();
+    let mask: Vec<u8> = if excludes {
+        let alpha = run("alpha")?;
+        let map = alpha
+            .buffer()
+            .ok_or("the element gave no buffer")?
+            .map_readable()
+            .map_err(|e| e.to_string())?;
+        map.chunks_exact(4).map(|px| px[3]).collect()
+    } else {
+        frames::union_mask(instances, w as usize, h as usize)
+    };
+    for (px, m) in rgba.chunks_exact_mut(4).zip(&mask) {
+        px[3] = *m;
+    }
+    Ok(Outcome {
+        width: w,
+        height: h,
+        instances: instances.iter().map(InstanceJson::of).collect(),
+        annotated_png: frames::png(&annotated_rgb, w, h, ExtendedColorType::Rgb8)?,
+        cutout_png: frames::png(&rgba, w, h, ExtendedColorType::Rgba8)?,
+        mask_png: frames::png(&mask, w, h, ExtendedColorType::L8)?,
+    })
+}
+
+/// One frame through appsrc ! samclipseg output-mode=MODE ! appsink.
+fn run_element(
+    bundle: &Path,
+    rgba: Vec<u8>,
+    (w, h): (u32, u32),
+    prompt: &str,
+    threshold: f32,
+    smoothness: u32,
+    mode: &str,
+) -> Result<gst::Sample, String> {
     let caps = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, w, h)
         .fps(gst::Fraction::new(0, 1))
         .build()
@@ -153,7 +219,7 @@ pub fn segment(
         .property("threshold", threshold)
         .property("smoothness", smoothness_kernel(smoothness))
         .property("reuse-threshold", 0.0f32)
-        .property_from_str("output-mode", "overlay")
+        .property_from_str("output-mode", mode)
         .build()
         .map_err(|e| format!("cannot make a samclipseg element: {e}"))?;
     let sink = gst_app::AppSink::builder().sync(false).build();
@@ -162,42 +228,22 @@ pub fn segment(
         .add_many([src.upcast_ref(), &seg, sink.upcast_ref()])
         .and_then(|_| gst::Element::link_many([src.upcast_ref(), &seg, sink.upcast_ref()]))
         .map_err(|e| format!("cannot build the picture pipeline: {e}"))?;
-    let outcome = run_one(&pipeline, &src, &sink, picture);
+    let outcome = push_one(&pipeline, &src, &sink, rgba);
     let _ = pipeline.set_state(gst::State::Null);
-    let sample = outcome?;
-
-    let buffer = sample.buffer().ok_or("the element gave no buffer")?;
-    let meta = gstsamclipseg::SamClipSegMeta::from_buffer(buffer)
-        .ok_or("the element's buffer has no samclipseg meta")?;
-    let instances = meta.instances();
-    let map = buffer.map_readable().map_err(|e| e.to_string())?;
-    let annotated_rgb = frames::rgb_view(&map, w as usize, false);
-    let mask = frames::union_mask(instances, w as usize, h as usize);
-    let mut cutout = picture.rgba.clone();
-    for (px, m) in cutout.chunks_exact_mut(4).zip(&mask) {
-        px[3] = *m;
-    }
-    Ok(Outcome {
-        width: w,
-        height: h,
-        instances: instances.iter().map(InstanceJson::of).collect(),
-        annotated_png: frames::png(&annotated_rgb, w, h, ExtendedColorType::Rgb8)?,
-        cutout_png: frames::png(&cutout, w, h, ExtendedColorType::Rgba8)?,
-        mask_png: frames::png(&mask, w, h, ExtendedColorType::L8)?,
-    })
+    outcome
 }
 
-fn run_one(
+fn push_one(
     pipeline: &gst::Pipeline,
     src: &gst_app::AppSrc,
     sink: &gst_app::AppSink,
-    picture: &Picture,
+    rgba: Vec<u8>,
 ) -> Result<gst::Sample, String> {
     let failed = |fallback: String| crate::live::first_error(pipeline).unwrap_or(fallback);
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| failed("the picture pipeline does not start".into()))?;
-    let mut buffer = gst::Buffer::from_mut_slice(picture.rgba.clone());
+    let mut buffer = gst::Buffer::from_mut_slice(rgba);
     buffer
         .get_mut()
         .ok_or("a new buffer is not writable")?

@@ -12,8 +12,13 @@ pub const TOY_CLIP: &str = concat!(
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    /// `frame-%03d.png`: a numbered image sequence, looped at `fps`.
-    Sequence { pattern: PathBuf, fps: u32 },
+    /// `frame-%03d.png`: a numbered image sequence from `start` (0 or 1),
+    /// looped at `fps`.
+    Sequence {
+        pattern: PathBuf,
+        start: u32,
+        fps: u32,
+    },
     /// One picture, repeated as a still stream.
     Picture(PathBuf),
     /// A video file, seeked back to its start at its end.
@@ -42,15 +47,16 @@ impl Source {
             return Ok(Source::Uri(arg.to_string()));
         }
         let path = PathBuf::from(arg);
-        if arg.contains('%') {
-            let first = first_of_sequence(&path)?;
-            if image_kind(&first).is_none() {
+        if let Some(field) = number_field(arg) {
+            if image_kind(&path).is_none() {
                 return Err(format!(
                     "--source {arg}: an image sequence must be of .png or .jpg files"
                 ));
             }
+            let start = first_of_sequence(arg, field)?;
             return Ok(Source::Sequence {
                 pattern: path,
+                start,
                 fps: 24,
             });
         }
@@ -67,10 +73,15 @@ impl Source {
     /// A gst-launch description ending in raw video of any format.
     pub fn launch(&self) -> String {
         match self {
-            Source::Sequence { pattern, fps } => {
+            Source::Sequence {
+                pattern,
+                start,
+                fps,
+            } => {
                 let (caps, dec) = image_kind(pattern).unwrap_or(("image/png", "pngdec"));
                 format!(
-                    "multifilesrc location=\"{}\" index=0 loop=true caps=\"{caps},framerate={fps}/1\" ! {dec}",
+                    "multifilesrc location=\"{}\" start-index={start} index={start} loop=true \
+                     caps=\"{caps},framerate={fps}/1\" ! {dec}",
                     pattern.display()
                 )
             }
@@ -93,7 +104,7 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            Source::Sequence { pattern, fps } => {
+            Source::Sequence { pattern, fps, .. } => {
                 write!(f, "{} (looped, {fps} frames/s)", pattern.display())
             }
             Source::Picture(p) => write!(f, "{} (still)", p.display()),
@@ -114,24 +125,34 @@ fn image_kind(path: &Path) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// The file `index=0` of a printf-style pattern names, which must exist.
-fn first_of_sequence(pattern: &Path) -> Result<PathBuf, String> {
-    let text = pattern.display().to_string();
-    let start = text.find('%').unwrap_or(0);
+/// Where a printf-style number field (`%d`, `%03d`) sits in `text`: (start,
+/// end, zero-padded width). A `%` that is not one (`clip%20.mp4`) is a name.
+fn number_field(text: &str) -> Option<(usize, usize, usize)> {
+    let start = text.find('%')?;
     let rest = &text[start + 1..];
-    let end = rest.find('d').ok_or_else(|| {
-        format!("--source {text}: the pattern needs a %d field (e.g. frame-%03d.png)")
-    })?;
-    let width: usize = rest[..end].trim_start_matches('0').parse().unwrap_or(0);
-    let first = format!("{}{:0width$}{}", &text[..start], 0, &rest[end + 1..]);
-    let path = PathBuf::from(first);
-    if !path.is_file() {
-        return Err(format!(
-            "--source {text}: its first file {} does not exist",
-            path.display()
-        ));
+    let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+    if !rest[digits..].starts_with('d') {
+        return None;
     }
-    Ok(path)
+    let width = rest[..digits].parse().unwrap_or(0);
+    Some((start, start + 1 + digits + 1, width))
+}
+
+/// The first number of a sequence: 0, or 1 as ffmpeg numbers its files.
+fn first_of_sequence(
+    text: &str,
+    (start, end, width): (usize, usize, usize),
+) -> Result<u32, String> {
+    let name = |n: u32| format!("{}{n:0width$}{}", &text[..start], &text[end..]);
+    (0..=1)
+        .find(|&n| Path::new(&name(n)).is_file())
+        .ok_or_else(|| {
+            format!(
+                "--source {text}: neither {} nor {} exists",
+                name(0),
+                name(1)
+            )
+        })
 }
 
 #[cfg(test)]
@@ -159,6 +180,23 @@ mod tests {
         let e = Source::from_arg(Some("/nonexistent/clip.mkv")).unwrap_err();
         assert!(e.contains("no such file"), "{e}");
         let e = Source::from_arg(Some("/nonexistent/frame-%03d.png")).unwrap_err();
-        assert!(e.contains("frame-000.png does not exist"), "{e}");
+        assert!(
+            e.contains("neither /nonexistent/frame-000.png nor /nonexistent/frame-001.png"),
+            "{e}"
+        );
+        assert_eq!(number_field("a-%03d.png"), Some((2, 6, 3)));
+        // ffmpeg numbers from 1.
+        let dir = std::env::temp_dir().join(format!("studio-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f-0001.jpg"), b"x").unwrap();
+        let pattern = dir.join("f-%04d.jpg").display().to_string();
+        match Source::from_arg(Some(&pattern)).unwrap() {
+            Source::Sequence { start, .. } => assert_eq!(start, 1),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(number_field("clip%20.mp4"), None);
+        let e = Source::from_arg(Some("/nonexistent/clip%20.mp4")).unwrap_err();
+        assert!(e.contains("no such file"), "{e}");
     }
 }

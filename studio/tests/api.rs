@@ -71,6 +71,33 @@ fn a_picture_gets_the_red_circle_and_its_downloads() {
     assert_eq!(json["instances"], v["instances"]);
     let (status, e) = studio.get_json("/api/image/99999/cutout.png");
     assert_eq!(status, 404, "{e}");
+
+    // An exclusion: every shape but the red circle; the mask is the element's
+    // alpha, with the circle's pixels cleared.
+    let (status, v) = studio.post_image(
+        Some(("scene.png", &png)),
+        &[("prompt", "shape; -red circle"), ("threshold", "0.3")],
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(!instances(&v).is_empty(), "{v}");
+    let (_, mask) = studio.get(v["mask"].as_str().unwrap());
+    let mask = image::load_from_memory(&mask).unwrap().to_luma8();
+    let found: Vec<bool> = mask.pixels().map(|p| p.0[0] > 127).collect();
+    let circle = scene_truth(1);
+    let on_circle = found
+        .iter()
+        .zip(&circle)
+        .filter(|(f, c)| **f && **c)
+        .count();
+    assert!(
+        on_circle * 20 < circle.iter().filter(|c| **c).count(),
+        "{on_circle} circle pixels kept"
+    );
+    let square = iou(&found, &scene_truth(2));
+    assert!(
+        found.iter().filter(|m| **m).count() > 0 && square > 0.0,
+        "the square stays: {square}"
+    );
 }
 
 /// What is sent, the form fields, the status and a part of the message expected.
@@ -207,6 +234,35 @@ fn bad_input_is_refused_with_a_reason_and_the_server_lives_on() {
         assert_eq!(got, status, "{path}: {v}");
         assert!(v["error"].is_string(), "{path}: {v}");
     }
+    // Another site, through the user's browser: a rebound name, a cross-site post.
+    let host = format!("127.0.0.1:{}", studio.port);
+    let cases = [
+        ("GET /api/live HTTP/1.1\r\nHost: evil.example", "", " 403 "),
+        (
+            &*format!(
+                "POST /api/live HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nContent-Type: application/json"
+            ),
+            r#"{"prompt": "cat"}"#,
+            " 403 ",
+        ),
+        (
+            &*format!(
+                "POST /api/live HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json"
+            ),
+            "{}",
+            " 200 ",
+        ),
+        (
+            &*format!("GET /api/live HTTP/1.1\r\nHost: localhost:{}", studio.port),
+            "",
+            " 200 ",
+        ),
+    ];
+    for (head, body, expected) in cases {
+        let line = studio.raw_status(head, body);
+        assert!(line.contains(expected), "{head:?}: {line}");
+    }
+
     let (status, v) = studio.get_json("/api/live");
     assert_eq!(status, 200, "still serving after the refusals");
     assert!(v["error"].is_null(), "{v}");

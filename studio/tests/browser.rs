@@ -331,6 +331,12 @@ fn the_page_segments_the_live_picture_and_uploads() {
         &scene().canonicalize().unwrap().display().to_string(),
     );
     page.type_into("#picture-prompt", "red circle");
+    // The picture's slider follows the live one (0.9 now): set it as a user would.
+    page.js(
+        "const t = document.getElementById('picture-threshold');
+         t.value = '0.5'; t.dispatchEvent(new Event('input', {bubbles: true}));",
+        json!([]),
+    );
     page.click("#picture-run");
     page.wait(
         "the picture's label",

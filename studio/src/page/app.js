@@ -92,8 +92,16 @@ const el = {
 
 // ---------- live: talking to the server ----------
 
-async function postLive(fields) {
+// Changes go out one after another: the server applies them in the order
+// they arrive, so two in flight could land in the wrong order.
+let postChain = Promise.resolve();
+function postLive(fields) {
   const seq = ++live.postSeq;
+  postChain = postChain.then(() => sendLive(fields, seq));
+  return postChain;
+}
+
+async function sendLive(fields, seq) {
   try {
     const res = await fetch('/api/live', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(fields),

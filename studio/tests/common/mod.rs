@@ -200,6 +200,41 @@ impl Studio {
     }
 }
 
+impl Studio {
+    /// Sends SIGTERM and waits for the exit (None after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The status line of a raw HTTP/1.1 request (`head`: the request line
+    /// and headers, without the blank line), for headers a client library
+    /// sets itself (Host).
+    pub fn raw_status(&self, head: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let length = if body.is_empty() {
+            String::new()
+        } else {
+            format!("\r\nContent-Length: {}", body.len())
+        };
+        s.write_all(format!("{head}{length}\r\nConnection: close\r\n\r\n{body}").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.lines().next().unwrap_or_default().to_string()
+    }
+}
+
 impl Drop for Studio {
     fn drop(&mut self) {
         let _ = Command::new("kill")
