@@ -174,7 +174,7 @@ SETS = ("world", "wide", "independent")
 
 
 def run_batch(bundle: str, images: int, seed: int, threads: int, release: bool, threshold: float | None = None,
-              which: str = "world", size: str = "336"):
+              which: str = "world", size: str = "336", precision: str = "fp32"):
     """Generate the images, run them through segment_batch, return (scenes, jobs, results document).
     ``which``: "world" (the shapes world as first drawn, square at the model's size), "wide"
     (the wide world's camera frames) or "independent" (independent_shapes.py at ``size``)."""
@@ -188,7 +188,7 @@ def run_batch(bundle: str, images: int, seed: int, threads: int, release: bool, 
         out = os.path.join(tmp, "results.json")
         cmd = ["cargo", "run", "--quiet"] + (["--release"] if release else []) + ["--example", "segment_batch", "--",
                "--bundle", os.path.abspath(bundle), "--jobs", os.path.join(tmp, "jobs.json"),
-               "--out", out, "--threads", str(threads)]
+               "--out", out, "--threads", str(threads), "--precision", precision]
         if threshold is not None:
             cmd += ["--threshold", str(threshold)]
         subprocess.run(cmd, cwd=ROOT, check=True)
@@ -260,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="336", help="with --set independent: N or WxH (336, 640x360)")
     ap.add_argument("--sets", default="world,wide",
                     help="with --calibrate: the validation sets swept together (world, wide)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8", "auto"],
+                    help="the core's precision for the image encoder and decoder (src/precision.rs)")
     ap.add_argument("--release", action="store_true", help="build segment_batch in release mode (default: the dev profile the tests share)")
     ap.add_argument("--calibrate", action="store_true",
                     help="sweep thresholds on validation images and print the chosen default (no test-set numbers)")
@@ -279,18 +281,20 @@ def main(argv=None) -> int:
         ap.error("--write needs --calibrate")
 
     scenes, jobs, doc = run_batch(args.bundle, args.images, args.seed, args.threads, args.release,
-                                  which=args.set, size=args.size)
+                                  which=args.set, size=args.size, precision=args.precision)
     m = score(scenes, jobs, doc["results"])
     m["threshold"] = doc["threshold"]
     m["seed"] = args.seed
     m["set"] = args.set
+    m["precision"] = args.precision
     if args.set == "independent":
         m["size"] = args.size
     targets = INDEPENDENT_TARGETS if args.set == "independent" else TARGETS
     m["bundle"] = os.path.relpath(os.path.abspath(args.bundle), ROOT)
     what = {"world": "shapes world", "wide": "wide shapes world (camera frames)",
             "independent": f"independent set ({args.size})"}[args.set]
-    print(f"{what} evaluation through the Rust core: {m['images']} held-out images, threshold {m['threshold']}")
+    print(f"{what} evaluation through the Rust core ({args.precision}): {m['images']} held-out images, "
+          f"threshold {m['threshold']}")
     print(f"{'metric':40s} {'value':>8s}  target")
     for k in ("mean_iou", "recall_at_0.5", "extra_instances_per_prompt", "no_match_prompts_keeping_an_instance",
               "presence_accuracy"):

@@ -19,8 +19,7 @@ use samclipseg::postprocess::sigmoid;
 use samclipseg::{BackendOptions, PostprocessOptions, Sam3Model};
 use serde::Deserialize;
 
-const USAGE: &str =
-    "usage: segment_batch --bundle DIR --jobs FILE --out FILE [--threshold T] [--threads N]";
+const USAGE: &str = "usage: segment_batch --bundle DIR --jobs FILE --out FILE [--threshold T] [--threads N] [--precision fp32|auto|bf16|int8]";
 
 #[derive(Deserialize)]
 struct Job {
@@ -49,6 +48,8 @@ fn run() -> Result<(), String> {
     let mut out_path = None;
     let mut threshold = None;
     let mut threads = 0usize;
+    // Evaluations compare precisions: exact fp32 unless asked.
+    let mut precision = samclipseg::Precision::Fp32;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
@@ -69,6 +70,12 @@ fn run() -> Result<(), String> {
                     .parse()
                     .map_err(|_| format!("--threads: `{v}` is not a count"))?
             }
+            "--precision" => {
+                let v = value()?;
+                precision = samclipseg::Precision::from_name(&v).ok_or(format!(
+                    "--precision: `{v}` is not auto, fp32, bf16 or int8"
+                ))?;
+            }
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
@@ -83,6 +90,7 @@ fn run() -> Result<(), String> {
 
     let options = BackendOptions {
         intra_threads: threads,
+        precision,
         ..Default::default()
     };
     let model = Sam3Model::load(&bundle, &options).map_err(|e| e.to_string())?;

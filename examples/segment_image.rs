@@ -13,12 +13,13 @@ use samclipseg::image_file::OwnedImage;
 use samclipseg::render::{Canvas, union_mask};
 use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::{
-    BackendKind, BackendOptions, Instance, PackedLayout, PostprocessOptions, Sam3Model,
+    BackendKind, BackendOptions, Instance, PackedLayout, PostprocessOptions, Precision, Sam3Model,
 };
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--precision auto|fp32|bf16|int8] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
 
+--precision (backend cpu, default auto): int8 or bf16 where this CPU runs them natively, else fp32 (exact).
 --strict-gpu: on cuda / tensorrt, refuse to load an engine with nodes that would run on the CPU.";
 
 struct Args {
@@ -28,6 +29,7 @@ struct Args {
     threshold: Option<f32>,
     threads: usize,
     backend: BackendKind,
+    precision: Precision,
     strict_gpu: bool,
     trt_cache: Option<PathBuf>,
     suggest: usize,
@@ -43,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         threshold: None,
         threads: 0,
         backend: BackendKind::Cpu,
+        precision: Precision::Auto,
         strict_gpu: false,
         trt_cache: None,
         suggest: 0,
@@ -67,6 +70,12 @@ fn parse_args() -> Result<Args, String> {
                 a.post.max_instances = num("--max-instances", value("--max-instances")?)? as usize
             }
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--precision" => {
+                let v = value("--precision")?;
+                a.precision = Precision::from_name(&v).ok_or(format!(
+                    "--precision: `{v}` is not auto, fp32, bf16 or int8"
+                ))?;
+            }
             "--backend" => {
                 a.backend = match value("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
@@ -118,9 +127,12 @@ fn run() -> Result<(), String> {
             ..Default::default()
         },
         strict: args.strict_gpu,
+        precision: args.precision,
         ..Default::default()
     };
     let model = Sam3Model::load(&args.bundle, &options).map_err(|e| e.to_string())?;
+    let choice = model.precision();
+    eprintln!("segment_image: {} ({})", choice.precision, choice.reason);
     let d = &model.manifest().decoder;
     args.post.threshold = args.threshold.unwrap_or(d.default_threshold);
     args.post.mask_threshold = d.mask_threshold;

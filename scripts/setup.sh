@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12, and nothing
 # twice: apt packages, a Rust toolchain check, and the ONNX Runtime library
-# (from the `onnxruntime` wheel on PyPI) into .deps/onnxruntime.
+# with OpenVINO (from the `onnxruntime-openvino` wheel on PyPI) into
+# .deps/onnxruntime.
 # `setup.sh engines` also installs the PyTorch tooling for engines/ into .venv.
 # `setup.sh test` also installs Debian's chromium and chromium-driver (the
 # studio's browser tests).
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ORT_VERSION=1.31.1
+ORT_VERSION=1.24.1
 APT_PACKAGES=(
   build-essential pkg-config python3 python3-venv python3-pip python3-numpy python3-pil python3-skimage
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -41,16 +42,26 @@ if ! command -v cargo >/dev/null 2>&1; then
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 fi
 
-# ONNX Runtime: the library inside the official wheel, kept in its own venv.
+# ONNX Runtime: the libraries inside the official onnxruntime-openvino wheel
+# (ONNX Runtime with its CPU provider and the OpenVINO execution provider, and
+# the OpenVINO CPU runtime it needs), kept in their own venv. The CPU provider
+# runs fp32 (exact parity with PyTorch); OpenVINO runs the bf16 and int8
+# precisions (src/precision.rs). GPU and NPU plugins are left out.
 ort_dir=.deps/onnxruntime
-if ! ls "$ort_dir"/libonnxruntime.so* >/dev/null 2>&1; then
-  echo "setup: fetching ONNX Runtime $ORT_VERSION (the onnxruntime wheel from PyPI)"
+if ! ls "$ort_dir"/libonnxruntime_providers_openvino.so >/dev/null 2>&1; then
+  echo "setup: fetching ONNX Runtime $ORT_VERSION with OpenVINO (the onnxruntime-openvino wheel from PyPI)"
   mkdir -p .deps
   python3 -m venv .deps/ort-venv
-  .deps/ort-venv/bin/pip install -q --no-deps "onnxruntime==$ORT_VERSION"
-  lib=$(ls .deps/ort-venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+  .deps/ort-venv/bin/pip install -q --no-deps "onnxruntime-openvino==$ORT_VERSION"
+  capi=$(ls -d .deps/ort-venv/lib/python3*/site-packages/onnxruntime/capi | head -n 1)
+  rm -rf "$ort_dir"
   mkdir -p "$ort_dir"
-  cp "$lib" "$ort_dir/"
+  for lib in "libonnxruntime.so.$ORT_VERSION" libonnxruntime_providers_shared.so \
+    libonnxruntime_providers_openvino.so libopenvino.so.2541 libopenvino_onnx_frontend.so.2541 \
+    libopenvino_intel_cpu_plugin.so libopenvino_auto_plugin.so libopenvino_hetero_plugin.so \
+    libtbb.so.12 libtbbmalloc.so; do
+    cp -L "$capi/$lib" "$ort_dir/"
+  done
 fi
 
 if [ "${1:-}" = "engines" ] && ! .venv/bin/python -c "import transformers, torch, onnxscript" 2>/dev/null; then

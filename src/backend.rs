@@ -55,7 +55,9 @@ impl BackendKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+/// The library's default is exact: fp32 on the CPU provider. The element and
+/// the CLI ask for `precision=auto`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendOptions {
     pub kind: BackendKind,
     /// Threads inside one operator; 0 lets ONNX Runtime choose.
@@ -68,6 +70,22 @@ pub struct BackendOptions {
     /// CPU, with copies across the bus around them; with it, such an engine
     /// fails to load with an error naming it ([`session_config_entries`]).
     pub strict: bool,
+    /// `cpu` only: what the image encoder and decoder run in
+    /// ([`crate::precision`]).
+    pub precision: crate::precision::Precision,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            kind: BackendKind::default(),
+            intra_threads: 0,
+            device_id: 0,
+            tensorrt: TensorRtOptions::default(),
+            strict: false,
+            precision: crate::precision::Precision::Fp32,
+        }
+    }
 }
 
 /// TensorRT engine building. Engines are built on first use (minutes for the
@@ -304,6 +322,60 @@ pub fn session_config_entries(options: &BackendOptions) -> Vec<(&'static str, &'
     } else {
         Vec::new()
     }
+}
+
+/// Where one engine runs on the CPU backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuRuntime {
+    /// ONNX Runtime's own CPU provider (fp32, exact).
+    #[default]
+    Ort,
+    /// ONNX Runtime's OpenVINO execution provider on the CPU, with this
+    /// `INFERENCE_PRECISION_HINT` for the float parts (`bf16` or `f32`).
+    OpenVino { hint: &'static str },
+}
+
+impl CpuRuntime {
+    pub fn describe(self) -> String {
+        match self {
+            CpuRuntime::Ort => "ONNX Runtime CPU".into(),
+            CpuRuntime::OpenVino { hint } => format!("OpenVINO CPU, {hint} arithmetic"),
+        }
+    }
+}
+
+/// Registers OpenVINO for an engine, or says why it cannot: the ONNX Runtime
+/// library loaded was built without it (the one `make deps` installs has it).
+fn with_openvino(
+    builder: ort::session::builder::SessionBuilder,
+    hint: &str,
+    threads: usize,
+) -> Result<ort::session::builder::SessionBuilder> {
+    use ort::ep::{self, ArbitrarilyConfigurableExecutionProvider};
+    // One stream, latency first: a frame is one request; threads as asked.
+    let threads = if threads > 0 {
+        format!(r#", "INFERENCE_NUM_THREADS": "{threads}""#)
+    } else {
+        String::new()
+    };
+    let config = format!(
+        r#"{{"CPU": {{"INFERENCE_PRECISION_HINT": "{hint}", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"{threads}}}}}"#
+    );
+    let provider = ep::OpenVINO::default()
+        .with_device_type("CPU")
+        .with_arbitrary_config("load_config", config)
+        .build()
+        .error_on_failure();
+    builder
+        .with_execution_providers([provider])
+        .map_err(|e| Error::Backend {
+            backend: "cpu (OpenVINO)".into(),
+            message: format!(
+                "ONNX Runtime's OpenVINO execution provider did not start ({e}); the library \
+                 loaded must be the onnxruntime-openvino build (`make deps` installs it into \
+                 .deps/onnxruntime), or choose precision=fp32"
+            ),
+        })
 }
 
 /// Registers the GPU execution providers; a provider that does not start is
@@ -711,6 +783,18 @@ impl Engine {
         options: &BackendOptions,
         memory: Arc<DeviceMemory>,
     ) -> Result<Engine> {
+        Engine::load_on(role, path, spec, options, memory, CpuRuntime::Ort)
+    }
+
+    /// [`Engine::load`] with `runtime` deciding where a `cpu` engine runs.
+    pub fn load_on(
+        role: EngineRole,
+        path: &Path,
+        spec: &EngineSpec,
+        options: &BackendOptions,
+        memory: Arc<DeviceMemory>,
+        runtime: CpuRuntime,
+    ) -> Result<Engine> {
         let engine_err = |message: String| Error::Engine {
             engine: role.key().to_string(),
             path: path.to_path_buf(),
@@ -720,6 +804,9 @@ impl Engine {
         let mut builder =
             Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
         builder = with_gpu_providers(builder, options, spec)?;
+        if let (BackendKind::Cpu, CpuRuntime::OpenVino { hint }) = (options.kind, runtime) {
+            builder = with_openvino(builder, hint, options.intra_threads)?;
+        }
         for (key, value) in session_config_entries(options) {
             builder = builder
                 .with_config_entry(key, value)
@@ -754,10 +841,14 @@ impl Engine {
         .map_err(engine_err)?;
         check_signature(&session, spec).map_err(engine_err)?;
         log::info!(
-            "engine {} ({}) runs on the {} backend",
+            "engine {} ({}) runs on the {} backend{}",
             role.key(),
             path.display(),
-            options.kind.name()
+            options.kind.name(),
+            match (options.kind, runtime) {
+                (BackendKind::Cpu, r) => format!(" ({})", r.describe()),
+                _ => String::new(),
+            }
         );
         Ok(Engine {
             role,
@@ -1156,6 +1247,7 @@ mod tests {
                 tensor("attention_mask", &[batch(), Dim::Fixed(32)]),
             ],
             outputs: vec![],
+            variants: Default::default(),
             sized: vec![],
         };
         let p = trt_profile_shapes(&spec, TRT_MAX_BATCH).unwrap().unwrap();

@@ -89,11 +89,25 @@ impl TensorSpec {
     }
 }
 
+/// A reduced-precision file of an engine, with the same tensors as its fp32
+/// file (`engines/quantize_bundle.py` writes them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VariantSpec {
+    pub file: String,
+    /// The operator types that were quantised, for the record.
+    #[serde(default)]
+    pub quantized_ops: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineSpec {
+    /// The engine in fp32: what every bundle has.
     pub file: String,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// Other precisions of the same engine, by name (`int8`).
+    #[serde(default)]
+    pub variants: std::collections::BTreeMap<String, VariantSpec>,
     /// The dimensions of this engine's tensors that manifest numbers fix
     /// ([`Manifest::sized_dims`]); filled by [`parse_manifest`], so that the
     /// backend checks them against the engine itself when it opens it.
@@ -297,6 +311,19 @@ impl Bundle {
         self.dir.join(&self.manifest.engine(role).file)
     }
 
+    /// The file of `role`'s `variant` (`int8`), if the bundle has one.
+    pub fn variant_path(&self, role: EngineRole, variant: &str) -> Option<PathBuf> {
+        let v = self.manifest.engine(role).variants.get(variant)?;
+        Some(self.dir.join(&v.file))
+    }
+
+    /// Whether the image encoder and the decoder both have `variant`.
+    pub fn has_variant(&self, variant: &str) -> bool {
+        [EngineRole::ImageEncoder, EngineRole::Decoder]
+            .iter()
+            .all(|r| self.variant_path(*r, variant).is_some())
+    }
+
     pub fn tokenizer_path(&self) -> PathBuf {
         self.dir.join(&self.manifest.text.tokenizer)
     }
@@ -310,6 +337,21 @@ impl Bundle {
                     format!("engine `{}` is missing from the bundle", role.key()),
                 ));
             }
+            for (name, v) in &self.manifest.engine(role).variants {
+                let path = self.dir.join(&v.file);
+                if !path.is_file() {
+                    return Err(Error::bundle_file(
+                        &path,
+                        format!(
+                            "the {name} variant of engine `{}` is missing from the bundle \
+                             (bundle.toml names it); run engines/quantize_bundle.py again or \
+                             remove its [engines.{}.variants.{name}] table",
+                            role.key(),
+                            role.key()
+                        ),
+                    ));
+                }
+            }
         }
         let tok = self.tokenizer_path();
         if !tok.is_file() {
@@ -321,6 +363,9 @@ impl Bundle {
         Ok(())
     }
 }
+
+/// The precisions an engine file may have besides fp32 (src/precision.rs).
+pub const KNOWN_VARIANTS: &[&str] = &["int8"];
 
 /// Parses and validates a manifest; the error is a message about `bundle.toml`.
 pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {
@@ -451,6 +496,19 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
     for role in EngineRole::ALL {
         let spec = m.engine(role);
         check_file_name(&format!("engines.{}.file", role.key()), &spec.file)?;
+        for (name, v) in &spec.variants {
+            if !KNOWN_VARIANTS.contains(&name.as_str()) {
+                return Err(format!(
+                    "engines.{}.variants.{name}: unknown precision (known: {})",
+                    role.key(),
+                    KNOWN_VARIANTS.join(", ")
+                ));
+            }
+            check_file_name(
+                &format!("engines.{}.variants.{name}.file", role.key()),
+                &v.file,
+            )?;
+        }
         let (ins, outs) = role.required_tensors();
         for name in ins {
             if spec.input(name).is_none() {

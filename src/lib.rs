@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod image_file;
 pub mod pipeline;
 pub mod postprocess;
+pub mod precision;
 pub mod preprocess;
 pub mod prompt;
 pub mod registry;
@@ -31,6 +32,7 @@ pub use error::{Error, Result};
 pub use frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
 pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
 pub use postprocess::{Instance, Mask, PostprocessOptions};
+pub use precision::Precision;
 pub use registry::shared_model;
 pub use request::Request;
 pub use stream::{

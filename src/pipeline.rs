@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 use crate::backend::{
-    BackendOptions, Bound, DeviceMemory, DeviceTensor, Engine, Input, Transfers, per_bundle_options,
+    BackendKind, BackendOptions, Bound, CpuRuntime, DeviceMemory, DeviceTensor, Engine, Input,
+    Transfers, per_bundle_options,
 };
 use crate::bundle::{Bundle, EngineRole, Manifest};
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::frame::Frame;
 use crate::postprocess::{
     Instance, PostprocessOptions, QueryOutputs, instances, kept_queries, query_scores,
 };
+use crate::precision::{self, Choice, CpuCaps, Precision};
 use crate::preprocess::preprocess;
 use crate::tensor::{TensorF32, TensorI64};
 use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
@@ -151,6 +153,27 @@ pub struct Sam3Model {
     image_encoder: Engine,
     decoder: Engine,
     memory: Arc<DeviceMemory>,
+    precision: Choice,
+}
+
+/// The file and runtime of `role` under `choice`: the int8 variant where
+/// chosen, OpenVINO for the reduced precisions, the fp32 file on ONNX
+/// Runtime's CPU provider otherwise (and for the text encoder).
+fn engine_plan(
+    bundle: &Bundle,
+    role: EngineRole,
+    choice: &Choice,
+    caps: &CpuCaps,
+) -> (std::path::PathBuf, CpuRuntime) {
+    let fp32 = bundle.engine_path(role);
+    match (choice.precision, choice.openvino_hint(caps)) {
+        (Precision::Int8, Some(hint)) => (
+            bundle.variant_path(role, "int8").unwrap_or(fp32),
+            CpuRuntime::OpenVino { hint },
+        ),
+        (_, Some(hint)) => (fp32, CpuRuntime::OpenVino { hint }),
+        (_, None) => (fp32, CpuRuntime::Ort),
+    }
 }
 
 impl Sam3Model {
@@ -167,18 +190,48 @@ impl Sam3Model {
         // TensorRT keeps each bundle's engines apart (see per_bundle_options).
         let options = &per_bundle_options(options, &bundle)?;
         let memory = Arc::new(DeviceMemory::new(options)?);
-        let load = |role| {
-            Engine::load(
+        let caps = CpuCaps::detect();
+        let mut precision = precision::choose(
+            options.precision,
+            &caps,
+            bundle.has_variant("int8"),
+            options.kind != BackendKind::Cpu,
+        )?;
+        log::info!(
+            "bundle {}: image encoder and decoder in {} ({})",
+            m.bundle.name,
+            precision.precision,
+            precision.reason
+        );
+        let load = |role, choice: &Choice| {
+            let (path, runtime) = engine_plan(&bundle, role, choice, &caps);
+            Engine::load_on(
                 role,
-                &bundle.engine_path(role),
+                &path,
                 m.engine(role),
                 options,
                 memory.clone(),
+                runtime,
             )
         };
-        let text_encoder = load(EngineRole::TextEncoder)?;
-        let image_encoder = load(EngineRole::ImageEncoder)?;
-        let decoder = load(EngineRole::Decoder)?;
+        // The text encoder runs once per prompt (its features are cached): fp32.
+        let text_encoder = load(EngineRole::TextEncoder, &Choice::fp32())?;
+        let image_encoder = match load(EngineRole::ImageEncoder, &precision) {
+            // Auto never fails for want of OpenVINO: it falls back to fp32.
+            Err(Error::Backend { message, .. })
+                if options.precision == Precision::Auto
+                    && precision.precision != Precision::Fp32 =>
+            {
+                log::warn!("precision=auto: {message}; running fp32");
+                precision = Choice {
+                    precision: Precision::Fp32,
+                    reason: format!("auto: OpenVINO is not available ({message})"),
+                };
+                load(EngineRole::ImageEncoder, &precision)?
+            }
+            other => other?,
+        };
+        let decoder = load(EngineRole::Decoder, &precision)?;
         let capacity = NonZeroUsize::new(TEXT_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Ok(Sam3Model {
             bundle,
@@ -189,7 +242,21 @@ impl Sam3Model {
             memory,
             text_cache: Mutex::new(LruCache::new(capacity)),
             text_batch: Mutex::new(None),
+            precision,
         })
+    }
+
+    /// What the image encoder and decoder run in, and why
+    /// ([`crate::precision`]).
+    pub fn precision(&self) -> &Choice {
+        &self.precision
+    }
+
+    /// Whether the image encoder and decoder run on OpenVINO, whose engine
+    /// runs ignore ONNX Runtime's terminate flag: a cancelled frame's run
+    /// ends only when the engine in progress does.
+    pub fn runs_on_openvino(&self) -> bool {
+        self.precision.precision != Precision::Fp32
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -51,6 +51,13 @@ pub trait FrameModel: Send + 'static {
     /// Forgets the last picture and result (a flush, new caps).
     fn reset(&mut self);
 
+    /// Whether a cancelled run ends soon (ONNX Runtime's CPU provider stops
+    /// between nodes); false when an engine, once started, runs to its end
+    /// (OpenVINO), so that stopping must wait for it.
+    fn runs_can_be_abandoned(&self) -> bool {
+        true
+    }
+
     /// What the last successful `process` cost; None when the model does
     /// not measure it.
     fn last_times(&self) -> Option<StageTimes> {

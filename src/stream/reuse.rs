@@ -166,6 +166,10 @@ impl FrameModel for Segmenter {
         self.times
     }
 
+    fn runs_can_be_abandoned(&self) -> bool {
+        !self.model.runs_on_openvino()
+    }
+
     fn suggest_source(&self) -> Option<SuggestSource> {
         Some(SuggestSource {
             model: self.model.clone(),

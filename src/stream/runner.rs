@@ -19,6 +19,10 @@ use crate::run_control::RunControl;
 /// How long dropping an asynchronous runner waits for its worker to leave
 /// the abandoned run before it lets the thread finish on its own.
 const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+/// The same for a model whose runs cannot be abandoned (OpenVINO runs an
+/// engine to its end): a thread left inside one when the process exits
+/// crashes in OpenVINO's teardown, so the drop waits for the run.
+const SHUTDOWN_WAIT_UNINTERRUPTIBLE: Duration = Duration::from_secs(120);
 
 /// Who asked for a run: the frame, the stream generation and the request.
 #[derive(Debug, Clone)]
@@ -256,10 +260,16 @@ impl SyncRunner {
 pub(crate) struct AsyncRunner {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    shutdown_wait: Duration,
 }
 
 impl AsyncRunner {
     pub(crate) fn new(core: Core, shared: Arc<Shared>) -> Result<AsyncRunner> {
+        let shutdown_wait = if core.model.runs_can_be_abandoned() {
+            SHUTDOWN_WAIT
+        } else {
+            SHUTDOWN_WAIT_UNINTERRUPTIBLE
+        };
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("samclipseg-infer".into())
@@ -268,6 +278,7 @@ impl AsyncRunner {
         Ok(AsyncRunner {
             shared,
             thread: Some(thread),
+            shutdown_wait,
         })
     }
 
@@ -346,7 +357,7 @@ impl AsyncRunner {
 
 impl Drop for AsyncRunner {
     fn drop(&mut self) {
-        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        let deadline = Instant::now() + self.shutdown_wait;
         let mut s = self.shared.lock();
         s.shutdown = true;
         s.pending = None;

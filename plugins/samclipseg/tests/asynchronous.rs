@@ -122,7 +122,7 @@ fn suggest_works_in_both_modes_while_frames_keep_flowing() {
         init();
         let p = gst::parse::launch(&format!(
             "videotestsrc pattern=ball ! video/x-raw,format=RGBA,width=96,height=64 \
-             ! samclipseg name=seg bundle=\"{}\" prompt=\"a person\" asynchronous={asynchronous} \
+             ! samclipseg name=seg bundle=\"{}\" precision=fp32 prompt=\"a person\" asynchronous={asynchronous} \
                max-latency=1000 reuse-threshold=0 ! fakesink sync=false",
             common::tiny_bundle().display()
         ))

@@ -99,9 +99,10 @@ fn photo_source(name: &str, format: &str, buffers: u32) -> String {
     )
 }
 
+/// fp32: these pipelines are compared with the core library's exact path.
 fn seg(props: &str) -> String {
     format!(
-        "samclipseg name=seg bundle=\"{}\" {props}",
+        "samclipseg name=seg bundle=\"{}\" precision=fp32 {props}",
         tiny_bundle().display()
     )
 }

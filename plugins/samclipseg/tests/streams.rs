@@ -534,7 +534,7 @@ fn launch(description: &str) -> gst::Pipeline {
 
 fn seg_desc(name: &str, props: &str) -> String {
     format!(
-        "samclipseg name={name} bundle=\"{}\" {props}",
+        "samclipseg name={name} bundle=\"{}\" precision=fp32 {props}",
         tiny_bundle().display()
     )
 }

@@ -41,6 +41,8 @@ pub(super) struct State {
     matrix: YuvMatrix,
     /// Interrupts the stream's runs and feeds `suggest`, without `stream`'s lock.
     handle: StreamHandle,
+    /// `precision-in-use`: what the model runs in, and why.
+    precision: String,
 }
 
 #[derive(Default)]
@@ -90,6 +92,14 @@ impl SamClipSeg {
 
     pub(super) fn stream_handle(&self) -> Option<StreamHandle> {
         lock(&self.state).as_ref().map(|s| s.handle.clone())
+    }
+
+    /// See the `precision-in-use` property.
+    pub(super) fn precision_in_use(&self) -> String {
+        lock(&self.state)
+            .as_ref()
+            .map(|s| s.precision.clone())
+            .unwrap_or_default()
     }
 
     /// Lets a frame waiting for a run go, and abandons the run (a flush or a
@@ -303,6 +313,9 @@ impl BaseTransformImpl for SamClipSeg {
                 ),
             }
         })?;
+        let choice = model.precision();
+        let precision = format!("{} ({})", choice.precision, choice.reason);
+        gst::info!(CAT, imp = self, "image encoder and decoder in {precision}");
         let mask_threshold = model.manifest().decoder.mask_threshold;
         let default_threshold = model.manifest().decoder.default_threshold;
         gst::info!(
@@ -333,6 +346,7 @@ impl BaseTransformImpl for SamClipSeg {
             info: None,
             matrix: YuvMatrix::default(),
             handle: stream.handle(),
+            precision,
         });
         *lock(&self.stream) = Some(stream);
         Ok(())

@@ -10,7 +10,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, SamClipSeg, lock};
-use samclipseg::BackendKind;
+use samclipseg::{BackendKind, Precision};
 
 use super::settings::{self, OutputMode};
 
@@ -41,6 +41,21 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .nick("Backend")
                 .blurb("Where the engines run: cpu, or cuda / tensorrt through the GPU build of ONNX Runtime (a provider that does not start is an error, never a CPU fallback)")
                 .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("precision", settings::DEFAULT_PRECISION)
+                .nick("Precision")
+                .blurb(
+                    "backend=cpu: arithmetic of the image encoder and decoder. auto = int8 where the CPU \
+                     has AMX-INT8 or VNNI and the bundle has int8 engines, else bf16 where it has \
+                     AMX-BF16 or AVX512-BF16 (both through OpenVINO), else fp32; fp32 = exact, ONNX \
+                     Runtime's CPU provider. An explicit precision the CPU or bundle lacks is an error",
+                )
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("precision-in-use")
+                .nick("Precision in use")
+                .blurb("What the running model's image encoder and decoder use, and why (empty while stopped)")
+                .read_only()
                 .build(),
             glib::ParamSpecInt::builder("device-id")
                 .nick("Device id")
@@ -258,6 +273,9 @@ impl SamClipSeg {
                 }
             }
             "backend" => settings.backend = value.get::<BackendKind>().unwrap_or(settings.backend),
+            "precision" => {
+                settings.precision = value.get::<Precision>().unwrap_or(settings.precision)
+            }
             "threads" => settings.threads = value.get().unwrap_or(settings.threads),
             "device-id" => settings.device_id = value.get().unwrap_or(settings.device_id),
             "tensorrt-fp16" => {
@@ -371,6 +389,11 @@ impl SamClipSeg {
         match pspec.name() {
             "bundle" => settings.bundle.to_value(),
             "backend" => settings.backend.to_value(),
+            "precision" => settings.precision.to_value(),
+            "precision-in-use" => {
+                drop(settings);
+                self.precision_in_use().to_value()
+            }
             "threads" => settings.threads.to_value(),
             "device-id" => settings.device_id.to_value(),
             "tensorrt-fp16" => settings.tensorrt_fp16.to_value(),

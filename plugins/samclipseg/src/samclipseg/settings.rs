@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use samclipseg::{BackendKind, BackendOptions, LiveSettings, PostprocessOptions, Request};
+use samclipseg::{
+    BackendKind, BackendOptions, LiveSettings, PostprocessOptions, Precision, Request,
+};
 
 /// What the element does with the result besides the metadata (property `output-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
@@ -30,6 +32,8 @@ pub enum OutputMode {
 }
 
 pub const DEFAULT_BACKEND: BackendKind = BackendKind::Cpu;
+/// The fastest precision this CPU runs natively (src/precision.rs).
+pub const DEFAULT_PRECISION: Precision = Precision::Auto;
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_PROMPT: &str = "";
 /// Property value meaning "the bundle's calibrated `decoder.default_threshold`".
@@ -91,6 +95,7 @@ pub fn default_bundle_path() -> String {
 pub struct Settings {
     pub bundle: String,
     pub backend: BackendKind,
+    pub precision: Precision,
     pub threads: u32,
     pub prompt: String,
     /// 0-1, or [`BUNDLE_THRESHOLD`]; see [`Settings::effective_threshold`].
@@ -123,6 +128,7 @@ impl Default for Settings {
         Settings {
             bundle: default_bundle_path(),
             backend: DEFAULT_BACKEND,
+            precision: DEFAULT_PRECISION,
             threads: DEFAULT_THREADS,
             prompt: DEFAULT_PROMPT.to_string(),
             threshold: DEFAULT_THRESHOLD,
@@ -162,6 +168,7 @@ impl Settings {
                 workspace_bytes: self.tensorrt_workspace_mib as usize * 1024 * 1024,
             },
             strict: self.strict_gpu,
+            precision: self.precision,
         }
     }
 

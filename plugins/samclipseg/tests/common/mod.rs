@@ -167,8 +167,11 @@ pub fn harness(props: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
 pub fn harness_on(bundle: &std::path::Path, props: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
     init();
     // Properties first: the harness starts the element (and loads the model) at once.
+    // fp32: these tests compare the element with the core library's exact
+    // path (tests/precision.rs and precision.rs here hold the others).
     let e = gst::ElementFactory::make("samclipseg")
         .property("bundle", bundle.to_string_lossy().into_owned())
+        .property_from_str("precision", "fp32")
         .build()
         .unwrap();
     for (name, value) in props {

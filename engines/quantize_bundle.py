@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""int8 variants of a bundle's image encoder and decoder (issue 15).
+
+    .venv/bin/python engines/quantize_bundle.py BUNDLE [--photos GLOB ...] [--encoder-ops MatMul,Gemm] [--decoder-ops MatMul,Gemm,Conv]
+
+For each engine, ONNX Runtime's static quantisation (``quantize_static``, QDQ
+format) writes ``NAME.int8.onnx`` beside the fp32 file: weights int8 per
+output channel, activations int8 symmetric with ranges calibrated (MinMax) on
+photos run through the bundle's own fp32 engines (the decoder on the image
+encoder's features of those photos and the text encoder's features of the
+bundle's vocabulary, or of a few generic phrases). The quantised operators are
+the matrix products (and the decoder's convolutions), where the time goes;
+normalisation, softmax and the rest stay float.
+
+Each variant is then checked against fp32 on held-out photos with ONNX
+Runtime's CPU provider, and recorded in ``bundle.toml`` as
+``[engines.NAME.variants.int8]`` only if it is within the tolerances below;
+otherwise the script fails (exit 1) and the manifest is left as it was.
+
+- image encoder: cosine similarity of every output with fp32 >= 0.998;
+- decoder: cosine of ``pred_logits`` and ``pred_masks`` >= 0.99, and the
+  score ``sigmoid(logit) * sigmoid(presence)`` of every query within 0.05.
+
+bf16 needs no file: the OpenVINO execution provider runs the fp32 engines with
+bf16 arithmetic on CPUs that have it (src/precision.rs chooses). The int8
+files run there too, their float parts in bf16 or fp32.
+
+Progress goes to stdout; about a minute for the medium benchmark bundle on 2
+cores, seconds for the toy bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_PHOTOS = [
+    "tests/fixtures/tiny-sam3/golden/*.png",
+    "tests/fixtures/independent-shapes/frame-*.png",
+    "tests/fixtures/toy-shapes-sam3/golden/scene.png",
+    "tests/fixtures/toy-shapes-sam3/golden/clip/frame-0[0-9]*.png",
+]
+GENERIC_PROMPTS = ["a person", "a dog", "a car", "a red ball", "a tree", "a cup", "a building"]
+MARKER = "# Reduced-precision variants, written by engines/quantize_bundle.py."
+IMAGE_COSINE = 0.998
+DECODER_COSINE = 0.99
+SCORE_DELTA = 0.05
+
+
+def log(msg: str) -> None:
+    print(f"[quantize] {msg}", flush=True)
+
+
+def load_manifest(bundle: str) -> tuple[str, dict]:
+    import tomllib
+
+    path = os.path.join(bundle, "bundle.toml")
+    with open(path, "rb") as f:
+        return path, tomllib.load(f)
+
+
+def pixel_values(path: str, pre: dict) -> np.ndarray:
+    """The photo as the image encoder takes it: stretched to the square input,
+    rescaled and normalised as bundle.toml says."""
+    size = int(pre["image_size"])
+    img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+    x = np.asarray(img, np.float32) * float(pre["rescale_factor"])
+    x = (x - np.array(pre["image_mean"], np.float32)) / np.array(pre["image_std"], np.float32)
+    return x.transpose(2, 0, 1)[None].copy()
+
+
+def session(path: str) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = os.cpu_count() or 2
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def prompts_of(bundle: str) -> list[str]:
+    vocab = os.path.join(bundle, "vocabulary.txt")
+    if os.path.exists(vocab):
+        with open(vocab) as f:
+            phrases = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        if phrases:
+            return phrases[:: max(1, len(phrases) // 12)][:12]
+    return GENERIC_PROMPTS
+
+
+def text_features(bundle: str, manifest: dict, prompts: list[str]) -> list[dict]:
+    from tokenizers import Tokenizer
+
+    t = manifest["text"]
+    tok = Tokenizer.from_file(os.path.join(bundle, t["tokenizer"]))
+    n, pad = int(t["context_length"]), int(t["pad_token_id"])
+    enc = session(os.path.join(bundle, manifest["engines"]["text_encoder"]["file"]))
+    out = []
+    for p in prompts:
+        ids = tok.encode(p).ids[:n]
+        input_ids = np.full((1, n), pad, np.int64)
+        input_ids[0, : len(ids)] = ids
+        mask = np.zeros((1, n), np.int64)
+        mask[0, : len(ids)] = 1
+        feats = enc.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+        out.append({"text_features": feats, "attention_mask": mask})
+    return out
+
+
+class Feeds(CalibrationDataReader):
+    def __init__(self, feeds: list[dict]):
+        self.it = iter(feeds)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    d = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / d) if d > 0 else 1.0
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def quantize(src: str, dst: str, feeds: list[dict], ops: list[str]) -> None:
+    t = time.time()
+    quantize_static(
+        src,
+        dst,
+        Feeds(feeds),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+        op_types_to_quantize=ops,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s")
+
+
+def record(manifest_path: str, variants: dict[str, str], ops: dict[str, list[str]], n_photos: int) -> None:
+    with open(manifest_path) as f:
+        text = f.read()
+    text = text.split(MARKER)[0].rstrip() + "\n"
+    lines = [
+        "",
+        MARKER,
+        "# Static QDQ int8 (weights per channel, activations symmetric, MinMax",
+        f"# calibration on {n_photos} photos); checked against fp32.",
+    ]
+    for engine, file in variants.items():
+        lines += ["", f"[engines.{engine}.variants.int8]", f'file = "{file}"', f"quantized_ops = {json.dumps(ops[engine])}"]
+    with open(manifest_path, "w") as f:
+        f.write(text + "\n".join(lines) + "\n")
+    log(f"recorded {', '.join(variants)} in {os.path.relpath(manifest_path)}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--photos", nargs="*", default=DEFAULT_PHOTOS, help="globs, relative to the repository")
+    # Measured on the medium bundle (engines/BENCHMARK.md): int8 convolutions
+    # make the decoder a fifth faster, the image encoder no faster and less exact.
+    ap.add_argument("--encoder-ops", default="MatMul,Gemm")
+    ap.add_argument("--decoder-ops", default="MatMul,Gemm,Conv")
+    ap.add_argument("--held-out", type=int, default=3, help="photos kept for the check, not calibration")
+    ap.add_argument(
+        "--score-delta",
+        type=float,
+        default=SCORE_DELTA,
+        help="largest change of a query's score allowed (a small model's quantised scores move more; "
+        "judge it by its own evaluation, e.g. engines/eval_toy.py --precision int8)",
+    )
+    a = ap.parse_args()
+
+    manifest_path, m = load_manifest(a.bundle)
+    pre, engines = m["preprocess"], m["engines"]
+    ops = {"image_encoder": a.encoder_ops.split(","), "decoder": a.decoder_ops.split(",")}
+    photos = sorted({p for g in a.photos for p in glob.glob(os.path.join(ROOT, g))})
+    if len(photos) < a.held_out + 2:
+        log(f"only {len(photos)} photos found for {a.photos}: need at least {a.held_out + 2}")
+        return 1
+    # Held out: every k-th photo, so that both kinds of picture are checked.
+    step = max(1, len(photos) // a.held_out)
+    check = photos[::step][: a.held_out]
+    calib = [p for p in photos if p not in check]
+    log(f"{m['bundle']['name']}: {len(calib)} calibration photos, {len(check)} held out; ops {ops}")
+
+    enc_file = engines["image_encoder"]["file"]
+    dec_file = engines["decoder"]["file"]
+    enc_path = os.path.join(a.bundle, enc_file)
+    dec_path = os.path.join(a.bundle, dec_file)
+    int8 = {k: re.sub(r"\.onnx$", ".int8.onnx", engines[k]["file"]) for k in ("image_encoder", "decoder")}
+
+    enc = session(enc_path)
+    names = [o.name for o in enc.get_outputs()]
+    t = time.time()
+    calib_x = [pixel_values(p, pre) for p in calib]
+    check_x = [pixel_values(p, pre) for p in check]
+    calib_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in calib_x]
+    check_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in check_x]
+    log(f"fp32 image features of {len(photos)} photos in {time.time() - t:.0f} s")
+    texts = text_features(a.bundle, m, prompts_of(a.bundle))
+    log(f"text features of {len(texts)} prompts")
+
+    quantize(enc_path, os.path.join(a.bundle, int8["image_encoder"]), [{"pixel_values": x} for x in calib_x], ops["image_encoder"])
+    dec_inputs = [i["name"] for i in engines["decoder"]["inputs"]]
+
+    def dec_feed(feats: dict, text: dict) -> dict:
+        f = {**feats, **text}
+        return {k: f[k] for k in dec_inputs}
+
+    calib_dec = [dec_feed(f, texts[i % len(texts)]) for i, f in enumerate(calib_feats)]
+    calib_dec += [dec_feed(calib_feats[0], t) for t in texts]
+    quantize(dec_path, os.path.join(a.bundle, int8["decoder"]), calib_dec, ops["decoder"])
+
+    ok = True
+    q_enc = session(os.path.join(a.bundle, int8["image_encoder"]))
+    worst = 1.0
+    for x, ref in zip(check_x, check_feats):
+        got = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
+        worst = min(worst, *(cosine(got[k], ref[k]) for k in names))
+    log(f"image encoder int8 vs fp32 on {len(check)} held-out photos: worst cosine {worst:.5f} (needs >= {IMAGE_COSINE})")
+    ok &= worst >= IMAGE_COSINE
+
+    dec = session(dec_path)
+    q_dec = session(os.path.join(a.bundle, int8["decoder"]))
+    out_names = [o.name for o in dec.get_outputs()]
+    worst_cos, worst_score = 1.0, 0.0
+    for feats in check_feats:
+        for text in texts[:4]:
+            f = dec_feed(feats, text)
+            ref = dict(zip(out_names, dec.run(None, f)))
+            got = dict(zip(out_names, q_dec.run(None, f)))
+            worst_cos = min(worst_cos, cosine(got["pred_logits"], ref["pred_logits"]), cosine(got["pred_masks"], ref["pred_masks"]))
+            score = lambda o: sigmoid(o["pred_logits"]) * sigmoid(o["presence_logits"])
+            worst_score = max(worst_score, float(np.abs(score(got) - score(ref)).max()))
+    log(
+        f"decoder int8 vs fp32: worst cosine {worst_cos:.5f} (needs >= {DECODER_COSINE}), "
+        f"largest score change {worst_score:.4f} (needs <= {a.score_delta})"
+    )
+    ok &= worst_cos >= DECODER_COSINE and worst_score <= a.score_delta
+    if not ok:
+        log("FAILED: a variant is outside its tolerance; bundle.toml is unchanged")
+        return 1
+    record(manifest_path, int8, ops, len(calib))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
