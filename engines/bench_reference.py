@@ -32,6 +32,7 @@ these, so that both sides see the same load on a shared machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -79,6 +80,10 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt", default="a person")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="attention implementation (default sdpa)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "autocast"],
+                    help="fp32 (default); bf16: the model and its inputs in bfloat16; autocast: fp32 weights "
+                         "under torch.autocast('cpu', bfloat16). The strongest CPU peers of samclipseg's "
+                         "reduced precisions")
     ap.add_argument("--json", default=None, help="write the timings here")
     ap.add_argument("--serve", action="store_true",
                     help="after the warm-up, run one pass per 'pass' line on stdin and answer 'PASS {json}' "
@@ -97,7 +102,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     ref = reference_dir(a.bundle)
     t0 = time.perf_counter()
-    model = Sam3Model.from_pretrained(ref, attn_implementation=a.attn, dtype=torch.float32).eval()
+    dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
+    model = Sam3Model.from_pretrained(ref, attn_implementation=a.attn, dtype=dtype).eval()
+    # autocast runs matrix products in bf16 on fp32 weights; "bf16" casts everything.
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.precision == "autocast" \
+        else contextlib.nullcontext
     size = int(model.config.vision_config.backbone_config.image_size)
     processor = export_sam3.load_processor(ref, size)
     load_s = time.perf_counter() - t0
@@ -108,8 +117,16 @@ def main(argv=None) -> int:
         photo = Image.open(path).convert("RGB").resize((1280, 720), Image.Resampling.BILINEAR)
     w, h = photo.size
     print(f"[bench_reference] {ref}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, image {size}, "
-          f"attention {a.attn}, {a.threads} threads, loaded in {load_s:.1f} s; photo {w}x{h}, prompt {a.prompt!r}",
+          f"attention {a.attn}, {a.precision}, {a.threads} threads, loaded in {load_s:.1f} s; photo {w}x{h}, "
+          f"prompt {a.prompt!r}",
           flush=True)
+
+    def as_float(out):
+        # Post-processing takes the outputs as float (a no-op in fp32).
+        for k, v in out.items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                out[k] = v.float()
+        return out
 
     runs: dict[str, list[float]] = {s: [] for s in STAGES}
     kept = 0
@@ -125,16 +142,16 @@ def main(argv=None) -> int:
             t[stage] = (time.perf_counter() - t0) * 1e3
             return r
 
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             enc_t = timed("tokenise", lambda: processor(text=[a.prompt], return_tensors="pt"))
             ids, mask = enc_t["input_ids"], enc_t["attention_mask"]
             text = timed("text_encoder", lambda: model.get_text_features(input_ids=ids, attention_mask=mask))
-            enc_i = timed("preprocess", lambda: processor(images=photo, return_tensors="pt"))
-            pv = enc_i["pixel_values"]
-            vision = timed("image_encoder", lambda: model.get_vision_features(pixel_values=pv))
+            # The pixels in the model's dtype belong to preprocessing.
+            enc_i = timed("preprocess", lambda: processor(images=photo, return_tensors="pt")["pixel_values"].to(dtype))
+            vision = timed("image_encoder", lambda: model.get_vision_features(pixel_values=enc_i))
             out = timed("decoder", lambda: model(vision_embeds=vision, text_embeds=text, attention_mask=mask))
             res = timed("postprocess", lambda: processor.post_process_instance_segmentation(
-                out, threshold=a.threshold, mask_threshold=0.5, target_sizes=[(h, w)]))
+                as_float(out), threshold=a.threshold, mask_threshold=0.5, target_sizes=[(h, w)]))
         kept = int(res[0]["scores"].numel())
         return t
 
@@ -175,6 +192,7 @@ def main(argv=None) -> int:
         with open(a.json, "w") as f:
             json.dump({
                 "bundle": os.path.abspath(a.bundle), "checkpoint": os.path.abspath(ref), "attention": a.attn,
+                "precision": a.precision,
                 "threads": a.threads, "iters": iters, "interleaved": a.serve, "torch": torch.__version__,
                 "transformers": transformers.__version__, "python": platform.python_version(),
                 "image": [w, h], "model_image_size": size, "prompt": a.prompt, "threshold": a.threshold,

@@ -33,6 +33,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub iters: u32,
+    /// Our precisions in part A, one column each (those this CPU or the bundle
+    /// cannot run are skipped with a note); part B runs the element's default,
+    /// auto.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "fp32,bf16,int8",
+          value_parser = parse_precision)]
+    pub precisions: Vec<samclipseg::Precision>,
     /// The prompt of every stage and pipeline.
     #[arg(long, value_name = "TEXT", default_value = "a person")]
     pub prompt: String,
@@ -69,6 +75,15 @@ pub struct Args {
     /// Internal: run the sharing pipeline with this many elements and print one line.
     #[arg(long, value_name = "N", hide = true)]
     pub child_share: Option<usize>,
+}
+
+fn parse_precision(s: &str) -> Result<samclipseg::Precision, String> {
+    match samclipseg::Precision::from_name(s) {
+        Some(samclipseg::Precision::Auto) | None => Err(format!(
+            "`{s}`: expected fp32, bf16 or int8 (auto is one of them, and is marked)"
+        )),
+        Some(p) => Ok(p),
+    }
 }
 
 impl Args {

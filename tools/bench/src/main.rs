@@ -7,6 +7,7 @@
 //!     cargo run --release -p samclipseg-bench -- --reference
 
 mod args;
+mod chart;
 mod children;
 mod machine;
 mod photo;
@@ -49,7 +50,7 @@ fn run() -> BoxResult<()> {
     );
     machine::warn_if_busy("when the bench started");
     println!(
-        "Bundle: {} ({}), image {} px, {} queries, masks {}x{}; {} intra-op threads (ONNX Runtime CPU).",
+        "Bundle: {} ({}), image {} px, {} queries, masks {}x{}; {} intra-op threads.",
         manifest.bundle.name,
         a.bundle.display(),
         manifest.preprocess.image_size,
@@ -69,6 +70,13 @@ fn run() -> BoxResult<()> {
         let part_a = stages::run(&a, &rgba, &png)?;
         report::part_a(&mut out, &part_a, a.iters())?;
         print!("{}", std::mem::take(&mut out));
+        let chart = a.work.join("stages.png");
+        let title = format!("{}: medians, {} threads", manifest.bundle.name, a.threads);
+        std::fs::write(
+            &chart,
+            chart::png(&part_a.ours, &part_a.references, &title)?,
+        )?;
+        println!("\nChart: {}", chart.display());
     }
     if !a.skip_pipelines {
         let part_b = pipelines::run(&a, &png)?;

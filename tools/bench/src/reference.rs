@@ -25,11 +25,25 @@ pub struct Variant {
 }
 
 /// What `--reference` runs, in column order; `--reference-json` stands for the first.
-pub const VARIANTS: &[Variant] = &[Variant {
-    name: "PyTorch",
-    json: "reference.json",
-    args: &[],
-}];
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "PyTorch",
+        json: "reference.json",
+        args: &[],
+    },
+    // The strongest CPU peers of our reduced precisions: the model in bf16,
+    // and fp32 weights under autocast.
+    Variant {
+        name: "PyTorch bf16",
+        json: "reference-bf16.json",
+        args: &["--precision", "bf16"],
+    },
+    Variant {
+        name: "PyTorch autocast",
+        json: "reference-autocast.json",
+        args: &["--precision", "autocast"],
+    },
+];
 
 /// One variant's timings, as read from its JSON.
 #[derive(Debug, Clone)]

@@ -6,8 +6,7 @@ use std::fmt::{Result, Write};
 
 use crate::pipelines::{PartB, PipelineRun};
 use crate::reference::Reference;
-use crate::stages::{PartA, PassTimes, STAGES};
-use crate::stats::Stats;
+use crate::stages::{OursRun, PartA, PassTimes, STAGES};
 
 /// Milliseconds with three significant-ish digits: 0.108, 26.54, 4154.
 pub fn ms(v: f64) -> String {
@@ -36,91 +35,135 @@ pub fn pass_line(t: &PassTimes) -> String {
 
 /// Part A's table, then part C's when there are references.
 pub fn part_a(out: &mut impl Write, a: &PartA, iters: usize) -> Result {
-    stages(out, &a.rows, iters)?;
-    if !a.references.is_empty() {
-        comparison(out, &a.rows, &a.references, a.kept)?;
-    }
-    Ok(())
+    stages(out, &a.ours, iters)?;
+    comparison(out, &a.ours, &a.references)
 }
 
-fn stages(out: &mut impl Write, rows: &[Stats], iters: usize) -> Result {
+fn stages(out: &mut impl Write, ours: &[OursRun], iters: usize) -> Result {
     writeln!(
         out,
-        "\n### Part A: stages, ours (median and p90 of {iters} passes after one warm-up)\n"
+        "\n### Part A: stages, ours (median / p90 ms of {iters} passes after one warm-up)\n"
     )?;
-    writeln!(out, "| stage | median ms | p90 ms |")?;
-    writeln!(out, "|---|---:|---:|")?;
-    for ((name, _), s) in STAGES.iter().zip(rows) {
-        writeln!(out, "| {name} | {} | {} |", ms(s.median), ms(s.p90))?;
+    write!(out, "| stage |")?;
+    for o in ours {
+        write!(out, " {} |", o.label())?;
+    }
+    writeln!(out, "\n|---|{}", "---:|".repeat(ours.len()))?;
+    for (i, (name, _)) in STAGES.iter().enumerate() {
+        write!(out, "| {name} |")?;
+        for o in ours {
+            write!(out, " {} / {} |", ms(o.rows[i].median), ms(o.rows[i].p90))?;
+        }
+        writeln!(out)?;
     }
     Ok(())
 }
 
-/// Our medians beside each reference's, with one pair of columns per reference.
-fn comparison(out: &mut impl Write, rows: &[Stats], refs: &[Reference], kept: usize) -> Result {
+/// The stages of a whole frame (bench_reference.py keys), with the text cached.
+pub const FRAME: [&str; 4] = ["preprocess", "image_encoder", "decoder", "postprocess"];
+
+/// Sum of our medians over the stages with these reference keys.
+pub fn our_sum(o: &OursRun, keys: &[&str]) -> f64 {
+    keys.iter()
+        .filter_map(|k| STAGES.iter().position(|(_, key)| key == k))
+        .map(|i| o.rows[i].median)
+        .sum()
+}
+
+pub fn their_sum(r: &Reference, keys: &[&str]) -> f64 {
+    keys.iter()
+        .filter_map(|k| r.stages.get(*k))
+        .map(|s| s.median)
+        .sum()
+}
+
+/// Every column's medians side by side, the whole-frame sums, and how many
+/// times slower than ours at `precision=auto` each configuration is.
+fn comparison(out: &mut impl Write, ours: &[OursRun], refs: &[Reference]) -> Result {
+    if refs.is_empty() && ours.len() < 2 {
+        return Ok(());
+    }
+    let kept: Vec<String> = ours
+        .iter()
+        .map(|o| format!("{} {}", o.precision, o.kept))
+        .collect();
+    writeln!(
+        out,
+        "\n### Part C: ours vs the PyTorch reference (medians, ms)\n"
+    )?;
     let summaries: Vec<&str> = refs.iter().map(|r| r.summary.as_str()).collect();
     writeln!(
         out,
-        "\n### Part C: ours vs the PyTorch reference (medians)\n"
+        "Reference: {}; instances kept by ours: {}.\n",
+        if summaries.is_empty() {
+            "not run".to_string()
+        } else {
+            summaries.join("; ")
+        },
+        kept.join(", ")
     )?;
-    writeln!(
-        out,
-        "Reference: {}; ours kept {kept} instance(s).\n",
-        summaries.join("; ")
-    )?;
-    write!(out, "| stage | ours ms |")?;
-    for r in refs {
-        write!(out, " {0} ms | {0} / ours |", r.name)?;
+    write!(out, "| stage |")?;
+    for o in ours {
+        write!(out, " {} |", o.label())?;
     }
-    writeln!(out, "\n|---|---:|{}", "---:|---:|".repeat(refs.len()))?;
-    let row = |out: &mut dyn Write, label: &str, ours: f64, theirs: &[Option<f64>]| -> Result {
-        write!(out, "| {label} | {} |", ms(ours))?;
-        for t in theirs {
-            match t {
-                Some(t) => write!(out, " {} | {:.2} |", ms(*t), t / ours)?,
-                None => write!(out, " - | - |")?,
+    for r in refs {
+        write!(out, " {} |", r.name)?;
+    }
+    writeln!(out, "\n|---|{}", "---:|".repeat(ours.len() + refs.len()))?;
+    for (i, (name, key)) in STAGES.iter().enumerate() {
+        write!(out, "| {name} |")?;
+        for o in ours {
+            write!(out, " {} |", ms(o.rows[i].median))?;
+        }
+        for r in refs {
+            match r.stages.get(*key) {
+                Some(s) => write!(out, " {} |", ms(s.median))?,
+                None => write!(out, " - |")?,
             }
         }
-        writeln!(out)
-    };
-    for ((name, key), s) in STAGES.iter().zip(rows) {
-        let theirs: Vec<_> = refs
-            .iter()
-            .map(|r| r.stages.get(*key).map(|s| s.median))
-            .collect();
-        row(out, name, s.median, &theirs)?;
+        writeln!(out)?;
     }
-    let frame = ["preprocess", "image_encoder", "decoder", "postprocess"];
-    let all = [&["tokenise", "text_encoder"][..], &frame].concat();
-    for (label, keys) in [
+    let all = [&["tokenise", "text_encoder"][..], &FRAME].concat();
+    let sums: [(&str, &[&str]); 2] = [
         (
             "**whole frame, text cached** (preprocess + image encoder + decoder + post-process)",
-            &frame[..],
+            &FRAME,
         ),
         (
             "**whole frame, new prompt** (+ tokenise + text encoder)",
-            &all[..],
+            &all,
         ),
-    ] {
-        let ours = keys
-            .iter()
-            .filter_map(|k| STAGES.iter().position(|(_, key)| key == k))
-            .map(|i| rows[i].median)
-            .sum();
-        let theirs: Vec<_> = refs
-            .iter()
-            .map(|r| {
-                Some(
-                    keys.iter()
-                        .filter_map(|k| r.stages.get(*k))
-                        .map(|s| s.median)
-                        .sum(),
-                )
-            })
-            .collect();
-        row(out, label, ours, &theirs)?;
+    ];
+    for (label, keys) in sums {
+        write!(out, "| {label} |")?;
+        for o in ours {
+            write!(out, " {} |", ms(our_sum(o, keys)))?;
+        }
+        for r in refs {
+            write!(out, " {} |", ms(their_sum(r, keys)))?;
+        }
+        writeln!(out)?;
     }
-    Ok(())
+    let Some(auto) = ours.iter().find(|o| o.is_auto) else {
+        return Ok(());
+    };
+    let base = our_sum(auto, &FRAME);
+    let mut ratios: Vec<String> = ours
+        .iter()
+        .filter(|o| !o.is_auto)
+        .map(|o| format!("{} {:.2}x", o.label(), our_sum(o, &FRAME) / base))
+        .collect();
+    ratios.extend(
+        refs.iter()
+            .map(|r| format!("{} {:.2}x", r.name, their_sum(r, &FRAME) / base)),
+    );
+    writeln!(
+        out,
+        "\nA whole frame with the text cached takes, compared with {} ({} ms): {}.",
+        auto.label(),
+        ms(base),
+        ratios.join(", ")
+    )
 }
 
 /// Part B's table, the reuse speed-up and the memory of the sharing runs.
@@ -223,6 +266,8 @@ fn memory(out: &mut impl Write, one: &PipelineRun, four: &PipelineRun) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Stats;
+    use samclipseg::Precision;
     use std::collections::BTreeMap;
 
     fn flat(median: f64) -> Stats {
@@ -252,8 +297,15 @@ mod tests {
     }
 
     #[test]
-    fn comparison_has_the_ratio_and_dashes_where_the_reference_has_no_stage() {
-        let rows: Vec<Stats> = (1..=STAGES.len()).map(|i| flat(i as f64 * 10.0)).collect();
+    fn comparison_has_every_column_the_sums_and_the_ratios_to_auto() {
+        let run = |precision, is_auto, scale: f64| OursRun {
+            precision,
+            is_auto,
+            rows: (1..=STAGES.len())
+                .map(|i| flat(i as f64 * 10.0 * scale))
+                .collect(),
+            kept: 6,
+        };
         let stages = BTreeMap::from([
             ("decoder".to_string(), flat(150.0)),
             ("image_encoder".to_string(), flat(80.0)),
@@ -264,27 +316,42 @@ mod tests {
             summary: "PyTorch 2 / transformers 5".into(),
         };
         let part = PartA {
-            rows,
-            kept: 6,
+            ours: vec![
+                run(Precision::Fp32, false, 2.0),
+                run(Precision::Int8, true, 1.0),
+            ],
             references: vec![r],
         };
         let mut out = String::new();
         part_a(&mut out, &part, 10).expect("writes to a String");
-        assert!(out.contains("| image encoder | 40.00 | 40.00 |\n"), "{out}");
-        assert!(out.contains("Reference: PyTorch 2 / transformers 5; ours kept 6 instance(s).\n"));
         assert!(
-            out.contains(
-                "| stage | ours ms | PyTorch ms | PyTorch / ours |\n|---|---:|---:|---:|\n"
-            )
-        );
-        assert!(
-            out.contains("| decoder (1 prompt) | 50.00 | 150 | 3.00 |\n"),
+            out.contains("| stage | ours fp32 | ours int8 (auto) |\n|---|---:|---:|\n"),
             "{out}"
         );
-        assert!(out.contains("| tokenise | 10.00 | - | - |\n"), "{out}");
-        // Text cached: ours 30 + 40 + 50 + 70 = 190; theirs 80 + 150 = 230.
         assert!(
-            out.contains("post-process) | 190 | 230 | 1.21 |\n"),
+            out.contains("| image encoder | 80.00 / 80.00 | 40.00 / 40.00 |\n"),
+            "{out}"
+        );
+        assert!(out.contains(
+            "Reference: PyTorch 2 / transformers 5; instances kept by ours: fp32 6, int8 6.\n"
+        ));
+        assert!(
+            out.contains(
+                "| stage | ours fp32 | ours int8 (auto) | PyTorch |\n|---|---:|---:|---:|\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("| decoder (1 prompt) | 100 | 50.00 | 150 |\n"),
+            "{out}"
+        );
+        assert!(out.contains("| tokenise | 20.00 | 10.00 | - |\n"), "{out}");
+        // Text cached: int8 30 + 40 + 50 + 70 = 190, fp32 380; theirs 80 + 150 = 230.
+        assert!(out.contains("post-process) | 380 | 190 | 230 |\n"), "{out}");
+        assert!(
+            out.contains(
+                "compared with ours int8 (auto) (190 ms): ours fp32 2.00x, PyTorch 1.21x."
+            ),
             "{out}"
         );
     }

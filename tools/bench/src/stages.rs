@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation};
+use samclipseg::precision::{self, CpuCaps};
 use samclipseg::render::{Canvas, union_mask};
-use samclipseg::{BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions};
+use samclipseg::{
+    BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions, Precision,
+};
 
 use crate::BoxResult;
 use crate::args::Args;
@@ -37,49 +40,95 @@ pub const STAGES: [(&str, &str); 10] = [
 /// Times of one pass, in `STAGES` order.
 pub type PassTimes = [f64; STAGES.len()];
 
-/// Part A's result: the stage statistics, the instances our pass kept, and the
-/// references to compare with (empty without `--reference`).
-pub struct PartA {
+/// One precision of ours: its stage statistics and the instances it kept.
+pub struct OursRun {
+    pub precision: Precision,
+    /// What `precision=auto` runs on this CPU with this bundle.
+    pub is_auto: bool,
     pub rows: Vec<Stats>,
     pub kept: usize,
+}
+
+impl OursRun {
+    /// The column's name: `ours int8 (auto)`.
+    pub fn label(&self) -> String {
+        let auto = if self.is_auto { " (auto)" } else { "" };
+        format!("ours {}{auto}", self.precision)
+    }
+}
+
+/// Part A's result: each precision of ours, and the references to compare
+/// with (empty without `--reference`).
+pub struct PartA {
+    pub ours: Vec<OursRun>,
     pub references: Vec<Reference>,
 }
 
-/// Runs part A: one warm-up pass, then `--iters` timed ones.
+/// Runs part A: per precision one warm-up pass, then `--iters` timed passes
+/// of each, interleaved with each other and with the references'.
 pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
-    let options = BackendOptions {
-        kind: BackendKind::Cpu,
-        intra_threads: a.threads,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
-    eprintln!(
-        "[bench] loaded {} in {:.1} s",
-        a.bundle.display(),
-        t.elapsed().as_secs_f64()
+    let caps = CpuCaps::detect();
+    let int8 = samclipseg::Bundle::open(&a.bundle)?.has_variant("int8");
+    let auto = precision::choose(Precision::Auto, &caps, int8, false)?;
+    println!(
+        "Precisions: {} on this CPU: {}.",
+        auto.precision, auto.reason
     );
-    let mask_threshold = model.manifest().decoder.mask_threshold;
-    let mut ours = Ours {
-        segmenter: samclipseg::Segmenter::new(model.clone(), 3.0),
-        primed: false,
-        model,
-        frame: Frame::packed(rgba, WIDTH, HEIGHT, WIDTH * 4, PackedLayout::Rgba)?,
-        rgba,
-        prompt: &a.prompt,
-        mask_threshold,
-    };
+    let frame = Frame::packed(rgba, WIDTH, HEIGHT, WIDTH * 4, PackedLayout::Rgba)?;
+    let mut ours = Vec::new();
+    for &p in &a.precisions {
+        if let Err(e) = precision::choose(p, &caps, int8, false) {
+            println!("(ours {p} skipped: {e})");
+            continue;
+        }
+        let options = BackendOptions {
+            kind: BackendKind::Cpu,
+            intra_threads: a.threads,
+            precision: p,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
+        eprintln!(
+            "[bench] loaded {} in {p} in {:.1} s",
+            a.bundle.display(),
+            t.elapsed().as_secs_f64()
+        );
+        let mask_threshold = model.manifest().decoder.mask_threshold;
+        ours.push(Ours {
+            precision: p,
+            segmenter: samclipseg::Segmenter::new(model.clone(), 3.0),
+            primed: false,
+            model,
+            frame,
+            rgba,
+            prompt: &a.prompt,
+            mask_threshold,
+            runs: vec![Vec::with_capacity(a.iters()); STAGES.len()],
+            kept: 0,
+        });
+    }
     let mut servers = Servers::start(a, png)?;
-    let (warm, _) = ours.pass()?;
-    eprintln!("[bench] our warm-up pass: {}", report::pass_line(&warm));
-    let mut runs: Vec<Vec<f64>> = vec![Vec::with_capacity(a.iters()); STAGES.len()];
-    let mut kept = 0;
+    for o in &mut ours {
+        let (warm, _) = o.pass()?;
+        eprintln!(
+            "[bench] our {} warm-up pass: {}",
+            o.precision,
+            report::pass_line(&warm)
+        );
+    }
     for i in 1..=a.iters() {
-        let (t, k) = ours.pass()?;
-        kept = k;
-        eprintln!("[bench] our pass {i}: {}", report::pass_line(&t));
-        for (r, v) in runs.iter_mut().zip(t) {
-            r.push(v);
+        for o in &mut ours {
+            let (t, k) = o.pass()?;
+            o.kept = k;
+            eprintln!(
+                "[bench] our {} pass {i}: {}",
+                o.precision,
+                report::pass_line(&t)
+            );
+            for (r, v) in o.runs.iter_mut().zip(t) {
+                r.push(v);
+            }
         }
         servers.pass()?;
     }
@@ -88,8 +137,15 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
         samclipseg::runtime::library_path().map_or("?".into(), |p| p.display().to_string())
     );
     Ok(PartA {
-        rows: runs.into_iter().map(stats).collect(),
-        kept,
+        ours: ours
+            .into_iter()
+            .map(|o| OursRun {
+                precision: o.precision,
+                is_auto: o.precision == auto.precision,
+                rows: o.runs.into_iter().map(stats).collect(),
+                kept: o.kept,
+            })
+            .collect(),
         references: servers.finish(a)?,
     })
 }
@@ -140,6 +196,9 @@ impl Laps {
 }
 
 struct Ours<'a> {
+    precision: Precision,
+    runs: Vec<Vec<f64>>,
+    kept: usize,
     model: Arc<samclipseg::Sam3Model>,
     /// Primed with one frame, then asked for the same frame and prompt again.
     segmenter: samclipseg::Segmenter,
