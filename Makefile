@@ -87,10 +87,14 @@ eval-toy: deps
 
 # Per-stage times, pipeline frames/s and the PyTorch reference side by side
 # (engines/BENCHMARK.md). Builds the bench bundle (engines/work/bench, ~3 min)
-# once; the run takes about 5 minutes on 2 cores. Extra options: BENCH_ARGS=...
+# and its int8 variants (~3 min) once; the run takes about 10 minutes on 2
+# cores, and should start on an idle machine (it warns above load 0.5).
+# Extra options: BENCH_ARGS=...
 BENCH_BUNDLE := engines/work/bench
 bench: engines-deps
 	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
+	grep -q "variants.int8" $(BENCH_BUNDLE)/bundle.toml || \
+		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE)
 	mkdir -p $(OUT)
 	set -o pipefail; cargo run --release -p samclipseg-bench -- \
 		--bundle $(BENCH_BUNDLE) --reference --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt

@@ -317,11 +317,11 @@ impl Bundle {
         Some(self.dir.join(&v.file))
     }
 
-    /// Whether the image encoder and the decoder both have `variant`.
+    /// Whether the image encoder, where a frame's time goes, has `variant`
+    /// (the decoder may have one too; without, it runs its fp32 file).
     pub fn has_variant(&self, variant: &str) -> bool {
-        [EngineRole::ImageEncoder, EngineRole::Decoder]
-            .iter()
-            .all(|r| self.variant_path(*r, variant).is_some())
+        self.variant_path(EngineRole::ImageEncoder, variant)
+            .is_some()
     }
 
     pub fn tokenizer_path(&self) -> PathBuf {

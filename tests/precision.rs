@@ -21,12 +21,12 @@ fn toy() -> PathBuf {
 
 /// Per precision: the smallest mask IoU with fp32's instance and the largest
 /// score change allowed. Measured on this scene (an AMX Xeon): bf16 0.988 and
-/// 0.036, int8 0.901 and 0.109 (the toy's masks are 32x32, so one cell moves
-/// IoU a lot; its test-set metrics stay within 0.01 of fp32, engines/README.md).
+/// 0.036, int8 (the image encoder's int8 file, the decoder in bf16) 0.970 and
+/// 0.009; the toy's masks are 32x32, so one cell moves IoU a lot.
 fn tolerance(p: Precision) -> (f64, f32) {
     match p {
         Precision::Bf16 => (0.97, 0.05),
-        _ => (0.88, 0.15),
+        _ => (0.95, 0.05),
     }
 }
 

@@ -205,6 +205,9 @@ struct Shared {
     alpha_view: AtomicBool,
     rate: Mutex<Rate>,
     count: AtomicU64,
+    /// The element's `precision-in-use`, read when a pipeline starts (not
+    /// from the element, whose lock a restart holds).
+    precision: Mutex<String>,
 }
 
 /// One pipeline and the thread that watches its bus.
@@ -277,6 +280,7 @@ impl Live {
             alpha_view: AtomicBool::new(false),
             rate: Mutex::new(Rate::default()),
             count: AtomicU64::new(0),
+            precision: Mutex::new(String::new()),
         });
         let probe = gst::ElementFactory::make("samclipseg")
             .build()
@@ -335,6 +339,7 @@ impl Live {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(error);
         }
+        *lock(&self.shared.precision) = seg.property::<String>("precision-in-use");
         let bus = pipeline.bus().ok_or("the live pipeline has no bus")?;
         let stop = Arc::new(AtomicBool::new(false));
         let watch = BusWatch {
@@ -417,6 +422,15 @@ impl Live {
     }
 
     pub fn status(&self) -> serde_json::Value {
+        // What the running element chose (precision=auto), e.g. "int8 (auto: ...)".
+        let in_use = lock(&self.shared.precision).clone();
+        let (precision, reason) = match in_use.split_once(' ') {
+            Some((p, r)) => (
+                p.to_string(),
+                r.trim_matches(|c| c == '(' || c == ')').to_string(),
+            ),
+            None => (self.bundle.precision.clone(), String::new()),
+        };
         let mut frame = lock(&self.shared.frame).clone();
         if let Some(f) = &mut frame {
             f.times = *lock(&self.shared.stages);
@@ -424,7 +438,7 @@ impl Live {
         serde_json::json!({
             "settings": self.settings(),
             "frame": frame,
-            "bundle": {"name": self.bundle.name, "precision": self.bundle.precision},
+            "bundle": {"name": self.bundle.name, "precision": precision, "precision_reason": reason},
             "source": self.source,
             "error": *lock(&self.shared.error),
         })

@@ -26,8 +26,8 @@ const KEPT: usize = 16;
 #[derive(Debug, Clone, Serialize)]
 pub struct BundleInfo {
     pub name: String,
-    /// Element type of the image features (every engine of today's bundles
-    /// runs in this precision).
+    /// The engines' own element type (fp32); what runs is the element's
+    /// `precision-in-use`.
     pub precision: String,
     pub default_threshold: f32,
 }

@@ -273,6 +273,16 @@ fn live_changes_show_on_the_next_frames() {
     let studio = Studio::start("live", &scene(), &[]);
     let v = studio.wait_live("the red circle", |v| labels(&v["frame"]) == ["red circle"]);
     assert_eq!(v["bundle"]["name"], "toy-shapes-sam3");
+    // The element's own choice (precision=auto), with its reason.
+    let precision = v["bundle"]["precision"].as_str().unwrap();
+    assert!(["fp32", "bf16", "int8"].contains(&precision), "{v}");
+    assert!(
+        v["bundle"]["precision_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto"),
+        "{v}"
+    );
     assert_eq!(
         (v["frame"]["width"].as_u64(), v["frame"]["height"].as_u64()),
         (Some(640), Some(360))

@@ -36,7 +36,31 @@ pub fn pass_line(t: &PassTimes) -> String {
 /// Part A's table, then part C's when there are references.
 pub fn part_a(out: &mut impl Write, a: &PartA, iters: usize) -> Result {
     stages(out, &a.ours, iters)?;
+    fidelity(out, &a.fidelity)?;
     comparison(out, &a.ours, &a.references)
+}
+
+fn fidelity(out: &mut impl Write, rows: &[crate::stages::Fidelity]) -> Result {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nFidelity against fp32 on the bench photo (threshold 0.5; each fp32 instance matched to its best overlap):\n"
+    )?;
+    writeln!(
+        out,
+        "| precision | instances kept (fp32) | smallest mask IoU | largest score change |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for f in rows {
+        writeln!(
+            out,
+            "| {} | {} ({}) | {:.4} | {:.4} |",
+            f.precision, f.kept, f.kept_fp32, f.min_mask_iou, f.max_score_change
+        )?;
+    }
+    Ok(())
 }
 
 fn stages(out: &mut impl Write, ours: &[OursRun], iters: usize) -> Result {
@@ -320,6 +344,13 @@ mod tests {
                 run(Precision::Fp32, false, 2.0),
                 run(Precision::Int8, true, 1.0),
             ],
+            fidelity: vec![crate::stages::Fidelity {
+                precision: Precision::Int8,
+                kept: 6,
+                kept_fp32: 6,
+                min_mask_iou: 0.98765,
+                max_score_change: 0.01,
+            }],
             references: vec![r],
         };
         let mut out = String::new();

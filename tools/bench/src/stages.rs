@@ -57,10 +57,56 @@ impl OursRun {
     }
 }
 
+/// A reduced precision's instances against fp32's on the bench photo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fidelity {
+    pub precision: Precision,
+    pub kept: usize,
+    pub kept_fp32: usize,
+    /// Over the instances matched to fp32's (each to its best mask overlap).
+    pub min_mask_iou: f64,
+    pub max_score_change: f32,
+}
+
+/// Each fp32 instance matched with the reduced-precision instance whose mask
+/// overlaps it most.
+fn fidelity(precision: Precision, got: &[Instance], fp32: &[Instance]) -> Fidelity {
+    let iou = |a: &Instance, b: &Instance| {
+        let (a, b) = (&a.mask.data, &b.mask.data);
+        let inter = a.iter().zip(b).filter(|(x, y)| **x > 0 && **y > 0).count();
+        let union = a.iter().zip(b).filter(|(x, y)| **x > 0 || **y > 0).count();
+        if union == 0 {
+            1.0
+        } else {
+            inter as f64 / union as f64
+        }
+    };
+    let mut min_mask_iou = if fp32.is_empty() { 1.0 } else { f64::MAX };
+    let mut max_score_change = 0f32;
+    for w in fp32 {
+        let best = got
+            .iter()
+            .map(|g| (iou(g, w), (g.score - w.score).abs()))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((0.0, w.score));
+        min_mask_iou = min_mask_iou.min(best.0);
+        max_score_change = max_score_change.max(best.1);
+    }
+    Fidelity {
+        precision,
+        kept: got.len(),
+        kept_fp32: fp32.len(),
+        min_mask_iou,
+        max_score_change,
+    }
+}
+
 /// Part A's result: each precision of ours, and the references to compare
 /// with (empty without `--reference`).
 pub struct PartA {
     pub ours: Vec<OursRun>,
+    /// Each reduced precision against fp32 (when both ran).
+    pub fidelity: Vec<Fidelity>,
     pub references: Vec<Reference>,
 }
 
@@ -106,6 +152,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
             mask_threshold,
             runs: vec![Vec::with_capacity(a.iters()); STAGES.len()],
             kept: 0,
+            last: Vec::new(),
         });
     }
     let mut servers = Servers::start(a, png)?;
@@ -136,6 +183,16 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
         "ONNX Runtime: {}.",
         samclipseg::runtime::library_path().map_or("?".into(), |p| p.display().to_string())
     );
+    let fidelity = ours
+        .iter()
+        .find(|o| o.precision == Precision::Fp32)
+        .map(|fp32| {
+            ours.iter()
+                .filter(|o| o.precision != Precision::Fp32)
+                .map(|o| fidelity(o.precision, &o.last, &fp32.last))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(PartA {
         ours: ours
             .into_iter()
@@ -146,6 +203,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
                 kept: o.kept,
             })
             .collect(),
+        fidelity,
         references: servers.finish(a)?,
     })
 }
@@ -197,6 +255,8 @@ impl Laps {
 
 struct Ours<'a> {
     precision: Precision,
+    /// The instances of the last pass (threshold 0.5, smoothness 3).
+    last: Vec<Instance>,
     runs: Vec<Vec<f64>>,
     kept: usize,
     model: Arc<samclipseg::Sam3Model>,
@@ -275,6 +335,8 @@ impl Ours<'_> {
             )
             .into());
         }
-        Ok((laps.t, instances.len()))
+        let kept = instances.len();
+        self.last = instances;
+        Ok((laps.t, kept))
     }
 }
