@@ -519,5 +519,7 @@ fn a_reused_result_is_the_carried_one_only_if_it_comes_from_the_same_run() {
         r.instances[0].bbox[0], 2.0,
         "picture 1's masks on picture 2: {r:?}"
     );
-    assert_eq!(r.source_pts, Some(2));
+    // Frames 2 and 3 are both picture 2: a worker that saw job 3 replace a
+    // waiting job 2 (a busy machine) encoded frame 3.
+    assert!(matches!(r.source_pts, Some(2) | Some(3)), "{r:?}");
 }
