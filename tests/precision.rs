@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use samclipseg::image_file::OwnedImage;
 use samclipseg::precision::{CpuCaps, choose};
+use samclipseg::stream::mask_iou;
 use std::sync::Arc;
 
 use samclipseg::{
@@ -67,17 +68,6 @@ fn segment(model: &Sam3Model, prompt: &str) -> Vec<Instance> {
     model.segment(&frame, &[prompt], &opts).unwrap()
 }
 
-fn iou(a: &Instance, b: &Instance) -> f64 {
-    let (a, b) = (&a.mask.data, &b.mask.data);
-    let inter = a.iter().zip(b).filter(|(x, y)| **x > 0 && **y > 0).count();
-    let union = a.iter().zip(b).filter(|(x, y)| **x > 0 || **y > 0).count();
-    if union == 0 {
-        1.0
-    } else {
-        inter as f64 / union as f64
-    }
-}
-
 #[test]
 fn each_shipped_precision_keeps_fp32s_instances() {
     let caps = CpuCaps::detect();
@@ -107,7 +97,7 @@ fn each_shipped_precision_keeps_fp32s_instances() {
                 want.len()
             );
             for (g, w) in got.iter().zip(&want) {
-                let m = iou(g, w);
+                let m = mask_iou(&g.mask, &w.mask) as f64;
                 let ds = (g.score - w.score).abs();
                 eprintln!(
                     "{p} {prompt:?}: mask IoU {m:.4}, score {:.3} vs {:.3}",

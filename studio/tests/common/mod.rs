@@ -113,11 +113,7 @@ impl Studio {
     }
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let (status, body) = self.get(path);
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+        json_answer(&mut agent().get(&format!("{}{path}", self.url)).call().unwrap())
     }
 
     pub fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
@@ -126,12 +122,7 @@ impl Studio {
             .header("Content-Type", "application/json")
             .send(body)
             .unwrap();
-        let status = r.status().as_u16();
-        let body = r.body_mut().read_to_vec().unwrap();
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+        json_answer(&mut r)
     }
 
     /// POST /api/image with these form fields; `image` is (file name, bytes).
@@ -169,12 +160,7 @@ impl Studio {
             )
             .send(&body[..])
             .unwrap();
-        let status = r.status().as_u16();
-        let body = r.body_mut().read_to_vec().unwrap();
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+        json_answer(&mut r)
     }
 
     /// Polls GET /api/live until `pred` holds for its JSON.
@@ -267,6 +253,16 @@ pub fn run_to_exit(tag: &str, args: &[&str]) -> (ExitStatus, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// An answer's status and JSON body (Null when the body is not JSON).
+fn json_answer(r: &mut ureq::http::Response<ureq::Body>) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_vec().unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// An HTTP client that returns 4xx and 5xx answers instead of failing on them.

@@ -71,22 +71,17 @@ pub struct Fidelity {
 /// Each fp32 instance matched with the reduced-precision instance whose mask
 /// overlaps it most.
 fn fidelity(precision: Precision, got: &[Instance], fp32: &[Instance]) -> Fidelity {
-    let iou = |a: &Instance, b: &Instance| {
-        let (a, b) = (&a.mask.data, &b.mask.data);
-        let inter = a.iter().zip(b).filter(|(x, y)| **x > 0 && **y > 0).count();
-        let union = a.iter().zip(b).filter(|(x, y)| **x > 0 || **y > 0).count();
-        if union == 0 {
-            1.0
-        } else {
-            inter as f64 / union as f64
-        }
-    };
     let mut min_mask_iou = if fp32.is_empty() { 1.0 } else { f64::MAX };
     let mut max_score_change = 0f32;
     for w in fp32 {
         let best = got
             .iter()
-            .map(|g| (iou(g, w), (g.score - w.score).abs()))
+            .map(|g| {
+                (
+                    samclipseg::stream::mask_iou(&g.mask, &w.mask) as f64,
+                    (g.score - w.score).abs(),
+                )
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .unwrap_or((0.0, w.score));
         min_mask_iou = min_mask_iou.min(best.0);
