@@ -98,7 +98,17 @@ impl Canvas<'_> {
         }
     }
 
-    fn fill_rect(&mut self, x: usize, y: usize, w: usize, h: usize, colour: [u8; 3], opacity: u16) {
+    /// Blends `colour` over a rectangle (clipped to the canvas); opacity 256
+    /// paints it solid.
+    pub fn fill_rect(
+        &mut self,
+        x: usize,
+        y: usize,
+        w: usize,
+        h: usize,
+        colour: [u8; 3],
+        opacity: u16,
+    ) {
         for yy in y..(y + h).min(self.height) {
             for xx in x..(x + w).min(self.width) {
                 self.blend(xx, yy, colour, opacity);

@@ -55,7 +55,7 @@ pub fn png(ours: &[OursRun], refs: &[Reference], title: &str) -> Result<Vec<u8>,
     let mut v = 0.0;
     while v <= top {
         let y = y_of(v);
-        fill(&mut c, LEFT, y, W - LEFT - 20, 1, [225, 225, 225]);
+        c.fill_rect(LEFT, y, W - LEFT - 20, 1, [225, 225, 225], 256);
         c.draw_text(
             4,
             y.saturating_sub(4),
@@ -66,7 +66,7 @@ pub fn png(ours: &[OursRun], refs: &[Reference], title: &str) -> Result<Vec<u8>,
         v += step;
     }
     c.draw_text(4, TOP - 24, "ms", 1, [90, 90, 90]);
-    fill(&mut c, LEFT, TOP, 1, plot_h, [60, 60, 60]);
+    c.fill_rect(LEFT, TOP, 1, plot_h, [60, 60, 60], 256);
     let group_w = (W - LEFT - 20) / GROUPS.len();
     let bar_w = (group_w - 30) / series.len().max(1);
     for (g, (label, _)) in GROUPS.iter().enumerate() {
@@ -75,7 +75,7 @@ pub fn png(ours: &[OursRun], refs: &[Reference], title: &str) -> Result<Vec<u8>,
             let colour = PALETTE[s % PALETTE.len()];
             let y = y_of(values[g]);
             let x = x0 + s * bar_w;
-            fill(&mut c, x + 2, y, bar_w - 4, TOP + plot_h - y, colour);
+            c.fill_rect(x + 2, y, bar_w - 4, TOP + plot_h - y, colour, 256);
             let text = format!("{:.0}", values[g]);
             let tx = x + (bar_w.saturating_sub(text.len() * 8)) / 2;
             c.draw_text(tx, y.saturating_sub(12), &text, 1, [30, 30, 30]);
@@ -92,7 +92,7 @@ pub fn png(ours: &[OursRun], refs: &[Reference], title: &str) -> Result<Vec<u8>,
             lx = LEFT;
             ly += 16;
         }
-        fill(&mut c, lx, ly, 14, 10, PALETTE[s % PALETTE.len()]);
+        c.fill_rect(lx, ly, 14, 10, PALETTE[s % PALETTE.len()], 256);
         c.draw_text(lx + 20, ly + 1, name, 1, [20, 20, 20]);
         lx += w;
     }
@@ -102,15 +102,6 @@ pub fn png(ours: &[OursRun], refs: &[Reference], title: &str) -> Result<Vec<u8>,
         .write_to(&mut out, image::ImageFormat::Png)
         .map_err(|e| format!("PNG: {e}"))?;
     Ok(out.into_inner())
-}
-
-fn fill(c: &mut Canvas, x: usize, y: usize, w: usize, h: usize, colour: [u8; 3]) {
-    for yy in y..(y + h).min(c.height) {
-        for xx in x..(x + w).min(c.width) {
-            let o = yy * c.stride + xx * 3;
-            c.data[o..o + 3].copy_from_slice(&colour);
-        }
-    }
 }
 
 /// 1, 2 or 5 times a power of ten, at least `raw`.
