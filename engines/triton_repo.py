@@ -4,15 +4,22 @@
     engines/triton_repo.py BUNDLE OUT [--python-backend] [--prefix NAME]
                            [--instances N] [--max-batch N] [--no-verify]
 
-One model per engine, named `<prefix>-text_encoder`, `<prefix>-image_encoder`,
-`<prefix>-decoder` (prefix: the bundle's `bundle.name` unless given), so several
-bundles live in one repository. Tensor names, shapes and dtypes come from
-bundle.toml; a model whose inputs and outputs all start with the same symbolic
-dimension gets `max_batch_size` and dynamic batching (the text encoder's prompt
-batch, the image encoder's image batch), the others `max_batch_size: 0` with
-that dimension as -1 (the decoder: its image features are [1, ...] and its
-prompt batch belongs to one image, so requests of different pictures cannot be
-merged).
+Five models (prefix: the bundle's `bundle.name` unless given, so several
+bundles live in one repository):
+
+    <prefix>-text_encoder   the bundle's text encoder
+    <prefix>-image_encoder  the bundle's image encoder, uint8 pixels in
+    <prefix>-decoder        the bundle's decoder
+    <prefix>-select         a small generated ONNX graph: the kept queries
+    <prefix>-segment        an ensemble image_encoder -> decoder -> select
+
+One model per engine for the first three. Tensor names, shapes and dtypes come
+from bundle.toml; a model whose inputs and outputs all start with the same
+symbolic dimension gets `max_batch_size` and dynamic batching (the text
+encoder's prompt batch, the image encoder's image batch), the others
+`max_batch_size: 0` with that dimension as -1 (the decoder: its image features
+are [1, ...] and its prompt batch belongs to one image, so requests of
+different pictures cannot be merged).
 
 Small on the wire: the image encoder model takes 8-bit RGB pixels, `pixels`
 uint8 [image_batch, 3, S, S] (NCHW, planar R, G, B, values 0..255, already
@@ -23,12 +30,45 @@ checked against the original with ONNX Runtime). What a client must send is in
 each config's `parameters` and in `<prefix>.samclipseg.json` at the top of the
 repository.
 
+Image features stay on the server: `<prefix>-segment` (platform "ensemble",
+max_batch_size 0) takes one frame and the prompts' text features and answers
+only the scores, the boxes and the masks of the kept queries:
+
+    inputs   pixels           UINT8 [1, 3, S, S]   as the image encoder's, one frame
+             text_features    FP32  [-1, ctx, D]   <prefix>-text_encoder's output, P prompts
+             attention_mask   INT64 [-1, ctx]      the prompts' attention mask
+             score_threshold  FP32  [1]
+    outputs  pred_logits      FP32  [-1, Q]        every query's score logit
+             pred_boxes       FP32  [-1, Q, 4]     every query's box (as the decoder's)
+             presence_logits  FP32  [-1, 1]
+             kept_index       INT64 [-1, 2]        rows (prompt p, query q) with
+                                                   sigmoid(pred_logits[p, q]) *
+                                                   sigmoid(presence_logits[p, 0]) > score_threshold,
+                                                   p then q ascending (row-major)
+             kept_masks       FP16  [-1, H, W]     pred_masks[p, q] of those rows, in kept_index
+                                                   order: mask LOGITS (not probabilities), float16
+
+(The decoder's other outputs, the image features and the masks of the queries
+not kept never leave the server.) Steps: image_encoder (pixels -> the image
+features), decoder (features + text_features + attention_mask), select
+(`<prefix>-select`, Sigmoid, Mul, Greater, NonZero, Transpose, GatherND, Cast to
+float16; pred_logits, pred_boxes, presence_logits through Identity nodes as
+`pass_pred_logits`, `pass_pred_boxes`, `pass_presence_logits`, which the
+ensemble maps back to their own names: ONNX forbids an Identity whose output
+has its input's name, and a graph input listed as a graph output, the other way
+to keep the name, is mishandled by some ONNX Runtime versions). The image
+encoder keeps max_batch_size and dynamic batching, and the segment ensemble's
+one-frame requests (pixels [1, 3, S, S]: an ensemble with max_batch_size 0 may
+call a batching model, the first dimension being that model's batch dimension)
+are merged by its dynamic batcher when several streams send frames at once.
+The client calls `<prefix>-text_encoder` itself, once per prompt set.
+
 Default (GPU deployment): `platform: "onnxruntime_onnx"`, the ONNX files copied
 to `<model>/1/model.onnx`, KIND_GPU instance groups. With --python-backend: the
 same models as python-backend models (`backend: "python"`, a generated
 `model.py` running the same `model.onnx` with ONNX Runtime on the CPU,
 KIND_CPU): what the PyPI Triton build (nvidia-pytriton) can serve, and what
-engines/triton_check.py tests.
+engines/triton_check.py tests. The segment ensemble is the same in both.
 """
 
 from __future__ import annotations
@@ -44,6 +84,9 @@ from pathlib import Path
 import numpy as np
 
 ENGINES = ("text_encoder", "image_encoder", "decoder")
+SELECT = "select"  # the generated ONNX graph that keeps the queries over the threshold
+SEGMENT = "segment"  # the ensemble image_encoder -> decoder -> select
+MODELS = ENGINES + (SELECT, SEGMENT)
 TRITON_DTYPE = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
@@ -59,6 +102,24 @@ PIXELS = "pixels"  # the uint8 input that replaces the bundle's pixel_values
 PIXEL_VALUES = "pixel_values"
 # 1008 px is SAM 3's image size (facebook/sam3).
 FULL_SIZE = 1008
+# facebook/sam3 at 1008 px, for the wire figures: text context, text feature
+# width, queries, mask side.
+SAM3 = {"image_size": FULL_SIZE, "ctx": 32, "dim": 256, "queries": 200, "mask_h": 288, "mask_w": 288}
+
+SCORE_THRESHOLD = "score_threshold"
+KEPT_INDEX = "kept_index"
+KEPT_MASKS = "kept_masks"
+# Decoder outputs the segment ensemble answers whole (every query), and the
+# select model's names for them: ONNX forbids an Identity node whose output
+# has its input's name.
+PASSED = ("pred_logits", "pred_boxes", "presence_logits")
+PASS_PREFIX = "pass_"
+SELECT_OPSET = 17
+SELECT_IR_VERSION = 8  # opset 17's IR version, loadable by older ONNX Runtime builds too
+KEPT_MASKS_DOC = ("float16 mask logits of the queries whose score sigmoid(logit)*sigmoid(presence) "
+                  "> score_threshold, in kept_index order")
+KEPT_INDEX_DOC = ("rows (prompt p, query q) whose sigmoid(pred_logits[p, q]) * sigmoid(presence_logits[p, 0]) "
+                  "> score_threshold, p then q ascending (row-major)")
 
 
 class RepoError(Exception):
@@ -79,7 +140,7 @@ def load_bundle(bundle: Path) -> dict:
 
 def model_names(manifest: dict, prefix: str | None = None) -> dict[str, str]:
     p = prefix or manifest["bundle"]["name"]
-    return {e: f"{p}-{e}" for e in ENGINES}
+    return {e: f"{p}-{e}" for e in MODELS}
 
 
 def wire_spec(manifest: dict) -> dict[str, dict]:
@@ -237,6 +298,171 @@ def verify_wrapped(original: Path, wrapped: Path, manifest: dict, seed: int = 0)
     return max(float(np.max(np.abs(x - y))) for x, y in zip(ra, rb))
 
 
+def _decoder_output(spec: dict, name: str) -> tuple[str, str, list]:
+    for t in spec["decoder"]["outputs"]:
+        if t[0] == name:
+            return t
+    raise RepoError(f"decoder has no output {name!r} (the select model needs it)")
+
+
+def select_spec(spec: dict) -> dict:
+    """The select model's tensors, from the decoder's outputs: name -> (dtype, shape)."""
+    logits = _decoder_output(spec, "pred_logits")
+    boxes = _decoder_output(spec, "pred_boxes")
+    masks = _decoder_output(spec, "pred_masks")
+    presence = _decoder_output(spec, "presence_logits")
+    for n, d, _ in (logits, boxes, masks, presence):
+        if d != "float32":
+            raise RepoError(f"decoder output {n} is {d}, the select model wants float32")
+    p, q = logits[2]
+    if len(masks[2]) != 4 or masks[2][:2] != [p, q] or boxes[2] != [p, q, 4] or presence[2] != [p, 1]:
+        raise RepoError(f"decoder outputs do not share [prompts, queries]: pred_logits {logits[2]}, "
+                        f"pred_boxes {boxes[2]}, pred_masks {masks[2]}, presence_logits {presence[2]}")
+    h, w = masks[2][2:]
+    ins = [logits, boxes, masks, presence, (SCORE_THRESHOLD, "float32", [1])]
+    passed = {n: t for n, t in zip(("pred_logits", "pred_boxes", "presence_logits"), (logits, boxes, presence))}
+    outs = [(PASS_PREFIX + n, passed[n][1], list(passed[n][2])) for n in PASSED]
+    outs += [(KEPT_INDEX, "int64", ["kept", 2]), (KEPT_MASKS, "float16", ["kept", h, w])]
+    return {"inputs": ins, "outputs": outs, "batch": None,
+            "queries": q, "mask_size": [h, w]}
+
+
+def segment_spec(spec: dict) -> dict:
+    """The segment ensemble's tensors, and where each decoder input comes from.
+
+    Decoder inputs that the image encoder produces (same name) are taken from
+    it inside the ensemble; the others (the text features and their attention
+    mask) are ensemble inputs."""
+    enc, dec = spec["image_encoder"], spec["decoder"]
+    (pix_name, pix_dtype, pix_shape), = enc["inputs"]
+    enc_out = {n: (d, sh) for n, d, sh in enc["outputs"]}
+    from_encoder, from_client = [], []
+    for n, d, sh in dec["inputs"]:
+        if n in enc_out:
+            ed, esh = enc_out[n]
+            if ed != d or esh[1:] != sh[1:] or sh[0] not in (1, esh[0]):
+                raise RepoError(f"decoder input {n} {d} {sh} does not take image encoder output {n} {ed} {esh}")
+            from_encoder.append(n)
+        else:
+            from_client.append((n, d, list(sh)))
+    sel = select_spec(spec)
+    ins = [(pix_name, pix_dtype, [1] + list(pix_shape[1:]))] + from_client + [(SCORE_THRESHOLD, "float32", [1])]
+    outs = [(n, d, list(sh)) for n, d, sh in sel["outputs"]]
+    outs = [((n.removeprefix(PASS_PREFIX)), d, sh) for n, d, sh in outs]
+    return {"inputs": ins, "outputs": outs, "batch": None, "from_encoder": from_encoder,
+            "from_client": [n for n, _, _ in from_client]}
+
+
+def _value_info(name: str, dtype: str, shape: list):
+    from onnx import helper
+
+    elem = {"float32": 1, "uint8": 2, "int64": 7, "bool": 9, "float16": 10}[dtype]
+    return helper.make_tensor_value_info(name, elem, [d if isinstance(d, str) else int(d) for d in shape])
+
+
+def make_select_onnx(sel: dict, dst: Path) -> None:
+    """Writes the select graph (opset 17, no weights) to dst."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Sigmoid", ["pred_logits"], ["select_query_prob"], name="select_query_sigmoid"),
+        helper.make_node("Sigmoid", ["presence_logits"], ["select_presence_prob"], name="select_presence_sigmoid"),
+        helper.make_node("Mul", ["select_query_prob", "select_presence_prob"], ["select_score"], name="select_score"),
+        helper.make_node("Greater", ["select_score", SCORE_THRESHOLD], ["select_keep"], name="select_keep"),
+        # NonZero lists the coordinates [2, K] in row-major order: prompt, then query, ascending.
+        helper.make_node("NonZero", ["select_keep"], ["select_nonzero"], name="select_nonzero"),
+        helper.make_node("Transpose", ["select_nonzero"], [KEPT_INDEX], perm=[1, 0], name="select_kept_index"),
+        helper.make_node("GatherND", ["pred_masks", KEPT_INDEX], ["select_kept_masks_f32"], batch_dims=0,
+                         name="select_gather_masks"),
+        helper.make_node("Cast", ["select_kept_masks_f32"], [KEPT_MASKS], to=TensorProto.FLOAT16,
+                         name="select_masks_fp16"),
+    ]
+    nodes += [helper.make_node("Identity", [n], [PASS_PREFIX + n], name=f"select_pass_{n}") for n in PASSED]
+    graph = helper.make_graph(
+        nodes, "samclipseg_select",
+        [_value_info(*t) for t in sel["inputs"]],
+        [_value_info(*t) for t in sel["outputs"]],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", SELECT_OPSET)],
+                              ir_version=SELECT_IR_VERSION, producer_name="samclipseg engines/triton_repo.py")
+    onnx.checker.check_model(model, full_check=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(dst))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+def select_scores(pred_logits: np.ndarray, presence_logits: np.ndarray) -> np.ndarray:
+    """sigmoid(pred_logits) * sigmoid(presence_logits), [P, Q], what select compares to the threshold."""
+    return sigmoid(pred_logits) * sigmoid(presence_logits)
+
+
+def select_reference(pred_logits, pred_masks, presence_logits, threshold: float):
+    """What the select graph computes, in NumPy: (kept_index int64 [K, 2], kept_masks float16 [K, H, W])."""
+    keep = select_scores(pred_logits, presence_logits) > np.float32(threshold)
+    index = np.argwhere(keep).astype(np.int64).reshape(-1, 2)  # row-major, as NonZero
+    masks = pred_masks[index[:, 0], index[:, 1]].astype(np.float16)
+    return index, masks
+
+
+def safe_threshold(scores: np.ndarray, target: float, margin: float = 1e-4) -> float:
+    """A threshold near target that no score comes within margin of (float rounding
+    of the sigmoid cannot move a query across it)."""
+    s = np.unique(scores.astype(np.float64).ravel())
+    if not np.any(np.abs(s - target) < margin):
+        return float(target)
+    cands = [s[0] - 2 * margin, s[-1] + 2 * margin]
+    cands += [(a + b) / 2 for a, b in zip(s[:-1], s[1:]) if b - a > 2 * margin]
+    return float(min(cands, key=lambda c: abs(c - target)))
+
+
+def fp16_rounding(reference: np.ndarray) -> np.ndarray:
+    """Half a float16 unit in the last place at each value of reference (the
+    most that rounding float32 to float16 moves it), at least half the smallest subnormal."""
+    a = np.abs(reference.astype(np.float64))
+    return np.maximum(a * 2.0**-11, 2.0**-25)
+
+
+def verify_select(path: Path, sel: dict, seed: int = 0) -> str:
+    """Runs the select graph with ONNX Runtime on random decoder outputs against
+    select_reference; raises RepoError on a mismatch, returns a one-line summary."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    q = int(sel["queries"])
+    h, w = (int(d) for d in sel["mask_size"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    kept = []
+    for p, target in ((3, 0.3), (2, 2.0), (1, 0.0)):  # some kept, none kept, all kept
+        logits = rng.normal(0, 2, (p, q)).astype(np.float32)
+        presence = rng.normal(0, 2, (p, 1)).astype(np.float32)
+        boxes = rng.random((p, q, 4), dtype=np.float32)
+        masks = rng.normal(0, 8, (p, q, h, w)).astype(np.float32)
+        thr = safe_threshold(select_scores(logits, presence), target)
+        feeds = {"pred_logits": logits, "pred_boxes": boxes, "pred_masks": masks,
+                 "presence_logits": presence, SCORE_THRESHOLD: np.asarray([thr], np.float32)}
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        index, kmasks = select_reference(logits, masks, presence, thr)
+        for n in PASSED:
+            if not np.array_equal(got[PASS_PREFIX + n], feeds[n]):
+                raise RepoError(f"select: {PASS_PREFIX}{n} is not {n}")
+        if got[KEPT_INDEX].dtype != np.int64 or not np.array_equal(got[KEPT_INDEX], index):
+            raise RepoError(f"select: kept_index {got[KEPT_INDEX].tolist()} != reference {index.tolist()}")
+        gm = got[KEPT_MASKS]
+        if gm.dtype != np.float16 or gm.shape != kmasks.shape:
+            raise RepoError(f"select: kept_masks {gm.dtype} {gm.shape}, reference float16 {kmasks.shape}")
+        ref32 = masks[index[:, 0], index[:, 1]]
+        if np.any(np.abs(gm.astype(np.float64) - ref32) > fp16_rounding(ref32)):
+            raise RepoError("select: kept_masks differ from the gathered masks by more than float16 rounding")
+        kept.append(f"{len(index)}/{p * q}")
+    return "kept " + ", ".join(kept) + " as NumPy"
+
+
 MODEL_PY = '''\
 """Triton python-backend model written by samclipseg engines/triton_repo.py.
 
@@ -290,6 +516,47 @@ class TritonPythonModel:
 '''
 
 
+def contract_tensors(tensors) -> list[dict]:
+    return [{"name": n, "datatype": KSERVE_DTYPE[d], "shape": metadata_shape(sh, False)} for n, d, sh in tensors]
+
+
+def pbtxt_model(name: str, head: list[str], max_batch: int, s: dict, batched: bool, tail: list[str],
+                params: dict[str, str]) -> str:
+    lines = [f'name: "{name}"'] + head
+    lines.append(f"max_batch_size: {max_batch}")
+    lines.append("input [\n" + ",\n".join(pbtxt_tensor(*t, batched) for t in s["inputs"]) + "\n]")
+    lines.append("output [\n" + ",\n".join(pbtxt_tensor(*t, batched) for t in s["outputs"]) + "\n]")
+    return "\n".join(lines + tail) + "\n" + pbtxt_parameters(params)
+
+
+def pbtxt_map(kind: str, pairs) -> str:
+    return "".join(f'      {kind} {{ key: "{k}" value: "{v}" }}\n' for k, v in pairs)
+
+
+def pbtxt_ensemble_steps(names: dict, spec: dict, seg: dict) -> str:
+    """The segment ensemble's steps. Tensors inside the ensemble are named
+    `<engine>.<tensor>`, the ensemble's own inputs and outputs by themselves."""
+    enc, dec, sel = spec["image_encoder"], spec["decoder"], select_spec(spec)
+    (pix, _, _), = enc["inputs"]
+    steps = [
+        (names["image_encoder"],
+         [(pix, pix)],
+         [(n, f"image_encoder.{n}") for n, _, _ in enc["outputs"] if n in seg["from_encoder"]]),
+        (names["decoder"],
+         [(n, f"image_encoder.{n}" if n in seg["from_encoder"] else n) for n, _, _ in dec["inputs"]],
+         [(n, f"decoder.{n}") for n, _, _ in sel["inputs"] if n != SCORE_THRESHOLD]),
+        (names[SELECT],
+         [(n, SCORE_THRESHOLD if n == SCORE_THRESHOLD else f"decoder.{n}") for n, _, _ in sel["inputs"]],
+         [(n, n.removeprefix(PASS_PREFIX)) for n, _, _ in sel["outputs"]]),
+    ]
+    body = ",\n".join(
+        f'    {{\n      model_name: "{m}"\n      model_version: -1\n' + pbtxt_map("input_map", i)
+        + pbtxt_map("output_map", o) + "    }"
+        for m, i, o in steps
+    )
+    return "ensemble_scheduling {\n  step [\n" + body + "\n  ]\n}"
+
+
 def write_repository(
     bundle: Path,
     out: Path,
@@ -300,10 +567,12 @@ def write_repository(
     verify: bool = True,
     log=print,
 ) -> dict:
-    """Writes the three models under `out`; returns the contract that is also written as JSON."""
+    """Writes the five models under `out`; returns the contract that is also written as JSON."""
     manifest = load_bundle(bundle)
     names = model_names(manifest, prefix)
     spec = wire_spec(manifest)
+    sel = select_spec(spec)
+    seg = segment_spec(spec)
     bname = manifest["bundle"]["name"]
     out.mkdir(parents=True, exist_ok=True)
     contract = {
@@ -313,16 +582,25 @@ def write_repository(
         "models": {},
         "image_input": pixel_contract(manifest),
     }
-    for e in ENGINES:
-        name = names[e]
-        src = bundle / manifest["engines"][e]["file"]
-        if not src.is_file():
-            raise RepoError(f"{bundle}: engine file {src.name} missing")
+    kind = "KIND_CPU" if python_backend else "KIND_GPU"
+    runtime = ['backend: "python"'] if python_backend else ['platform: "onnxruntime_onnx"']
+    groups = [f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]"]
+
+    def fresh(name: str) -> Path:
         mdir = out / name
         if mdir.exists():
             shutil.rmtree(mdir)
         vdir = mdir / "1"
         vdir.mkdir(parents=True)
+        return vdir
+
+    for e in ENGINES:
+        name = names[e]
+        src = bundle / manifest["engines"][e]["file"]
+        if not src.is_file():
+            raise RepoError(f"{bundle}: engine file {src.name} missing")
+        vdir = fresh(name)
+        mdir = vdir.parent
         if e == "image_encoder":
             wrap_image_encoder(src, vdir / "model.onnx", manifest)
             if verify:
@@ -358,25 +636,75 @@ def write_repository(
             })
         if python_backend:
             params["samclipseg_cpu_threads"] = "0"
-        lines = [f'name: "{name}"']
-        lines.append('backend: "python"' if python_backend else 'platform: "onnxruntime_onnx"')
-        lines.append(f"max_batch_size: {max_batch if batched else 0}")
-        lines.append("input [\n" + ",\n".join(pbtxt_tensor(*t, batched) for t in s["inputs"]) + "\n]")
-        lines.append("output [\n" + ",\n".join(pbtxt_tensor(*t, batched) for t in s["outputs"]) + "\n]")
-        kind = "KIND_CPU" if python_backend else "KIND_GPU"
-        lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]")
+        tail = list(groups)
         if batched:
-            lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}")
-        (mdir / "config.pbtxt").write_text("\n".join(lines) + "\n" + pbtxt_parameters(params))
+            # The segment ensemble's one-frame image encoder requests are merged here too.
+            tail.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}")
+        mb = max_batch if batched else 0
+        (mdir / "config.pbtxt").write_text(pbtxt_model(name, runtime, mb, s, batched, tail, params))
         contract["models"][e] = {
             "name": name,
-            "max_batch_size": max_batch if batched else 0,
+            "max_batch_size": mb,
             "batch_dimension": s["batch"],
-            "inputs": [{"name": n, "datatype": KSERVE_DTYPE[d], "shape": metadata_shape(sh, batched)} for n, d, sh in s["inputs"]],
-            "outputs": [{"name": n, "datatype": KSERVE_DTYPE[d], "shape": metadata_shape(sh, batched)} for n, d, sh in s["outputs"]],
+            "inputs": contract_tensors(s["inputs"]),
+            "outputs": contract_tensors(s["outputs"]),
         }
         log(f"{name}: {'python backend' if python_backend else 'onnxruntime_onnx'}, "
-            f"max_batch_size {max_batch if batched else 0}" + (f" (dynamic batching over {s['batch']})" if batched else ""))
+            f"max_batch_size {mb}" + (f" (dynamic batching over {s['batch']})" if batched else ""))
+
+    # The select graph: generated, no weights, the same runner as the engines.
+    name = names[SELECT]
+    vdir = fresh(name)
+    make_select_onnx(sel, vdir / "model.onnx")
+    if verify:
+        log(f"{name}: ONNX Runtime vs NumPy on random decoder outputs: {verify_select(vdir / 'model.onnx', sel)}")
+    if python_backend:
+        (vdir / "model.py").write_text(MODEL_PY)
+    params = {"samclipseg_bundle": bname, "samclipseg_engine": SELECT,
+              "samclipseg_engine_sha256": sha256(vdir / "model.onnx")}
+    if python_backend:
+        params["samclipseg_cpu_threads"] = "1"
+    (vdir.parent / "config.pbtxt").write_text(pbtxt_model(name, runtime, 0, sel, False, list(groups), params))
+    contract["models"][SELECT] = {
+        "name": name,
+        "max_batch_size": 0,
+        "batch_dimension": None,
+        "inputs": contract_tensors(sel["inputs"]),
+        "outputs": contract_tensors(sel["outputs"]),
+        "kept_index": KEPT_INDEX_DOC,
+        "kept_masks": KEPT_MASKS_DOC,
+    }
+    log(f"{name}: {'python backend' if python_backend else 'onnxruntime_onnx'}, max_batch_size 0 "
+        f"(generated: Sigmoid, Mul, Greater, NonZero, Transpose, GatherND, Cast to float16)")
+
+    # The segment ensemble. Its max_batch_size is 0 (a request is one frame and
+    # its P prompts), and it calls the image encoder, max_batch_size > 0 with
+    # dynamic batching, with pixels [1, 3, S, S]: Triton accepts a tensor whose
+    # full shape in the non-batching ensemble, [1, 3, S, S], matches the
+    # batching model's [-1] + dims, and takes its first dimension as that
+    # request's batch size, so the image encoder's dynamic batcher merges the
+    # frames of several streams (engines/triton_check.py shows it in the
+    # image encoder's statistics: fewer executions than inferences).
+    name = names[SEGMENT]
+    vdir = fresh(name)  # an ensemble has an empty version directory
+    params = {"samclipseg_bundle": bname, "samclipseg_engine": SEGMENT,
+              "samclipseg_steps": json.dumps([names["image_encoder"], names["decoder"], names[SELECT]]),
+              "samclipseg_kept_index": KEPT_INDEX_DOC, "samclipseg_kept_masks": KEPT_MASKS_DOC}
+    (vdir.parent / "config.pbtxt").write_text(
+        pbtxt_model(name, ['platform: "ensemble"'], 0, seg, False, [pbtxt_ensemble_steps(names, spec, seg)], params))
+    contract["models"][SEGMENT] = {
+        "name": name,
+        "max_batch_size": 0,
+        "batch_dimension": None,
+        "inputs": contract_tensors(seg["inputs"]),
+        "outputs": contract_tensors(seg["outputs"]),
+        "steps": [names["image_encoder"], names["decoder"], names[SELECT]],
+        "pixels": f"as {names['image_encoder']}'s {PIXELS}, one frame: [1, 3, S, S]",
+        "text_features": f"{names['text_encoder']}'s output for the P prompts",
+        "kept_index": KEPT_INDEX_DOC,
+        "kept_masks": KEPT_MASKS_DOC,
+    }
+    log(f"{name}: ensemble {' -> '.join(contract['models'][SEGMENT]['steps'])}, max_batch_size 0")
     (out / f"{prefix or bname}.samclipseg.json").write_text(json.dumps(contract, indent=2) + "\n")
     return contract
 
@@ -385,6 +713,43 @@ def wire_bytes(image_size: int) -> tuple[int, int]:
     """Bytes of one fresh frame's image tensor: uint8 pixels, float32 pixel_values."""
     n = 3 * image_size * image_size
     return n, 4 * n
+
+
+def per_kept_bytes(mask_h: int, mask_w: int) -> int:
+    """Down per kept instance: its kept_index row (2 int64) and its float16 mask."""
+    return 2 * 8 + mask_h * mask_w * 2
+
+
+def segment_wire_bytes(image_size: int, ctx: int, dim: int, queries: int, mask_h: int, mask_w: int,
+                       prompts: int, kept: int) -> tuple[int, int]:
+    """Tensor bytes (up, down) of one segment request: a fresh frame, P prompts, K kept."""
+    up = 3 * image_size * image_size + prompts * ctx * dim * 4 + prompts * ctx * 8 + 4
+    down = prompts * queries * 4 + prompts * queries * 4 * 4 + prompts * 4 + kept * per_kept_bytes(mask_h, mask_w)
+    return up, down
+
+
+def segment_dims(manifest: dict) -> dict:
+    """This bundle's figures for segment_wire_bytes."""
+    spec = wire_spec(manifest)
+    text = {n: sh for n, _, sh in spec["text_encoder"]["outputs"]}["text_features"]
+    sel = select_spec(spec)
+    h, w = sel["mask_size"]
+    return {"image_size": int(manifest["preprocess"]["image_size"]), "ctx": int(text[1]), "dim": int(text[2]),
+            "queries": int(sel["queries"]), "mask_h": int(h), "mask_w": int(w)}
+
+
+def print_segment_wire(dims: dict, what: str, prompts=(1, 4), kept=(0, 1, 10)) -> None:
+    d = dims
+    per = per_kept_bytes(d["mask_h"], d["mask_w"])
+    print(f"segment request at {d['image_size']} px ({what}: ctx {d['ctx']}, D {d['dim']}, Q {d['queries']}, "
+          f"masks {d['mask_h']}x{d['mask_w']}); per kept instance {per:,} bytes "
+          f"(kept_index 16 + kept_masks {d['mask_h']}*{d['mask_w']}*2):")
+    for p in prompts:
+        up, down0 = segment_wire_bytes(**d, prompts=p, kept=0)
+        downs = ", ".join(f"K={k}: {down0 + k * per:,}" for k in kept)
+        print(f"  P={p}: up {up:,} bytes per fresh frame (pixels {3 * d['image_size'] ** 2:,} + text_features "
+              f"{p * d['ctx'] * d['dim'] * 4:,} + attention_mask {p * d['ctx'] * 8:,} + score_threshold 4); "
+              f"down {down0:,} + K*{per:,} ({downs})")
 
 
 def main(argv=None) -> int:
@@ -409,6 +774,8 @@ def main(argv=None) -> int:
     for size, what in ((s, "this bundle"), (FULL_SIZE, "SAM 3")):
         u8, f32 = wire_bytes(size)
         print(f"image tensor up per fresh frame at {size} px ({what}): {u8:,} bytes uint8 (float32 would be {f32:,})")
+    print_segment_wire(segment_dims(manifest), "this bundle")
+    print_segment_wire(SAM3, "SAM 3, facebook/sam3")
     print(f"wrote {a.out}")
     return 0
 

@@ -17,10 +17,11 @@ use samclipseg::{
 };
 
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
-[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt] [--precision auto|fp32|bf16|int8] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
+[--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt|remote] [--server grpc://HOST:PORT] [--request-timeout MS] [--authorization VALUE] [--model-prefix NAME] [--ca-file PEM] [--precision auto|fp32|bf16|int8] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
 
 --precision (backend cpu, default auto): int8 or bf16 where this CPU runs them natively, else fp32 (exact).
---strict-gpu: on cuda / tensorrt, refuse to load an engine with nodes that would run on the CPU.";
+--strict-gpu: on cuda / tensorrt, refuse to load an engine with nodes that would run on the CPU.
+--server (backend remote): a Triton server with the repository engines/triton_repo.py wrote for the bundle.";
 
 struct Args {
     bundle: PathBuf,
@@ -32,6 +33,7 @@ struct Args {
     precision: Precision,
     strict_gpu: bool,
     trt_cache: Option<PathBuf>,
+    remote: samclipseg::remote::RemoteOptions,
     suggest: usize,
     out_dir: PathBuf,
     images: Vec<PathBuf>,
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         precision: Precision::Auto,
         strict_gpu: false,
         trt_cache: None,
+        remote: Default::default(),
         suggest: 0,
         out_dir: PathBuf::from("."),
         images: Vec::new(),
@@ -81,11 +84,22 @@ fn parse_args() -> Result<Args, String> {
                     "cpu" => BackendKind::Cpu,
                     "cuda" => BackendKind::Cuda,
                     "tensorrt" => BackendKind::TensorRt,
+                    "remote" => BackendKind::Remote,
                     other => {
-                        return Err(format!("--backend: `{other}` is not cpu, cuda or tensorrt"));
+                        return Err(format!(
+                            "--backend: `{other}` is not cpu, cuda, tensorrt or remote"
+                        ));
                     }
                 }
             }
+            "--server" => a.remote.server = value("--server")?,
+            "--request-timeout" => {
+                let ms = num("--request-timeout", value("--request-timeout")?)?;
+                a.remote.timeout = std::time::Duration::from_millis(ms as u64);
+            }
+            "--authorization" => a.remote.authorization = Some(value("--authorization")?),
+            "--model-prefix" => a.remote.model_prefix = Some(value("--model-prefix")?),
+            "--ca-file" => a.remote.ca_file = Some(value("--ca-file")?.into()),
             "--strict-gpu" => a.strict_gpu = true,
             "--trt-cache" => a.trt_cache = Some(value("--trt-cache")?.into()),
             "--suggest" => a.suggest = num("--suggest", value("--suggest")?)? as usize,
@@ -128,6 +142,7 @@ fn run() -> Result<(), String> {
         },
         strict: args.strict_gpu,
         precision: args.precision,
+        remote: args.remote.clone(),
         ..Default::default()
     };
     let model = Sam3Model::load(&args.bundle, &options).map_err(|e| e.to_string())?;

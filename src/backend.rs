@@ -43,6 +43,14 @@ pub enum BackendKind {
         )
     )]
     TensorRt = 2,
+    #[cfg_attr(
+        feature = "glib",
+        enum_value(
+            name = "Remote: an inference server speaking KServe v2 (Triton), see the server property",
+            nick = "remote"
+        )
+    )]
+    Remote = 3,
 }
 
 impl BackendKind {
@@ -51,6 +59,7 @@ impl BackendKind {
             BackendKind::Cpu => "cpu",
             BackendKind::Cuda => "cuda",
             BackendKind::TensorRt => "tensorrt",
+            BackendKind::Remote => "remote",
         }
     }
 }
@@ -73,6 +82,8 @@ pub struct BackendOptions {
     /// `cpu` only: what the image encoder and decoder run in
     /// ([`crate::precision`]).
     pub precision: crate::precision::Precision,
+    /// `remote` only: the server and how to reach it.
+    pub remote: crate::remote::RemoteOptions,
 }
 
 impl Default for BackendOptions {
@@ -84,6 +95,7 @@ impl Default for BackendOptions {
             tensorrt: TensorRtOptions::default(),
             strict: false,
             precision: crate::precision::Precision::Fp32,
+            remote: crate::remote::RemoteOptions::default(),
         }
     }
 }
@@ -391,7 +403,7 @@ fn with_gpu_providers(
         .build()
         .error_on_failure();
     let providers = match options.kind {
-        BackendKind::Cpu => return Ok(builder),
+        BackendKind::Cpu | BackendKind::Remote => return Ok(builder),
         BackendKind::Cuda => vec![cuda],
         BackendKind::TensorRt => {
             let t = &options.tensorrt;
@@ -550,7 +562,8 @@ impl DeviceMemory {
         // ONNX Runtime must be loaded before any of its objects is made.
         runtime::environment()?;
         let (device, id) = match options.kind {
-            BackendKind::Cpu => (AllocationDevice::CPU, 0),
+            // The remote backend's tensors are what the server sent: host memory.
+            BackendKind::Cpu | BackendKind::Remote => (AllocationDevice::CPU, 0),
             BackendKind::Cuda | BackendKind::TensorRt => {
                 (AllocationDevice::CUDA, options.device_id)
             }
@@ -642,6 +655,15 @@ impl std::fmt::Debug for DeviceTensor {
 }
 
 impl DeviceTensor {
+    /// A host tensor (the remote backend's text features) in `memory`.
+    pub fn from_host(t: TensorF32, memory: Arc<DeviceMemory>) -> Result<DeviceTensor> {
+        let value = OrtTensor::from_array((t.shape, t.data)).map_err(|e| Error::Backend {
+            backend: memory.backend.name().into(),
+            message: format!("cannot make a host tensor: {e}"),
+        })?;
+        Ok(DeviceTensor::new(value, memory))
+    }
+
     fn new(value: OrtTensor<f32>, memory: Arc<DeviceMemory>) -> DeviceTensor {
         let shape = value.shape().iter().map(|d| *d as usize).collect();
         DeviceTensor {
@@ -1007,27 +1029,15 @@ impl Engine {
         let Some((first, _)) = rows.first() else {
             return Err(err("gathering no rows".into()));
         };
-        let tail = &first.shape[1..];
-        for (t, row) in rows {
-            if &t.shape[1..] != tail || *row >= t.shape[0] {
-                return Err(Error::InvalidInput(format!(
-                    "text features of shapes {:?} and {:?} (row {row}) cannot be batched",
-                    first.shape, t.shape
-                )));
-            }
+        if rows.iter().all(|(t, _)| t.on_host()) {
+            return gather_host_rows(rows, &self.memory);
         }
+        check_batchable(rows)?;
         let n = first.item_len();
         let mut shape = first.shape.clone();
         shape[0] = rows.len();
         let bytes = (rows.len() * n * 4) as u64;
-        let value = if rows.iter().all(|(t, _)| t.on_host()) {
-            let mut data = Vec::with_capacity(rows.len() * n);
-            for (t, row) in rows {
-                data.extend_from_slice(&t.value.extract_tensor().1[row * n..(row + 1) * n]);
-            }
-            OrtTensor::from_array((shape, data))
-                .map_err(|e| err(format!("cannot make a batch tensor: {e}")))?
-        } else {
+        let value = {
             let session = self.lock()?;
             let allocator = Allocator::new(&session, self.memory.info.clone())
                 .map_err(|e| err(format!("no allocator for the device memory: {e}")))?;
@@ -1068,6 +1078,42 @@ impl Engine {
             .fetch_add(bytes, Ordering::Relaxed);
         Ok(DeviceTensor::new(value, self.memory.clone()))
     }
+}
+
+fn check_batchable(rows: &[(&DeviceTensor, usize)]) -> Result<()> {
+    let first = &rows[0].0.shape;
+    for (t, row) in rows {
+        if t.shape[1..] != first[1..] || *row >= t.shape[0] {
+            return Err(Error::InvalidInput(format!(
+                "text features of shapes {:?} and {:?} (row {row}) cannot be batched",
+                first, t.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`Engine::gather_rows`] for tensors in host memory, counted as a copy in
+/// `memory` (shapes are checked by the caller).
+pub fn gather_host_rows(
+    rows: &[(&DeviceTensor, usize)],
+    memory: &Arc<DeviceMemory>,
+) -> Result<DeviceTensor> {
+    let Some((first, _)) = rows.first() else {
+        return Err(Error::InvalidInput("gathering no rows".into()));
+    };
+    check_batchable(rows)?;
+    let n = first.item_len();
+    let mut shape = first.shape.clone();
+    shape[0] = rows.len();
+    let mut data = Vec::with_capacity(rows.len() * n);
+    for (t, row) in rows {
+        data.extend_from_slice(&t.value.extract_tensor().1[row * n..(row + 1) * n]);
+    }
+    memory
+        .device_to_device
+        .fetch_add((data.len() * 4) as u64, Ordering::Relaxed);
+    DeviceTensor::from_host(TensorF32::new(shape, data), memory.clone())
 }
 
 fn dtype_name(t: TensorElementType) -> String {

@@ -24,6 +24,11 @@ pub enum Error {
     #[error("backend `{backend}` is not available: {message}")]
     Backend { backend: String, message: String },
 
+    /// The inference server did not answer (gone, or past the request's
+    /// deadline): a stream passes its frames and retries after a back-off.
+    #[error("inference server {server} is not reachable: {message}")]
+    Unavailable { server: String, message: String },
+
     #[error("tokenizer `{path}`: {message}")]
     Tokenizer { path: PathBuf, message: String },
 

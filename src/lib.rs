@@ -16,6 +16,7 @@ pub mod precision;
 pub mod preprocess;
 pub mod prompt;
 pub mod registry;
+pub mod remote;
 pub mod render;
 pub mod request;
 pub mod resize;

@@ -3,13 +3,14 @@
 
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
 use crate::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, DeviceMemory, DeviceTensor, Engine, Input,
-    Transfers, per_bundle_options,
+    Transfers, gather_host_rows, per_bundle_options,
 };
 use crate::bundle::{Bundle, EngineRole, Manifest};
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::postprocess::{
 };
 use crate::precision::{self, Choice, CpuCaps, Precision};
 use crate::preprocess::preprocess;
+use crate::remote::RemoteEngines;
 use crate::tensor::{TensorF32, TensorI64};
 use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 
@@ -50,17 +52,21 @@ impl TextFeatures {
 }
 
 /// One picture's multi-scale features, as the decoder consumes them, kept in
-/// the engines' memory and bound to the decoder without a copy.
+/// the engines' memory and bound to the decoder without a copy. On the
+/// remote backend the features stay on the server: what is kept here is the
+/// picture as the server takes it, to send again for a new prompt.
 #[derive(Debug, Clone)]
 pub struct ImageFeatures {
-    /// `fpn_feat_0..2` then `fpn_pos_2`, each [1, C, h, w].
+    /// `fpn_feat_0..2` then `fpn_pos_2`, each [1, C, h, w]; none on `remote`.
     levels: Vec<DeviceTensor>,
+    /// `remote` only: planar RGB8, [3, S, S], resized as for the image encoder.
+    pixels: Option<Arc<Vec<u8>>>,
     /// Width and height of the picture they were computed from.
     pub source_size: (usize, usize),
 }
 
 impl ImageFeatures {
-    /// The features where the engines keep them.
+    /// The features where the engines keep them (none on `remote`).
     pub fn levels(&self) -> &[DeviceTensor] {
         &self.levels
     }
@@ -93,6 +99,51 @@ impl DecoderOutput {
     }
 }
 
+/// Where a decoder run's masks are.
+#[derive(Debug, Clone)]
+pub enum Masks {
+    /// Every query's mask, [prompts, queries, h, w], where the decoder left it.
+    Device(DeviceTensor),
+    /// Some queries' masks on the host (what the server sent back): `masks`
+    /// row k is query `index[k]` = (prompt, query) of a [prompts, queries, h, w] whole.
+    Kept {
+        shape: [usize; 4],
+        index: Vec<(usize, usize)>,
+        masks: TensorF32,
+    },
+}
+
+impl Masks {
+    /// [prompts, queries, h, w].
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Masks::Device(t) => t.shape().to_vec(),
+            Masks::Kept { shape, .. } => shape.to_vec(),
+        }
+    }
+
+    /// The whole [prompts, queries, h, w] on the host; masks the server did
+    /// not send are zero logits.
+    pub fn to_host(&self) -> Result<TensorF32> {
+        match self {
+            Masks::Device(t) => t.to_host(),
+            Masks::Kept {
+                shape,
+                index,
+                masks,
+            } => {
+                let n = shape[2] * shape[3];
+                let mut data = vec![0f32; shape.iter().product()];
+                for (k, (p, q)) in index.iter().enumerate() {
+                    let at = (p * shape[1] + q) * n;
+                    data[at..at + n].copy_from_slice(masks.item(k));
+                }
+                Ok(TensorF32::new(shape.to_vec(), data))
+            }
+        }
+    }
+}
+
 /// Decoder outputs as a frame needs them: the small per-query outputs copied
 /// to the host, the masks (1 x queries x 288 x 288 floats per prompt on the
 /// full model) left in the engines' memory until the kept ones are read.
@@ -100,7 +151,7 @@ impl DecoderOutput {
 pub struct DeviceDecoderOutput {
     pub pred_logits: TensorF32,
     pub pred_boxes: TensorF32,
-    pub pred_masks: DeviceTensor,
+    pub pred_masks: Masks,
     pub presence_logits: TensorF32,
 }
 
@@ -123,6 +174,22 @@ impl DeviceDecoderOutput {
         let (queries, mask_len) = (s[1], s[2] * s[3]);
         let rows = kept.last().map_or(0, |last| last + 1);
         let mut masks = vec![0f32; rows * mask_len];
+        let device = match &self.pred_masks {
+            Masks::Device(t) => t,
+            Masks::Kept {
+                index, masks: sent, ..
+            } => {
+                for &q in kept {
+                    let k = index.iter().position(|&pq| pq == (p, q)).ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "the server sent no mask for prompt {p}, query {q}, whose score is above the threshold"
+                        ))
+                    })?;
+                    masks[q * mask_len..(q + 1) * mask_len].copy_from_slice(sent.item(k));
+                }
+                return Ok(masks);
+            }
+        };
         // Runs of consecutive queries are one copy each.
         let mut i = 0;
         while i < kept.len() {
@@ -131,8 +198,7 @@ impl DeviceDecoderOutput {
                 j += 1;
             }
             let (a, b) = (kept[i] * mask_len, (kept[j - 1] + 1) * mask_len);
-            self.pred_masks
-                .read(p * queries * mask_len + a, &mut masks[a..b])?;
+            device.read(p * queries * mask_len + a, &mut masks[a..b])?;
             i = j;
         }
         Ok(masks)
@@ -143,15 +209,28 @@ impl DeviceDecoderOutput {
 /// prompts it holds: a stream decodes the same prompts every frame.
 type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 
+/// The three engines in this process, or on an inference server.
+enum Engines {
+    Local {
+        text_encoder: Engine,
+        image_encoder: Engine,
+        decoder: Engine,
+    },
+    Remote {
+        server: RemoteEngines,
+        /// Calls of (text encoder, segment); a segment call runs the image
+        /// encoder and the decoder once each.
+        runs: [AtomicU64; 2],
+    },
+}
+
 pub struct Sam3Model {
     bundle: Bundle,
     tokenizer: PromptTokenizer,
     // Fields drop in order: the caches hold tensors in the engines' memory, so they go first.
     text_cache: Mutex<LruCache<String, Arc<TextFeatures>>>,
     text_batch: Mutex<TextBatch>,
-    text_encoder: Engine,
-    image_encoder: Engine,
-    decoder: Engine,
+    engines: Engines,
     memory: Arc<DeviceMemory>,
     precision: Choice,
 }
@@ -190,6 +269,28 @@ impl Sam3Model {
         // TensorRT keeps each bundle's engines apart (see per_bundle_options).
         let options = &per_bundle_options(options, &bundle)?;
         let memory = Arc::new(DeviceMemory::new(options)?);
+        let capacity = NonZeroUsize::new(TEXT_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        if options.kind == BackendKind::Remote {
+            let server = RemoteEngines::connect(m, &options.remote)?;
+            return Ok(Sam3Model {
+                bundle,
+                tokenizer,
+                engines: Engines::Remote {
+                    server,
+                    runs: Default::default(),
+                },
+                memory,
+                text_cache: Mutex::new(LruCache::new(capacity)),
+                text_batch: Mutex::new(None),
+                precision: Choice {
+                    precision: Precision::Fp32,
+                    reason: format!(
+                        "remote: the server at {} runs the engines",
+                        options.remote.server
+                    ),
+                },
+            });
+        }
         let caps = CpuCaps::detect();
         let mut precision = precision::choose(
             options.precision,
@@ -232,13 +333,14 @@ impl Sam3Model {
             other => other?,
         };
         let decoder = load(EngineRole::Decoder, &precision)?;
-        let capacity = NonZeroUsize::new(TEXT_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Ok(Sam3Model {
             bundle,
             tokenizer,
-            text_encoder,
-            image_encoder,
-            decoder,
+            engines: Engines::Local {
+                text_encoder,
+                image_encoder,
+                decoder,
+            },
             memory,
             text_cache: Mutex::new(LruCache::new(capacity)),
             text_batch: Mutex::new(None),
@@ -259,6 +361,14 @@ impl Sam3Model {
         self.precision.precision != Precision::Fp32
     }
 
+    /// The server, when the engines run on one.
+    pub fn remote(&self) -> Option<&RemoteEngines> {
+        match &self.engines {
+            Engines::Remote { server, .. } => Some(server),
+            Engines::Local { .. } => None,
+        }
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.bundle.manifest
     }
@@ -270,17 +380,37 @@ impl Sam3Model {
     /// Runs of (text encoder, image encoder, decoder) since loading: what a
     /// frame cost, and what reuse saved.
     pub fn engine_runs(&self) -> [u64; 3] {
-        [
-            self.text_encoder.runs(),
-            self.image_encoder.runs(),
-            self.decoder.runs(),
-        ]
+        match &self.engines {
+            Engines::Local {
+                text_encoder,
+                image_encoder,
+                decoder,
+            } => [text_encoder.runs(), image_encoder.runs(), decoder.runs()],
+            Engines::Remote { runs, .. } => {
+                let segment = runs[1].load(Ordering::Relaxed);
+                [runs[0].load(Ordering::Relaxed), segment, segment]
+            }
+        }
     }
 
     /// Bytes copied between the host and the engines' memory since loading
     /// (see [`Transfers`]): what a frame moved, and what device residency saved.
+    ///
+    /// On `remote`, host to device is the protobuf bytes sent to the server
+    /// and device to host those received.
     pub fn transfers(&self) -> Transfers {
-        self.memory.transfers()
+        let local = self.memory.transfers();
+        match &self.engines {
+            Engines::Local { .. } => local,
+            Engines::Remote { server, .. } => {
+                let (sent, received) = server.wire_bytes();
+                Transfers {
+                    host_to_device: sent,
+                    device_to_host: received,
+                    device_to_device: local.device_to_device,
+                }
+            }
+        }
     }
 
     pub fn tokenize(&self, prompt: &str) -> Result<TokenizedPrompt> {
@@ -357,7 +487,15 @@ impl Sam3Model {
             vec![n, ctx],
             tokens.iter().flat_map(|t| t.mask.iter().copied()).collect(),
         );
-        let mut out = self.text_encoder.run_bound(
+        let text_encoder = match &self.engines {
+            Engines::Local { text_encoder, .. } => text_encoder,
+            Engines::Remote { server, runs } => {
+                runs[0].fetch_add(1, Ordering::Relaxed);
+                let t = server.text_features(&ids.data, &mask.data, n)?;
+                return DeviceTensor::from_host(t, self.memory.clone());
+            }
+        };
+        let mut out = text_encoder.run_bound(
             &[
                 ("input_ids", Bound::Host(Input::I64(&ids))),
                 ("attention_mask", Bound::Host(Input::I64(&mask))),
@@ -367,9 +505,18 @@ impl Sam3Model {
         Ok(out.remove(0))
     }
 
-    /// Preprocesses a picture and runs the image encoder.
+    /// Preprocesses a picture and runs the image encoder. On `remote`, only
+    /// resizes it: the server encodes it with the next decode.
     pub fn encode_image(&self, frame: &Frame) -> Result<ImageFeatures> {
-        let pixels = preprocess(frame, &self.bundle.manifest.preprocess)?;
+        let spec = &self.bundle.manifest.preprocess;
+        if let Engines::Remote { .. } = self.engines {
+            return Ok(ImageFeatures {
+                levels: Vec::new(),
+                pixels: Some(Arc::new(crate::preprocess::planar_rgb8(frame, spec)?)),
+                source_size: (frame.width, frame.height),
+            });
+        }
+        let pixels = preprocess(frame, spec)?;
         self.encode_pixels(&pixels, (frame.width, frame.height))
     }
 
@@ -379,12 +526,20 @@ impl Sam3Model {
         pixel_values: &TensorF32,
         source_size: (usize, usize),
     ) -> Result<ImageFeatures> {
-        let levels = self.image_encoder.run_bound(
+        let Engines::Local { image_encoder, .. } = &self.engines else {
+            return Err(Error::InvalidInput(
+                "the remote backend encodes frames (encode_image), not normalised pixel values: \
+                 its server normalises in the graph"
+                    .into(),
+            ));
+        };
+        let levels = image_encoder.run_bound(
             &[("pixel_values", Bound::Host(Input::F32(pixel_values)))],
             &IMAGE_OUTPUTS,
         )?;
         Ok(ImageFeatures {
             levels,
+            pixels: None,
             source_size,
         })
     }
@@ -413,7 +568,10 @@ impl Sam3Model {
             return Ok(batch.clone());
         }
         let rows: Vec<(&DeviceTensor, usize)> = texts.iter().map(|t| (&t.batch, t.row)).collect();
-        let batch = self.decoder.gather_rows(&rows)?;
+        let batch = match &self.engines {
+            Engines::Local { decoder, .. } => decoder.gather_rows(&rows)?,
+            Engines::Remote { .. } => gather_host_rows(&rows, &self.memory)?,
+        };
         *last = Some((texts.to_vec(), batch.clone()));
         Ok(batch)
     }
@@ -425,6 +583,29 @@ impl Sam3Model {
         &self,
         image: &ImageFeatures,
         texts: &[Arc<TextFeatures>],
+    ) -> Result<DeviceDecoderOutput> {
+        self.decode_above(image, texts, f32::NEG_INFINITY)
+    }
+
+    /// [`Sam3Model::decode_on_device`] for [`Sam3Model::postprocess_on_device`]
+    /// with `opts`: on `remote`, the server sends back only the masks of the
+    /// queries that can be kept (a score above the threshold).
+    pub fn decode_for(
+        &self,
+        image: &ImageFeatures,
+        texts: &[Arc<TextFeatures>],
+        opts: &PostprocessOptions,
+    ) -> Result<DeviceDecoderOutput> {
+        // The server's float arithmetic may differ in the last bit: a margin
+        // makes what it sends a superset of what is kept here.
+        self.decode_above(image, texts, opts.threshold - 1e-4)
+    }
+
+    fn decode_above(
+        &self,
+        image: &ImageFeatures,
+        texts: &[Arc<TextFeatures>],
+        score_threshold: f32,
     ) -> Result<DeviceDecoderOutput> {
         if texts.is_empty() {
             return Err(Error::InvalidInput(
@@ -440,6 +621,42 @@ impl Sam3Model {
                 .flat_map(|t| t.tokens.mask.iter().copied())
                 .collect(),
         );
+        let decoder = match &self.engines {
+            Engines::Local { decoder, .. } => decoder,
+            Engines::Remote { server, runs } => {
+                let pixels = image.pixels.as_ref().ok_or_else(|| {
+                    Error::InvalidInput(
+                        "image features of a local engine given to the remote backend".into(),
+                    )
+                })?;
+                runs[1].fetch_add(1, Ordering::Relaxed);
+                let size = self.bundle.manifest.preprocess.image_size as usize;
+                let out = server.segment(
+                    pixels,
+                    size,
+                    &features.to_host()?,
+                    &mask.data,
+                    score_threshold,
+                )?;
+                let (n, q) = (texts.len(), out.pred_logits.shape[1]);
+                let m = self.bundle.manifest.decoder.mask_size;
+                return Ok(DeviceDecoderOutput {
+                    pred_logits: out.pred_logits,
+                    pred_boxes: out.pred_boxes,
+                    presence_logits: out.presence_logits,
+                    pred_masks: Masks::Kept {
+                        shape: [n, q, m, m],
+                        index: out.kept_index,
+                        masks: out.kept_masks,
+                    },
+                });
+            }
+        };
+        if image.levels.is_empty() {
+            return Err(Error::InvalidInput(
+                "image features of the remote backend given to a local engine".into(),
+            ));
+        }
         let mut inputs: Vec<(&str, Bound)> = IMAGE_OUTPUTS
             .iter()
             .zip(&image.levels)
@@ -447,10 +664,7 @@ impl Sam3Model {
             .collect();
         inputs.push(("text_features", Bound::Device(&features)));
         inputs.push(("attention_mask", Bound::Host(Input::I64(&mask))));
-        let mut out = self
-            .decoder
-            .run_bound(&inputs, &DECODER_OUTPUTS)?
-            .into_iter();
+        let mut out = decoder.run_bound(&inputs, &DECODER_OUTPUTS)?.into_iter();
         let mut next = || {
             out.next()
                 .ok_or_else(|| Error::InvalidInput("decoder returned too few outputs".into()))
@@ -459,7 +673,7 @@ impl Sam3Model {
         Ok(DeviceDecoderOutput {
             pred_logits: logits.to_host()?,
             pred_boxes: boxes.to_host()?,
-            pred_masks: masks,
+            pred_masks: Masks::Device(masks),
             presence_logits: presence.to_host()?,
         })
     }
@@ -530,7 +744,7 @@ impl Sam3Model {
         }
         let texts = self.encode_texts(prompts)?;
         let image = self.encode_image(frame)?;
-        let out = self.decode_on_device(&image, &texts)?;
+        let out = self.decode_for(&image, &texts, opts)?;
         self.postprocess_on_device(&out, &texts, (frame.width, frame.height), opts)
     }
 }

@@ -24,6 +24,27 @@ pub fn preprocess(frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
     Ok(normalise_chw(&rgb, s, spec))
 }
 
+/// The frame resized as for [`preprocess`], as planar RGB8 [3, s, s]: what
+/// the remote backend sends (its server normalises in the graph).
+pub fn planar_rgb8(frame: &Frame, spec: &PreprocessSpec) -> Result<Vec<u8>> {
+    frame.validate()?;
+    let s = spec.image_size as usize;
+    let rgb = resize_rgb8_antialias(
+        frame.width,
+        frame.height,
+        |y, row| frame.rgb_row(y, row),
+        s,
+        s,
+    );
+    let mut planar = vec![0u8; 3 * s * s];
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planar[c * s * s + i] = px[c];
+        }
+    }
+    Ok(planar)
+}
+
 /// Interleaved RGB8 (s x s) to a [1, 3, s, s] float tensor. The fused mean and
 /// std are computed in f32, as the processor does with float32 tensors.
 pub fn normalise_chw(rgb: &[u8], s: usize, spec: &PreprocessSpec) -> TensorF32 {

@@ -22,6 +22,10 @@
 //! - Runs that can no longer be shown (another request, an earlier
 //!   generation, a stopped stream) are abandoned through ONNX Runtime's
 //!   terminate flag ([`crate::run_control`]).
+//! - An inference server that does not answer ([`crate::Error::Unavailable`])
+//!   is an outage, not a failure: its frames pass as `pending`, and the
+//!   stream reports a [`Notice`] when it begins and another when a run
+//!   succeeds again.
 //! - Every new result is resolved (per-phrase thresholds, the negative rule)
 //!   and tracked exactly once: ids and temporal smoothing follow results, and
 //!   frames carrying the same result again carry the same ids.
@@ -35,10 +39,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use model::{FrameModel, StageTimes, SuggestSource};
+
 pub use reuse::Segmenter;
 pub use tracker::{Tracker, mask_iou};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::postprocess::Instance;
 use crate::request::Request;
@@ -109,6 +114,15 @@ impl Default for LiveSettings {
             temporal_smoothing: 0.0,
         }
     }
+}
+
+/// Something the element should tell the application (a bus warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The inference server stopped answering: frames pass without results.
+    ServerLost { server: String, message: String },
+    /// A run on the server succeeded again after [`Notice::ServerLost`].
+    ServerBack { server: String },
 }
 
 /// What one frame carries.
@@ -206,6 +220,9 @@ pub struct Stream {
     since_run: Option<u32>,
     tracker: Tracker,
     carried: Option<Carried>,
+    /// During an outage: the server, and the last job submitted when it began.
+    outage: Option<(String, u64)>,
+    notices: Vec<Notice>,
 }
 
 impl Stream {
@@ -230,6 +247,8 @@ impl Stream {
             since_run: None,
             tracker: Tracker::new(live.track_patience, live.temporal_smoothing),
             carried: None,
+            outage: None,
+            notices: Vec::new(),
         })
     }
 
@@ -335,9 +354,11 @@ impl Stream {
             }
         });
         let own = tag.as_ref().map(|t| t.id);
-        let finished: Option<Arc<Finished>> = match (&mut self.runner, tag) {
-            (Runner::Sync(r), Some(tag)) => r.run(frame, tag, live.reuse_threshold)?.map(Arc::new),
-            (Runner::Sync(_), None) => None,
+        let outcome: Result<Option<Arc<Finished>>> = match (&mut self.runner, tag) {
+            (Runner::Sync(r), Some(tag)) => r
+                .run(frame, tag, live.reuse_threshold)
+                .map(|f| f.map(Arc::new)),
+            (Runner::Sync(_), None) => Ok(None),
             (Runner::Async(r), tag) => {
                 let wait = if tag.is_some() {
                     live.max_latency
@@ -347,9 +368,10 @@ impl Stream {
                 if let Some(tag) = tag {
                     r.submit(frame, tag, live.reuse_threshold);
                 }
-                r.wait(own, self.generation, wait)?
+                r.wait(own, self.generation, wait)
             }
         };
+        let finished = self.watch_server(outcome)?;
         if let Some(f) = finished
             && f.answers(generation, &request, size)
         {
@@ -371,6 +393,45 @@ impl Stream {
             },
             _ => FrameResult::nothing(InferenceState::Pending, request_generation),
         })
+    }
+
+    /// Notices since the last call, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Turns a server outage into frames without results (and one notice),
+    /// and notices the first run that succeeds after it.
+    fn watch_server(
+        &mut self,
+        outcome: Result<Option<Arc<Finished>>>,
+    ) -> Result<Option<Arc<Finished>>> {
+        match outcome {
+            Err(Error::Unavailable { server, message }) => {
+                // An old result would stand for pictures the server never saw.
+                self.carried = None;
+                if self.outage.is_none() {
+                    self.notices.push(Notice::ServerLost {
+                        server: server.clone(),
+                        message,
+                    });
+                }
+                self.outage = Some((server, self.next_job));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+            Ok(f) => match (&f, &self.outage) {
+                // A result from before the outage (asynchronous mode keeps it).
+                (Some(done), Some((_, since))) if done.tag.id <= *since => Ok(None),
+                (Some(_), Some((server, _))) => {
+                    let server = server.clone();
+                    self.outage = None;
+                    self.notices.push(Notice::ServerBack { server });
+                    Ok(f)
+                }
+                _ => Ok(f),
+            },
+        }
     }
 
     /// Makes a finished run the carried result: resolved and tracked once.

@@ -129,7 +129,7 @@ impl Segmenter {
         }
         // A failed (or cancelled) decode forgets the picture too, so the next
         // run encodes it again and the stream learns whose picture it is.
-        let out = self.model.decode_on_device(&encoded.features, &texts)?;
+        let out = self.model.decode_for(&encoded.features, &texts, options)?;
         lap(&mut times.decode_ms);
         // Kept without reuse too: prompt suggestions rank phrases on it.
         self.encoded = Some(encoded);

@@ -130,13 +130,42 @@ impl SamClipSeg {
         let result = {
             let mut stream = lock(&self.stream);
             let stream = stream.as_mut().ok_or(gst::FlowError::Flushing)?;
-            stream.frame(&core, pts.map(|p| p.nseconds()), request, live)
+            let result = stream.frame(&core, pts.map(|p| p.nseconds()), request, live);
+            (result, stream.take_notices())
         };
+        let (result, notices) = result;
+        for notice in notices {
+            self.post_notice(notice);
+        }
         // Posted once the stream lock is released: a sync bus handler may stop us.
         result.map_err(|e| {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
             gst::FlowError::Error
         })
+    }
+
+    /// A server outage and its end, as bus warnings.
+    fn post_notice(&self, notice: samclipseg::stream::Notice) {
+        use samclipseg::stream::Notice;
+        match notice {
+            Notice::ServerLost { server, message } => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                (
+                    "The inference server {} does not answer: frames pass without results until it is back ({})",
+                    server,
+                    message
+                )
+            ),
+            Notice::ServerBack { server } => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                (
+                    "The inference server {} answers again: inference resumed",
+                    server
+                )
+            ),
+        }
     }
 
     /// A gap buffer: no picture to segment. Its `alpha_frame`, in alpha

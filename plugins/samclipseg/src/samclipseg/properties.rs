@@ -98,6 +98,56 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .default_value(false)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecString::builder("server")
+                .nick("Server")
+                .blurb(
+                    "backend=remote: the KServe v2 gRPC server (Triton) that runs the engines, \
+                     grpc://host:port or grpcs://host:port (TLS); its repository comes from \
+                     engines/triton_repo.py",
+                )
+                .default_value(Some(""))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("request-timeout")
+                .nick("Request timeout")
+                .blurb(
+                    "backend=remote: milliseconds one request may take; a frame whose request \
+                     runs out passes without a result and a warning is posted",
+                )
+                .minimum(10)
+                .maximum(600_000)
+                .default_value(settings::DEFAULT_REQUEST_TIMEOUT_MS)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("connect-timeout")
+                .nick("Connect timeout")
+                .blurb(
+                    "backend=remote: milliseconds the start waits for the server to answer \
+                     before it fails with an error naming the address",
+                )
+                .minimum(10)
+                .maximum(600_000)
+                .default_value(settings::DEFAULT_CONNECT_TIMEOUT_MS)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("authorization")
+                .nick("Authorization")
+                .blurb("backend=remote: value of the authorization header of every request (e.g. \"Bearer TOKEN\" for a server behind an ingress); empty = none")
+                .default_value(Some(""))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("model-prefix")
+                .nick("Model prefix")
+                .blurb("backend=remote: the server's models are PREFIX-text_encoder and PREFIX-segment (empty = the bundle's name, as triton_repo.py names them)")
+                .default_value(Some(""))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("ca-file")
+                .nick("CA file")
+                .blurb("backend=remote with grpcs://: a PEM certificate authority to trust besides the system's (a self-signed server); empty = the system's only")
+                .default_value(Some(""))
+                .mutable_ready()
+                .build(),
             glib::ParamSpecUInt::builder("threads")
                 .nick("Threads")
                 .blurb("Threads inside one operator of the CPU backend (0 = ONNX Runtime chooses)")
@@ -289,6 +339,36 @@ impl SamClipSeg {
                     value.get().unwrap_or(settings.tensorrt_workspace_mib)
             }
             "strict-gpu" => settings.strict_gpu = value.get().unwrap_or(settings.strict_gpu),
+            "server" => {
+                let server = self.string_value(name, value).unwrap_or_default();
+                let server = server.trim();
+                if server.is_empty()
+                    || server.starts_with("grpc://")
+                    || server.starts_with("grpcs://")
+                {
+                    settings.server = server.to_string();
+                } else {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "server {server:?} is not grpc://host:port or grpcs://host:port; keeping {:?}",
+                        settings.server
+                    );
+                }
+            }
+            "request-timeout" => {
+                settings.request_timeout_ms = value.get().unwrap_or(settings.request_timeout_ms)
+            }
+            "connect-timeout" => {
+                settings.connect_timeout_ms = value.get().unwrap_or(settings.connect_timeout_ms)
+            }
+            "authorization" => {
+                settings.authorization = self.string_value(name, value).unwrap_or_default()
+            }
+            "model-prefix" => {
+                settings.model_prefix = self.string_value(name, value).unwrap_or_default()
+            }
+            "ca-file" => settings.ca_file = self.string_value(name, value).unwrap_or_default(),
             "prompt" => {
                 settings.prompt = self.string_value(name, value).unwrap_or_default();
                 gst::info!(CAT, imp = self, "prompt set to {:?}", settings.prompt);
@@ -400,6 +480,12 @@ impl SamClipSeg {
             "tensorrt-cache-dir" => settings.tensorrt_cache_dir.to_value(),
             "tensorrt-workspace" => settings.tensorrt_workspace_mib.to_value(),
             "strict-gpu" => settings.strict_gpu.to_value(),
+            "server" => settings.server.to_value(),
+            "request-timeout" => settings.request_timeout_ms.to_value(),
+            "connect-timeout" => settings.connect_timeout_ms.to_value(),
+            "authorization" => settings.authorization.to_value(),
+            "model-prefix" => settings.model_prefix.to_value(),
+            "ca-file" => settings.ca_file.to_value(),
             "prompt" => settings.prompt.to_value(),
             "threshold" => settings.threshold.to_value(),
             "smoothness" => settings.smoothness.to_value(),

@@ -121,7 +121,19 @@ pub struct Settings {
     pub tensorrt_workspace_mib: u32,
     /// GPU backends: no node may fall back to the CPU.
     pub strict_gpu: bool,
+    /// backend=remote: `grpc://host:port` or `grpcs://host:port`.
+    pub server: String,
+    pub request_timeout_ms: u32,
+    pub connect_timeout_ms: u32,
+    pub authorization: String,
+    /// Empty = the bundle's name.
+    pub model_prefix: String,
+    /// Empty = the system's certificate authorities only.
+    pub ca_file: String,
 }
+
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 5_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -150,6 +162,12 @@ impl Default for Settings {
             tensorrt_cache_dir: String::new(),
             tensorrt_workspace_mib: 0,
             strict_gpu: false,
+            server: String::new(),
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            authorization: String::new(),
+            model_prefix: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -169,6 +187,14 @@ impl Settings {
             },
             strict: self.strict_gpu,
             precision: self.precision,
+            remote: samclipseg::remote::RemoteOptions {
+                server: self.server.clone(),
+                timeout: std::time::Duration::from_millis(self.request_timeout_ms.into()),
+                connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms.into()),
+                authorization: (!self.authorization.is_empty()).then(|| self.authorization.clone()),
+                model_prefix: (!self.model_prefix.is_empty()).then(|| self.model_prefix.clone()),
+                ca_file: (!self.ca_file.is_empty()).then(|| PathBuf::from(&self.ca_file)),
+            },
         }
     }
 
