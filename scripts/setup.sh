@@ -70,7 +70,7 @@ if [ "${1:-}" = "engines" ] && ! .venv/bin/python -c "import transformers, torch
   .venv/bin/pip install -q -r engines/requirements.txt
 fi
 
-if [ "${1:-}" = "triton" ] && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
+if { [ "${1:-}" = "triton" ] || [ "${1:-}" = "test" ]; } && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
   echo "setup: installing the Triton server and client (nvidia-pytriton, tritonclient) into .venv-triton (~1 GB)"
   python3 -m venv .venv-triton
   .venv-triton/bin/pip install -q -r engines/requirements-triton.txt

@@ -1,0 +1,190 @@
+//! A real Triton Inference Server for the remote-backend tests: the
+//! `tritonserver` of the nvidia-pytriton wheel in `.venv-triton` (installed by
+//! `scripts/setup.sh test`), started on 127.0.0.1 on a free port through
+//! `engines/triton_serve.py` (which execs into it, so the child's PID is the
+//! server's) and stopped by that PID. Shared by the core's and the element's
+//! tests (the element's include this file by path).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The project root: the element's tests run from plugins/samclipseg.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|a| a.join("engines/triton_serve.py").is_file())
+        .map(Path::to_path_buf)
+        .expect("project root with engines/triton_serve.py")
+}
+
+fn python() -> PathBuf {
+    let python = root().join(".venv-triton/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `bash scripts/setup.sh test` (it installs the Triton server)",
+        python.display()
+    );
+    python
+}
+
+fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("samclipseg-triton-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a python-backend repository for each bundle into one directory.
+pub fn repository(name: &str, bundles: &[&Path]) -> PathBuf {
+    let repo = work_dir(name).join("repo");
+    for bundle in bundles {
+        let out = Command::new(python())
+            .arg(root().join("engines/triton_repo.py"))
+            .arg(bundle)
+            .arg(&repo)
+            .arg("--python-backend")
+            .arg("--no-verify")
+            .output()
+            .expect("run engines/triton_repo.py");
+        assert!(
+            out.status.success(),
+            "triton_repo.py {} failed:\n{}{}",
+            bundle.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    repo
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Triton {
+    child: Option<Child>,
+    pub port: u16,
+    repo: PathBuf,
+    tls: Option<(PathBuf, PathBuf)>,
+    work: PathBuf,
+    log: PathBuf,
+}
+
+impl Triton {
+    /// Starts a server on `repo` and waits until its gRPC service is up.
+    pub fn start(repo: &Path) -> Triton {
+        Triton::start_on(repo, free_port(), None)
+    }
+
+    pub fn start_tls(repo: &Path, cert: &Path, key: &Path) -> Triton {
+        Triton::start_on(
+            repo,
+            free_port(),
+            Some((cert.to_path_buf(), key.to_path_buf())),
+        )
+    }
+
+    fn start_on(repo: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>) -> Triton {
+        let work = work_dir(&format!("server-{port}"));
+        let mut t = Triton {
+            child: None,
+            port,
+            repo: repo.to_path_buf(),
+            tls,
+            log: work.join("tritonserver.log"),
+            work,
+        };
+        t.restart();
+        t
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "grpcs" } else { "grpc" };
+        let host = if self.tls.is_some() {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        format!("{scheme}://{host}:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the server again on the same port (after [`Triton::kill`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let log = std::fs::File::create(&self.log).unwrap();
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("engines/triton_serve.py"))
+            .arg(&self.repo)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--work")
+            .arg(&self.work)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env("OMP_NUM_THREADS", "1");
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let child = cmd.spawn().expect("start tritonserver");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains("Started GRPCInferenceService") {
+                break;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                panic!(
+                    "tritonserver exited ({status}) before it was ready:\n{}",
+                    tail(&text)
+                );
+            }
+            if started.elapsed() > Duration::from_secs(180) {
+                self.kill();
+                panic!("tritonserver not ready after 180 s:\n{}", tail(&text));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server by its PID (SIGKILL: it goes away as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Triton {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

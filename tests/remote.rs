@@ -1,0 +1,363 @@
+//! The remote backend against a real Triton Inference Server (the
+//! nvidia-pytriton build, python backend, on loopback) serving the repository
+//! `engines/triton_repo.py` writes for the tiny bundle.
+
+mod common;
+#[path = "common/triton.rs"]
+mod triton;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use common::{cases, load_rgb, tiny_bundle, tiny_bundle_copy};
+use samclipseg::postprocess::query_scores;
+use samclipseg::remote::RemoteOptions;
+use samclipseg::stream::{InferenceState, Notice};
+use samclipseg::{
+    BackendKind, BackendOptions, Frame, Instance, LiveSettings, PackedLayout, PostprocessOptions,
+    Request, Sam3Model, Segmenter, Stream,
+};
+use triton::Triton;
+
+/// One server for the tests of this file: the tiny bundle's models, and those
+/// of a renamed copy whose segment model is left out.
+struct Shared {
+    server: Triton,
+    half_bundle: PathBuf,
+}
+
+fn shared() -> &'static Shared {
+    static SERVER: OnceLock<Shared> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let half_bundle = renamed_copy("half-sam3");
+        let repo = triton::repository("main", &[&tiny_bundle(), &half_bundle]);
+        std::fs::remove_dir_all(repo.join("half-sam3-segment")).unwrap();
+        Shared {
+            server: Triton::start(&repo),
+            half_bundle,
+        }
+    })
+}
+
+fn renamed_copy(name: &str) -> PathBuf {
+    let dir = tiny_bundle_copy(name);
+    edit(&dir, "name = \"tiny-sam3\"", &format!("name = \"{name}\""));
+    dir
+}
+
+fn edit(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("bundle.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn remote_options(server: &str) -> BackendOptions {
+    BackendOptions {
+        kind: BackendKind::Remote,
+        remote: RemoteOptions {
+            server: server.to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn remote_model() -> Arc<Sam3Model> {
+    static MODEL: OnceLock<Arc<Sam3Model>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let url = shared().server.url();
+            Arc::new(Sam3Model::load(tiny_bundle(), &remote_options(&url)).expect("remote model"))
+        })
+        .clone()
+}
+
+fn local_model() -> Sam3Model {
+    Sam3Model::load(tiny_bundle(), &BackendOptions::default()).expect("local model")
+}
+
+fn photo(name: &str) -> (Vec<u8>, usize, usize) {
+    load_rgb(&tiny_bundle().join("golden").join(name))
+}
+
+fn load_error(bundle: &Path, options: &BackendOptions) -> String {
+    match Sam3Model::load(bundle, options) {
+        Ok(_) => panic!(
+            "{} loaded against {}",
+            bundle.display(),
+            options.remote.server
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Same instances (label, prompt), scores within 1e-5, boxes within 1e-4,
+/// masks with IoU >= 0.99.
+fn assert_same(what: &str, remote: &[Instance], local: &[Instance]) {
+    assert_eq!(remote.len(), local.len(), "{what}: instance count");
+    assert!(!local.is_empty(), "{what}: the case keeps no instance");
+    for (r, l) in remote.iter().zip(local) {
+        assert_eq!(
+            (&r.label, r.prompt_index),
+            (&l.label, l.prompt_index),
+            "{what}"
+        );
+        assert!(
+            (r.score - l.score).abs() <= 1e-5,
+            "{what}: score {} vs {}",
+            r.score,
+            l.score
+        );
+        for (a, b) in r.bbox.iter().zip(&l.bbox) {
+            assert!(
+                (a - b).abs() <= 1e-3,
+                "{what}: box {:?} vs {:?}",
+                r.bbox,
+                l.bbox
+            );
+        }
+        let iou = samclipseg::stream::mask_iou(&r.mask, &l.mask);
+        assert!(iou >= 0.99, "{what}: mask IoU {iou}");
+    }
+}
+
+#[test]
+fn the_remote_backend_gives_the_local_result_within_the_wire_budget() {
+    let remote = remote_model();
+    let local = local_model();
+    let m = local.manifest();
+    let s = m.preprocess.image_size as usize;
+    let (ctx, q, h) = (
+        m.text.context_length,
+        m.decoder.num_queries,
+        m.decoder.mask_size,
+    );
+    let dim = 32; // the tiny bundle's text feature width
+    for case in cases() {
+        let (rgb, w, hgt) = photo(&case.image);
+        let frame = Frame::packed(&rgb, w, hgt, w * 3, PackedLayout::Rgb).unwrap();
+        let prompts: Vec<&str> = case.prompts.iter().map(String::as_str).collect();
+        let opts = PostprocessOptions {
+            threshold: case.threshold,
+            ..Default::default()
+        };
+        let want = local.segment(&frame, &prompts, &opts).unwrap();
+        // Text features first, so that the frame's own traffic is measured.
+        remote.encode_texts(&prompts).unwrap();
+        let before = remote.transfers();
+        let runs = remote.engine_runs();
+        let got = remote.segment(&frame, &prompts, &opts).unwrap();
+        let after = remote.transfers();
+        assert_eq!(
+            remote.engine_runs()[0],
+            runs[0],
+            "cached text features are not sent again"
+        );
+        assert_same(&case.case, &got, &want);
+
+        // Up: 8-bit pixels and the text features; down: per-query scores and
+        // boxes, and only the masks above the threshold, as float16.
+        let p = prompts.len();
+        let up = after.host_to_device - before.host_to_device;
+        let tensors_up = 3 * s * s + p * ctx * dim * 4 + p * ctx * 8 + 4;
+        assert!(
+            up as usize <= tensors_up + 512,
+            "{}: {up} bytes up, tensors {tensors_up}",
+            case.case
+        );
+        let texts = local.encode_texts(&prompts).unwrap();
+        let out = local
+            .decode(&local.encode_image(&frame).unwrap(), &texts)
+            .unwrap();
+        let sent_masks: usize = (0..p)
+            .map(|i| {
+                query_scores(&out.prompt(i))
+                    .iter()
+                    .filter(|v| **v > opts.threshold - 1e-4)
+                    .count()
+            })
+            .sum();
+        let down = after.device_to_host - before.device_to_host;
+        let tensors_down = p * q * (4 + 16) + p * 4 + sent_masks * (16 + h * h * 2);
+        assert!(
+            down as usize <= tensors_down + 512,
+            "{}: {down} bytes down, tensors {tensors_down} ({sent_masks} masks)",
+            case.case
+        );
+        println!(
+            "{}: {} prompt(s), {} kept, {} sent: {up} bytes up, {down} down",
+            case.case,
+            p,
+            want.len(),
+            sent_masks
+        );
+    }
+}
+
+#[test]
+fn a_repository_for_another_bundle_or_without_a_model_is_refused_at_start() {
+    let url = shared().server.url();
+    let other = renamed_copy("other-sam3");
+    let e = load_error(&other, &remote_options(&url));
+    assert!(
+        e.contains("model `other-sam3-text_encoder` is not ready") && e.contains("triton_repo.py"),
+        "{e}"
+    );
+    let e = load_error(&shared().half_bundle, &remote_options(&url));
+    assert!(e.contains("model `half-sam3-segment` is not ready"), "{e}");
+}
+
+#[test]
+fn a_model_whose_tensors_do_not_match_the_bundle_is_refused_naming_them() {
+    let url = shared().server.url();
+    let wrong = tiny_bundle_copy("more-queries");
+    edit(&wrong, "num_queries = 20", "num_queries = 25");
+    let toml = wrong.join("bundle.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("[\"batch\", 20", "[\"batch\", 25")).unwrap();
+    let e = load_error(&wrong, &remote_options(&url));
+    assert!(
+        e.contains("model `tiny-sam3-segment` output `pred_logits`")
+            && e.contains("expected FP32 [-1, 25], found FP32 [-1, 20]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_naming_it_after_the_connect_timeout() {
+    let port = triton::free_port();
+    let mut options = remote_options(&format!("grpc://127.0.0.1:{port}"));
+    options.remote.connect_timeout = Duration::from_millis(700);
+    let e = load_error(&tiny_bundle(), &options);
+    assert!(
+        e.contains(&format!("grpc://127.0.0.1:{port}")) && e.contains("700 ms"),
+        "{e}"
+    );
+    for bad in ["127.0.0.1:8001", "http://127.0.0.1:8001", ""] {
+        let e = load_error(&tiny_bundle(), &remote_options(bad));
+        assert!(e.contains("grpc://host:port"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn a_request_past_its_deadline_passes_the_frame_with_a_warning() {
+    let url = shared().server.url();
+    let mut options = remote_options(&url);
+    options.remote.timeout = Duration::from_millis(1);
+    let model = Arc::new(Sam3Model::load(tiny_bundle(), &options).unwrap());
+    let mut stream = Stream::new(Segmenter::new(model, 0.0), false).unwrap();
+    let (rgb, w, h) = photo("astronaut.png");
+    let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
+    let request = Request::new("a person", "", PostprocessOptions::default(), 0.5);
+    for n in 0..3 {
+        let r = stream
+            .frame(&frame, Some(n), &request, &LiveSettings::default())
+            .expect("a deadline is not a stream error");
+        assert_eq!(r.state, InferenceState::Pending);
+        assert!(r.instances.is_empty());
+    }
+    let notices = stream.take_notices();
+    assert_eq!(
+        notices.len(),
+        1,
+        "one warning for the whole outage: {notices:?}"
+    );
+    let Notice::ServerLost { server, message } = &notices[0] else {
+        panic!("{notices:?}");
+    };
+    assert_eq!(server, &url);
+    assert!(message.contains("request timeout of 1 ms"), "{message}");
+}
+
+#[test]
+fn four_streams_on_one_server_have_their_pictures_batched() {
+    let model = remote_model();
+    let prefix = &model.manifest().bundle.name;
+    let name = format!("{prefix}-image_encoder");
+    let server = model.remote().unwrap();
+    let (runs0, execs0) = server.statistics(&name).unwrap();
+    let photos = [
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "astronaut.png",
+    ];
+    let rounds = 6;
+    std::thread::scope(|scope| {
+        for (i, name) in photos.iter().enumerate() {
+            let model = model.clone();
+            scope.spawn(move || {
+                let (mut rgb, w, h) = photo(name);
+                if i == 3 {
+                    rgb.reverse(); // a fourth picture
+                }
+                let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
+                let opts = PostprocessOptions::default();
+                for _ in 0..rounds {
+                    model.segment(&frame, &["a person"], &opts).unwrap();
+                }
+            });
+        }
+    });
+    let (runs, execs) = server.statistics(&name).unwrap();
+    let (runs, execs) = (runs - runs0, execs - execs0);
+    println!("image encoder: {runs} inferences in {execs} executions");
+    assert!(runs >= (photos.len() * rounds) as u64, "{runs} inferences");
+    assert!(
+        execs < runs,
+        "no request was batched: {runs} inferences in {execs} executions"
+    );
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate() {
+    let (ca, cert, key) = self_signed_tls("tls");
+    let repo = triton::repository("tls", &[&tiny_bundle()]);
+    let server = Triton::start_tls(&repo, &cert, &key);
+    let mut options = remote_options(&server.url());
+    assert!(server.url().starts_with("grpcs://localhost:"));
+    // Without the test's authority the server's certificate is not trusted.
+    options.remote.connect_timeout = Duration::from_secs(3);
+    let e = load_error(&tiny_bundle(), &options);
+    assert!(e.contains(&server.url()), "{e}");
+    options.remote.ca_file = Some(ca);
+    options.remote.authorization = Some("Bearer test-token".into());
+    let model = Sam3Model::load(tiny_bundle(), &options).expect("TLS with the test's CA");
+    let (rgb, w, h) = photo("chelsea.png");
+    let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
+    let opts = PostprocessOptions {
+        threshold: 0.1,
+        ..Default::default()
+    };
+    let want = local_model().segment(&frame, &["a cat"], &opts).unwrap();
+    let got = model.segment(&frame, &["a cat"], &opts).unwrap();
+    assert_same("tls", &got, &want);
+}
+
+/// A certificate authority and a server certificate for localhost and
+/// 127.0.0.1 signed by it, as PEM files: (ca, server cert, server key).
+fn self_signed_tls(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("samclipseg-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
