@@ -85,7 +85,7 @@ fn factory_documents_every_property_with_its_default() {
         .iter()
         .map(|v| v.nick())
         .collect();
-    assert_eq!(nicks, ["cpu", "cuda", "tensorrt"]);
+    assert_eq!(nicks, ["cpu", "cuda", "tensorrt", "remote"]);
 
     let threads = expect_flags("threads", false);
     let threads = threads.downcast_ref::<glib::ParamSpecUInt>().unwrap();
@@ -344,4 +344,89 @@ fn every_writable_property_reads_back_what_was_set() {
     assert_eq!(e.property::<f32>("temporal-smoothing"), 0.5);
     assert_eq!(e.property::<String>("vocabulary"), "/tmp/words.txt");
     assert_eq!(e.property::<u32>("threads"), 2);
+    e.set_property("backend", BackendKind::Remote);
+    e.set_property("server", "grpcs://triton.example:8001");
+    e.set_property("request-timeout", 2500u32);
+    e.set_property("connect-timeout", 900u32);
+    e.set_property("authorization", "Bearer abc");
+    e.set_property("model-prefix", "site-a");
+    e.set_property("ca-file", "/etc/ssl/site-ca.pem");
+    assert_eq!(e.property::<BackendKind>("backend"), BackendKind::Remote);
+    assert_eq!(
+        e.property::<String>("server"),
+        "grpcs://triton.example:8001"
+    );
+    assert_eq!(e.property::<u32>("request-timeout"), 2500);
+    assert_eq!(e.property::<u32>("connect-timeout"), 900);
+    assert_eq!(e.property::<String>("authorization"), "Bearer abc");
+    assert_eq!(e.property::<String>("model-prefix"), "site-a");
+    assert_eq!(e.property::<String>("ca-file"), "/etc/ssl/site-ca.pem");
+}
+
+#[test]
+fn remote_properties_are_documented_and_a_server_without_a_grpc_scheme_is_refused() {
+    init();
+    let e = element();
+    for name in [
+        "server",
+        "request-timeout",
+        "connect-timeout",
+        "authorization",
+        "model-prefix",
+        "ca-file",
+    ] {
+        let p = e.find_property(name).unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            p.blurb().is_some_and(|b| b.contains("backend=remote")),
+            "{name}"
+        );
+        assert!(p.flags().contains(gst::PARAM_FLAG_MUTABLE_READY), "{name}");
+    }
+    assert_eq!(e.property::<String>("server"), "");
+    assert_eq!(e.property::<u32>("request-timeout"), 10_000);
+    e.set_property("server", "grpc://127.0.0.1:8001");
+    for bad in ["127.0.0.1:8001", "http://127.0.0.1:8000"] {
+        e.set_property("server", bad);
+        assert_eq!(
+            e.property::<String>("server"),
+            "grpc://127.0.0.1:8001",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn backend_remote_without_a_reachable_server_fails_at_start_naming_the_address() {
+    init();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("grpc://127.0.0.1:{port}");
+    for (server, expect) in [
+        (server.as_str(), server.clone()),
+        ("", "needs the address of the server".to_string()),
+    ] {
+        let e = element();
+        e.set_property("bundle", tiny_bundle_str());
+        e.set_property("backend", BackendKind::Remote);
+        e.set_property("server", server);
+        e.set_property("connect-timeout", 500u32);
+        let bus = gst::Bus::new();
+        e.set_bus(Some(&bus));
+        assert!(e.set_state(gst::State::Paused).is_err(), "{server:?}");
+        let msg = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .expect("an error on the bus");
+        let gst::MessageView::Error(err) = msg.view() else {
+            unreachable!()
+        };
+        let text = format!("{} {:?}", err.error(), err.debug());
+        assert!(text.contains(&expect), "{server:?}: {text}");
+        if !server.is_empty() {
+            assert!(text.contains("500 ms"), "{text}");
+        }
+        e.set_state(gst::State::Null).unwrap();
+    }
 }
