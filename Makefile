@@ -92,12 +92,13 @@ eval-toy: deps
 # Extra options: BENCH_ARGS=...
 BENCH_BUNDLE := engines/work/bench
 bench: engines-deps
+	bash scripts/setup.sh triton
 	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
 	grep -q "variants.int8" $(BENCH_BUNDLE)/bundle.toml || \
 		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE)
 	mkdir -p $(OUT)
 	set -o pipefail; cargo run --release -p samclipseg-bench -- \
-		--bundle $(BENCH_BUNDLE) --reference --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
+		--bundle $(BENCH_BUNDLE) --reference --remote --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
 
 .PHONY: soak fuzz
 

@@ -66,6 +66,10 @@ pub struct Args {
     /// Python for --reference.
     #[arg(long, value_name = "PATH", default_value_os_t = repo().join(".venv/bin/python"))]
     pub python: PathBuf,
+    /// Part D: the engines on a Triton server on loopback (engines/triton_serve.py,
+    /// from .venv-triton) against the same engines in this process.
+    #[arg(long)]
+    pub remote: bool,
     /// Skip part A (stages) and the comparison.
     #[arg(long)]
     pub skip_stages: bool,

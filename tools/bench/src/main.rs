@@ -13,6 +13,7 @@ mod machine;
 mod photo;
 mod pipelines;
 mod reference;
+mod remote;
 mod report;
 mod stages;
 mod stats;
@@ -82,6 +83,11 @@ fn run() -> BoxResult<()> {
         let part_b = pipelines::run(&a, &png)?;
         report::part_b(&mut out, &part_b, a.threads)?;
         print!("{out}");
+    }
+    if a.remote {
+        let part_d = remote::run(&a, &rgba)?;
+        report::part_d(&mut out, &part_d, &manifest)?;
+        print!("{}", std::mem::take(&mut out));
     }
     println!(
         "\nLoad average at the end: {} (this bench's own threads included).",

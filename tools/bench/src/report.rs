@@ -287,6 +287,64 @@ fn memory(out: &mut impl Write, one: &PipelineRun, four: &PipelineRun) -> Result
     )
 }
 
+/// Part D: local against remote, and the bytes of a fresh frame.
+pub fn part_d(
+    out: &mut impl Write,
+    d: &crate::remote::PartD,
+    m: &samclipseg::bundle::Manifest,
+) -> Result {
+    writeln!(
+        out,
+        "\n### Part D: the engines on a Triton server on loopback ({}, ready after {:.1} s)\n",
+        d.server, d.ready_s
+    )?;
+    writeln!(
+        out,
+        "The server (nvidia-pytriton's tritonserver, python backend, ONNX Runtime fp32 on the CPU) \
+         shares this machine's cores with the client: this measures the protocol, not scale-out.\n"
+    )?;
+    writeln!(
+        out,
+        "| streams | local frames/s | remote frames/s | remote / local |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|")?;
+    for (l, r) in d.local.iter().zip(&d.remote) {
+        writeln!(
+            out,
+            "| {} | {:.3} | {:.3} | {:.2}x |",
+            l.streams,
+            l.fps(),
+            r.fps(),
+            r.fps() / l.fps()
+        )?;
+    }
+    let (runs, execs) = d.batching;
+    writeln!(
+        out,
+        "\nFour streams: the server's image encoder ran {runs} pictures in {execs} executions (dynamic batching)."
+    )?;
+    writeln!(
+        out,
+        "\nOne fresh frame, 1 prompt, local {:.0} ms vs remote {:.0} ms (medians): the hop adds {:.0} ms.",
+        d.local_frame.median,
+        d.remote_frame.median,
+        d.remote_frame.median - d.local_frame.median
+    )?;
+    let s = m.preprocess.image_size;
+    let per_mask = 16 + 2 * m.decoder.mask_size * m.decoder.mask_size;
+    writeln!(
+        out,
+        "On the wire per fresh frame at {s} px: {} bytes up (8-bit pixels are {}), {} bytes down with {} kept \
+         ({} bytes per mask sent: index and float16 logits); text features are sent with every frame, image features never.",
+        d.up,
+        3 * s * s,
+        d.down,
+        d.kept,
+        per_mask
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
