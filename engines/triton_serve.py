@@ -49,8 +49,6 @@ def main(argv=None) -> int:
         "--cuda-memory-pool-byte-size=0:0",
         "--exit-on-error=true",
         "--strict-readiness=true",
-        # Let a killed server's port be taken again at once by its restart.
-        "--reuse-grpc-port=true",
     ]
     if a.tls_cert:
         cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={a.tls_cert}", f"--grpc-server-key={a.tls_key}"]

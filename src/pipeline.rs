@@ -601,7 +601,9 @@ impl Sam3Model {
         self.decode_above(image, texts, opts.threshold - 1e-4)
     }
 
-    fn decode_above(
+    /// The decoder with, on `remote`, the masks of only the queries scoring
+    /// above `score_threshold` sent back (+inf: none).
+    pub(crate) fn decode_above(
         &self,
         image: &ImageFeatures,
         texts: &[Arc<TextFeatures>],

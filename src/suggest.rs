@@ -38,8 +38,9 @@ impl Sam3Model {
         let mut scores = Vec::with_capacity(phrases.len());
         for chunk in phrases.chunks(BATCH) {
             let texts = self.encode_texts(chunk)?;
-            // Only the presence logits come back to the host, not the masks.
-            let out = self.decode_on_device(image, &texts)?;
+            // Only the presence logits come back to the host, not the masks
+            // (the server, on `remote`, sends none).
+            let out = self.decode_above(image, &texts, f32::INFINITY)?;
             scores.extend(out.presence_logits.data.iter().map(|l| sigmoid(*l)));
         }
         Ok(scores)

@@ -25,17 +25,23 @@ use triton::Triton;
 struct Shared {
     server: Triton,
     half_bundle: PathBuf,
+    /// Only the batching test uses its models, so that its statistics count it alone.
+    four_bundle: PathBuf,
 }
 
 fn shared() -> &'static Shared {
     static SERVER: OnceLock<Shared> = OnceLock::new();
     SERVER.get_or_init(|| {
         let half_bundle = renamed_copy("half-sam3");
-        let repo = triton::repository("main", &[&tiny_bundle(), &half_bundle]);
+        let four_bundle = renamed_copy("four-sam3");
+        let repo = triton::repository("main", &[&tiny_bundle(), &half_bundle, &four_bundle]);
         std::fs::remove_dir_all(repo.join("half-sam3-segment")).unwrap();
+        let server = Triton::start(&repo);
+        server.stop_at_exit();
         Shared {
-            server: Triton::start(&repo),
+            server,
             half_bundle,
+            four_bundle,
         }
     })
 }
@@ -273,7 +279,8 @@ fn a_request_past_its_deadline_passes_the_frame_with_a_warning() {
 
 #[test]
 fn four_streams_on_one_server_have_their_pictures_batched() {
-    let model = remote_model();
+    let url = shared().server.url();
+    let model = Arc::new(Sam3Model::load(&shared().four_bundle, &remote_options(&url)).unwrap());
     let prefix = &model.manifest().bundle.name;
     let name = format!("{prefix}-image_encoder");
     let server = model.remote().unwrap();

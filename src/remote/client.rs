@@ -25,8 +25,9 @@ const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Default)]
 struct Health {
-    /// Set while the server is away: no call before `retry_at`.
-    down: Option<(Instant, Duration)>,
+    /// Set while the server is away: when the back-off began, how long it
+    /// lasts, and what the server's last failure said.
+    down: Option<(Instant, Duration, String)>,
 }
 
 pub struct Client {
@@ -46,21 +47,15 @@ pub struct Outputs {
 impl Client {
     /// Parses the address and builds the channel; nothing is sent yet.
     pub fn new(options: &RemoteOptions) -> Result<Client> {
-        let (scheme, rest) = options.server.split_once("://").ok_or_else(|| {
-            options
-                .error("the server address needs a scheme: grpc://host:port or grpcs://host:port")
-        })?;
-        let tls = match scheme {
-            "grpc" => false,
-            "grpcs" => true,
-            other => {
-                return Err(options.error(format!(
-                    "unknown scheme `{other}`: use grpc://host:port (plain) or grpcs://host:port (TLS)"
-                )));
-            }
-        };
-        if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
-            return Err(options.error("expected host:port after the scheme"));
+        let (tls, rest) = super::parse_server(&options.server).map_err(|e| options.error(e))?;
+        if !tls && options.authorization.is_some() {
+            log::warn!(
+                "{}: the authorization header goes over plain grpc://; use grpcs:// to keep it private",
+                options.server
+            );
+        }
+        if !tls && options.ca_file.is_some() {
+            log::warn!("{}: ca-file is ignored without grpcs://", options.server);
         }
         let url = format!("{}://{rest}", if tls { "https" } else { "http" });
         let mut endpoint = Endpoint::from_shared(url)
@@ -144,14 +139,17 @@ impl Client {
         F: FnOnce(GrpcInferenceServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        if let Some((since, wait)) = self.lock_health().down
-            && since.elapsed() < wait
+        if let Some((since, wait, last)) = &self.lock_health().down
+            && since.elapsed() < *wait
         {
-            return Err(self.unavailable(what, "the server was not reachable a moment ago"));
+            return Err(self.unavailable(what, format!("retrying after a back-off ({last})")));
         }
         let control = crate::run_control::current();
-        let future = f(self.stub());
+        // The deadline is also enforced here: `grpc-timeout` only asks the
+        // server, and a host that never answers would not end the call.
+        let call = f(self.stub());
         let outcome = self.runtime.block_on(async {
+            let future = tokio::time::timeout(timeout, call);
             let cancelled = async {
                 loop {
                     tokio::time::sleep(CANCEL_POLL).await;
@@ -167,11 +165,16 @@ impl Client {
         });
         match outcome {
             None => Err(Error::Cancelled),
-            Some(Ok(response)) => {
+            Some(Ok(Ok(response))) => {
                 self.lock_health().down = None;
                 Ok(response.into_inner())
             }
-            Some(Err(status)) => Err(self.status_error(what, timeout, status)),
+            Some(Ok(Err(status))) => Err(self.status_error(what, timeout, status)),
+            Some(Err(_elapsed)) => Err(self.status_error(
+                what,
+                timeout,
+                tonic::Status::deadline_exceeded("the client's deadline passed"),
+            )),
         }
     }
 
@@ -190,9 +193,15 @@ impl Client {
     /// back-off); what the server refuses is a failure of its own.
     fn status_error(&self, what: &str, timeout: Duration, status: tonic::Status) -> Error {
         use tonic::Code;
+        // Unknown: what tonic reports for a connection cut mid-call.
+        // ResourceExhausted: the server's queue is full (overload passes).
         let outage = matches!(
             status.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Unknown
+                | Code::ResourceExhausted
         );
         if !outage {
             return self.options.error(format!(
@@ -201,23 +210,24 @@ impl Client {
                 status.message()
             ));
         }
-        let mut health = self.lock_health();
-        let wait = match health.down {
-            Some((_, wait)) => (wait * 2).min(MAX_BACKOFF),
-            None => FIRST_BACKOFF,
-        };
-        health.down = Some((Instant::now(), wait));
-        if status.code() == Code::DeadlineExceeded {
-            self.unavailable(
-                what,
-                format!(
-                    "no answer within the request timeout of {} ms",
-                    timeout.as_millis()
-                ),
+        let message = if status.code() == Code::DeadlineExceeded {
+            format!(
+                "no answer within the request timeout of {} ms",
+                timeout.as_millis()
             )
         } else {
-            self.unavailable(what, status.message())
-        }
+            status.message().to_string()
+        };
+        let mut health = self.lock_health();
+        // Streams failing together count as one failure: the wait doubles
+        // only once the previous one has passed.
+        let wait = match &health.down {
+            Some((since, wait, _)) if since.elapsed() < *wait => *wait,
+            Some((_, wait, _)) => (*wait * 2).min(MAX_BACKOFF),
+            None => FIRST_BACKOFF,
+        };
+        health.down = Some((Instant::now(), wait, message.clone()));
+        self.unavailable(what, message)
     }
 
     /// Liveness and readiness, within `timeout` (the start-up check).

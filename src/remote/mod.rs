@@ -19,6 +19,10 @@ use std::time::Duration;
 
 use client::Client;
 pub use client::MAX_MESSAGE_BYTES;
+
+/// Prompts per text-encoder request: `engines/triton_repo.py`'s default
+/// `max_batch_size`.
+pub const TEXT_BATCH: usize = 16;
 pub use contract::{ModelContract, SEGMENT, TEXT_ENCODER, contracts};
 
 use crate::bundle::Manifest;
@@ -30,8 +34,37 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
+/// `grpc://host:port` (false) or `grpcs://host:port` (true), and the
+/// `host:port`; the element's `server` property refuses what this refuses.
+pub fn parse_server(server: &str) -> std::result::Result<(bool, &str), String> {
+    let Some((scheme, rest)) = server.split_once("://") else {
+        return Err(
+            "the server address needs a scheme: grpc://host:port or grpcs://host:port".into(),
+        );
+    };
+    let tls = match scheme {
+        "grpc" => false,
+        "grpcs" => true,
+        other => {
+            return Err(format!(
+                "unknown scheme `{other}`: use grpc://host:port (plain) or grpcs://host:port (TLS)"
+            ));
+        }
+    };
+    match rest.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty() && !rest.contains('/') && port.parse::<u16>().is_ok() =>
+        {
+            Ok((tls, rest))
+        }
+        _ => Err(format!(
+            "expected host:port after {scheme}://, found `{rest}`"
+        )),
+    }
+}
+
 /// Where the server is and how to talk to it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RemoteOptions {
     /// `grpc://host:port` or `grpcs://host:port` (TLS).
     pub server: String,
@@ -59,6 +92,23 @@ impl Default for RemoteOptions {
             model_prefix: None,
             ca_file: None,
         }
+    }
+}
+
+/// The authorization header is a secret: logs show that one is set, not it.
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOptions")
+            .field("server", &self.server)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "(set)"),
+            )
+            .field("model_prefix", &self.model_prefix)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 
@@ -157,20 +207,57 @@ impl RemoteEngines {
         }))
     }
 
-    /// Text features [n, context, D] of tokenised prompts ([n, context] each).
+    /// Text features [n, context, D] of tokenised prompts ([n, context] each),
+    /// in requests of at most [`TEXT_BATCH`] prompts (the repository's
+    /// `max_batch_size`).
     pub fn text_features(&self, ids: &[i64], mask: &[i64], n: usize) -> Result<TensorF32> {
-        let ctx = (ids.len() / n.max(1)) as i64;
-        let shape = vec![n as i64, ctx];
-        let out = self.client.infer(
-            &self.text.name,
-            vec![
-                ("input_ids", "INT64", shape.clone(), le_bytes_i64(ids)),
-                ("attention_mask", "INT64", shape, le_bytes_i64(mask)),
-            ],
-            &["text_features"],
-        )?;
-        let (t, raw) = &out.tensors[0];
-        self.text.tensor_f32(t, raw)
+        let ctx = (ids.len() / n.max(1)).max(1);
+        let mut parts = Vec::new();
+        for (ids, mask) in ids
+            .chunks(TEXT_BATCH * ctx)
+            .zip(mask.chunks(TEXT_BATCH * ctx))
+        {
+            let rows = ids.len() / ctx;
+            let shape = vec![rows as i64, ctx as i64];
+            let out = self.client.infer(
+                &self.text.name,
+                vec![
+                    ("input_ids", "INT64", shape.clone(), le_bytes_i64(ids)),
+                    ("attention_mask", "INT64", shape, le_bytes_i64(mask)),
+                ],
+                &["text_features"],
+            )?;
+            let (t, raw) = &out.tensors[0];
+            let part = self.text.tensor_f32(t, raw)?;
+            self.expect_rows(&self.text, "text_features", &part.shape, rows, Some(ctx))?;
+            parts.push(part);
+        }
+        let refs: Vec<&TensorF32> = parts.iter().collect();
+        TensorF32::concat(&refs).ok_or_else(|| {
+            self.options().error(format!(
+                "model `{}` returned no text features",
+                self.text.name
+            ))
+        })
+    }
+
+    /// An output's leading dimension is the request's `rows` (and its second
+    /// `second`): anything else would index past what was sent.
+    fn expect_rows(
+        &self,
+        model: &ModelContract,
+        name: &str,
+        shape: &[usize],
+        rows: usize,
+        second: Option<usize>,
+    ) -> Result<()> {
+        if shape.first() == Some(&rows) && second.is_none_or(|s| shape.get(1) == Some(&s)) {
+            return Ok(());
+        }
+        Err(self.options().error(format!(
+            "model `{}` output `{name}` has shape {shape:?} for a request of {rows}",
+            model.name
+        )))
     }
 
     /// One picture (planar RGB8, [3, S, S]) against `n` prompts.
@@ -218,13 +305,27 @@ impl RemoteEngines {
         let c = &self.segment;
         let t = |i: usize| c.tensor_f32(&out.tensors[i].0, &out.tensors[i].1);
         let (pred_logits, pred_boxes, presence_logits) = (t(0)?, t(1)?, t(2)?);
+        let n = n as usize;
+        let queries = pred_logits.shape.get(1).copied().unwrap_or(0);
+        self.expect_rows(c, "pred_logits", &pred_logits.shape, n, None)?;
+        self.expect_rows(c, "pred_boxes", &pred_boxes.shape, n, Some(queries))?;
+        self.expect_rows(c, "presence_logits", &presence_logits.shape, n, Some(1))?;
         let index = c.tensor_i64(&out.tensors[3].0, &out.tensors[3].1)?;
         let kept_masks = c.tensor_f32(&out.tensors[4].0, &out.tensors[4].1)?;
-        let kept_index: Vec<(usize, usize)> = index
-            .data
-            .chunks_exact(2)
-            .map(|pq| (pq[0] as usize, pq[1] as usize))
-            .collect();
+        let kept_index: Vec<(usize, usize)> =
+            index
+                .data
+                .chunks_exact(2)
+                .map(|pq| {
+                    match (usize::try_from(pq[0]), usize::try_from(pq[1])) {
+                (Ok(p), Ok(q)) if p < n && q < queries => Ok((p, q)),
+                _ => Err(self.options().error(format!(
+                    "model `{}` returned kept_index ({}, {}) for {n} prompts of {queries} queries",
+                    c.name, pq[0], pq[1]
+                ))),
+            }
+                })
+                .collect::<Result<_>>()?;
         if kept_masks.shape.first() != Some(&kept_index.len()) {
             return Err(self.options().error(format!(
                 "model `{}` returned {} kept indices and kept_masks of shape {:?}",

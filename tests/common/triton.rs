@@ -173,6 +173,39 @@ impl Triton {
         }
     }
 
+    /// Stops the server by its PID with SIGTERM, as a service manager would
+    /// (it ends its python-backend stubs and frees their shared memory);
+    /// SIGKILL after 20 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's PID, which wait() has not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// For a server kept in a `static` (never dropped): SIGTERM when the test
+    /// process exits, so that no server outlives its tests.
+    pub fn stop_at_exit(&self) {
+        if let Some(pid) = self.pid() {
+            AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+            static REGISTER: std::sync::Once = std::sync::Once::new();
+            // SAFETY: registers a plain extern "C" function with no captures.
+            REGISTER.call_once(|| unsafe {
+                libc::atexit(stop_all_at_exit);
+            });
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -180,7 +213,27 @@ impl Triton {
 
 impl Drop for Triton {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
+    }
+}
+
+static AT_EXIT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn stop_all_at_exit() {
+    let pids = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in pids {
+        // SAFETY: kill(2) and waitpid(2) on servers this process started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            let mut status = 0;
+            for _ in 0..400 {
+                if libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) != 0 {
+                    break;
+                }
+                libc::usleep(50_000);
+            }
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
     }
 }
 

@@ -70,7 +70,7 @@ fn source(photo: &str, buffers: u32) -> String {
 
 fn element(name: &str, backend: &str) -> String {
     format!(
-        "samclipseg name={name} bundle=\"{}\" precision=fp32 threshold=0.1 prompt=\"a person; a cat\" reuse-threshold=0 {backend}",
+        "samclipseg name={name} bundle=\"{}\" precision=fp32 threshold=0.1 prompt=\"a person; a cat\" reuse-threshold=0 request-timeout=60000 {backend}",
         tiny_bundle().display()
     )
 }

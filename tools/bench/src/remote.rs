@@ -13,7 +13,6 @@ use samclipseg::remote::RemoteOptions;
 use samclipseg::{BackendKind, BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 #[path = "../../../tests/common/triton.rs"]
-#[allow(dead_code, unused_imports)]
 mod triton;
 
 use crate::BoxResult;

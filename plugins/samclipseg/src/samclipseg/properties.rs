@@ -342,18 +342,15 @@ impl SamClipSeg {
             "server" => {
                 let server = self.string_value(name, value).unwrap_or_default();
                 let server = server.trim();
-                if server.is_empty()
-                    || server.starts_with("grpc://")
-                    || server.starts_with("grpcs://")
-                {
-                    settings.server = server.to_string();
-                } else {
-                    gst::warning!(
+                match samclipseg::remote::parse_server(server) {
+                    _ if server.is_empty() => settings.server.clear(),
+                    Ok(_) => settings.server = server.to_string(),
+                    Err(e) => gst::warning!(
                         CAT,
                         imp = self,
-                        "server {server:?} is not grpc://host:port or grpcs://host:port; keeping {:?}",
+                        "server {server:?}: {e}; keeping {:?}",
                         settings.server
-                    );
+                    ),
                 }
             }
             "request-timeout" => {
