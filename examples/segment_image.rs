@@ -169,9 +169,20 @@ fn segment_one(
     let picture = OwnedImage::open(path).map_err(|e| e.to_string())?;
     let (w, h) = (picture.width, picture.height);
     let frame = picture.frame().map_err(|e| e.to_string())?;
+    let before = model.transfers();
     let instances = model
         .segment(&frame, prompts, &args.post)
         .map_err(|e| e.to_string())?;
+    if model.remote().is_some() {
+        // What crossing the network cost (protobuf message bytes).
+        let after = model.transfers();
+        eprintln!(
+            "segment_image: {}: {} bytes up, {} bytes down",
+            path.display(),
+            after.host_to_device - before.host_to_device,
+            after.device_to_host - before.device_to_host
+        );
+    }
     let img = image::RgbaImage::from_raw(w as u32, h as u32, picture.rgba.clone())
         .ok_or("image buffer size")?;
 

@@ -61,9 +61,10 @@ impl Client {
         let mut endpoint = Endpoint::from_shared(url)
             .map_err(|e| options.error(format!("not a valid address: {e}")))?
             .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            // No HTTP/2 keep-alive pings: gRPC servers allow one per 5 min by
+            // default and answer more with GOAWAY "too many pings" during a
+            // long request; a dead server is found by the request deadline.
+            .tcp_nodelay(true);
         if tls {
             let mut config = ClientTlsConfig::new().with_native_roots();
             if let Some(path) = &options.ca_file {
