@@ -162,5 +162,7 @@ pub fn run(a: &Args, rgba: &[u8]) -> BoxResult<PartD> {
         }
     }
     drop(server);
+    // The repository holds a copy of every engine file.
+    let _ = std::fs::remove_dir_all(&repo);
     Ok(d)
 }

@@ -39,7 +39,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .build(),
             glib::ParamSpecEnum::builder_with_default("backend", settings::DEFAULT_BACKEND)
                 .nick("Backend")
-                .blurb("Where the engines run: cpu, or cuda / tensorrt through the GPU build of ONNX Runtime (a provider that does not start is an error, never a CPU fallback)")
+                .blurb("Where the engines run: cpu, or cuda / tensorrt through the GPU build of ONNX Runtime (a provider that does not start is an error, never a CPU fallback), or remote: a Triton server (see server)")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecEnum::builder_with_default("precision", settings::DEFAULT_PRECISION)
