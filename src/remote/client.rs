@@ -16,8 +16,9 @@ use super::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::error::{Error, Result};
 
 /// Raised deliberately from tonic's 4 MB default: a full-size fresh frame
-/// sends about 3.1 MB, and a frame with many kept masks answers more.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// sends about 3.1 MB, and the answer grows by 166 KB per kept mask, up to
+/// 16 phrases x 200 queries = 531 MB at a threshold of 0.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// How often a call waiting on the server looks at its job's cancel switch.
