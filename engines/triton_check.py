@@ -100,6 +100,23 @@ def server_env(libs: Path) -> dict:
     return env
 
 
+def server_command(binary: Path, repo: Path, backends: Path, host: str, port: int) -> list[str]:
+    """The tritonserver command line: gRPC only, no GPU memory pools, ready only with every model loaded."""
+    return [
+        str(binary),
+        f"--model-repository={repo}",
+        f"--backend-directory={backends}",
+        f"--grpc-address={host}",
+        f"--grpc-port={port}",
+        "--allow-http=false",
+        "--allow-metrics=false",
+        "--pinned-memory-pool-byte-size=0",
+        "--cuda-memory-pool-byte-size=0:0",
+        "--exit-on-error=true",
+        "--strict-readiness=true",
+    ]
+
+
 class Server:
     def __init__(self, repo: Path, work: Path, timeout: float):
         binary, libs, backends = backend_dir(work)
@@ -107,19 +124,7 @@ class Server:
         self.url = f"127.0.0.1:{self.port}"
         self.log_path = work / "tritonserver.log"
         self.log = self.log_path.open("wb")
-        cmd = [
-            str(binary),
-            f"--model-repository={repo}",
-            f"--backend-directory={backends}",
-            "--grpc-address=127.0.0.1",
-            f"--grpc-port={self.port}",
-            "--allow-http=false",
-            "--allow-metrics=false",
-            "--pinned-memory-pool-byte-size=0",
-            "--cuda-memory-pool-byte-size=0:0",
-            "--exit-on-error=true",
-            "--strict-readiness=true",
-        ]
+        cmd = server_command(binary, repo, backends, "127.0.0.1", self.port)
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=server_env(libs))
         print(f"tritonserver pid {self.proc.pid} on 127.0.0.1:{self.port} (log {self.log_path})")

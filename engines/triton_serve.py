@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from triton_check import backend_dir, server_env  # noqa: E402
+from triton_check import backend_dir, server_command, server_env  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,19 +37,7 @@ def main(argv=None) -> int:
 
         shutil.rmtree(a.work / "backends")
     binary, libs, backends = backend_dir(a.work)
-    cmd = [
-        str(binary),
-        f"--model-repository={a.repo}",
-        f"--backend-directory={backends}",
-        f"--grpc-address={a.host}",
-        f"--grpc-port={a.port}",
-        "--allow-http=false",
-        "--allow-metrics=false",
-        "--pinned-memory-pool-byte-size=0",
-        "--cuda-memory-pool-byte-size=0:0",
-        "--exit-on-error=true",
-        "--strict-readiness=true",
-    ]
+    cmd = server_command(binary, a.repo, backends, a.host, a.port)
     if a.tls_cert:
         cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={a.tls_cert}", f"--grpc-server-key={a.tls_key}"]
     sys.stdout.flush()

@@ -12,6 +12,12 @@ use crate::resize::resize_rgb8_antialias;
 use crate::tensor::TensorF32;
 
 pub fn preprocess(frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
+    let (rgb, s) = resized_rgb8(frame, spec)?;
+    Ok(normalise_chw(&rgb, s, spec))
+}
+
+/// The frame as interleaved RGB8, resized to the model's s x s; and s.
+fn resized_rgb8(frame: &Frame, spec: &PreprocessSpec) -> Result<(Vec<u8>, usize)> {
     frame.validate()?;
     let s = spec.image_size as usize;
     let rgb = resize_rgb8_antialias(
@@ -21,21 +27,13 @@ pub fn preprocess(frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
         s,
         s,
     );
-    Ok(normalise_chw(&rgb, s, spec))
+    Ok((rgb, s))
 }
 
 /// The frame resized as for [`preprocess`], as planar RGB8 [3, s, s]: what
 /// the remote backend sends (its server normalises in the graph).
 pub fn planar_rgb8(frame: &Frame, spec: &PreprocessSpec) -> Result<Vec<u8>> {
-    frame.validate()?;
-    let s = spec.image_size as usize;
-    let rgb = resize_rgb8_antialias(
-        frame.width,
-        frame.height,
-        |y, row| frame.rgb_row(y, row),
-        s,
-        s,
-    );
+    let (rgb, s) = resized_rgb8(frame, spec)?;
     let mut planar = vec![0u8; 3 * s * s];
     for (i, px) in rgb.chunks_exact(3).enumerate() {
         for c in 0..3 {

@@ -84,14 +84,11 @@ fn run_streams(
     })
 }
 
-fn frame_times(model: &Sam3Model, frame: &Frame, prompt: &str, n: u32) -> BoxResult<Stats> {
-    let mut ms = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        model.segment(frame, &[prompt], &PostprocessOptions::default())?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(stats(ms))
+/// Milliseconds of one fresh frame.
+fn frame_ms(model: &Sam3Model, frame: &Frame, prompt: &str) -> BoxResult<f64> {
+    let t = Instant::now();
+    model.segment(frame, &[prompt], &PostprocessOptions::default())?;
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 pub fn run(a: &Args, rgba: &[u8]) -> BoxResult<PartD> {
@@ -132,8 +129,8 @@ pub fn run(a: &Args, rgba: &[u8]) -> BoxResult<PartD> {
     // Alternating, so that drift in the machine's load hits both alike.
     let (mut l, mut r) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        l.push(frame_times(&local, &frame, prompt, 1)?.median);
-        r.push(frame_times(&remote, &frame, prompt, 1)?.median);
+        l.push(frame_ms(&local, &frame, prompt)?);
+        r.push(frame_ms(&remote, &frame, prompt)?);
     }
     let frames = a.share_frames as usize;
     let mut d = PartD {
