@@ -176,15 +176,14 @@ SETS = ("world", "wide", "independent")
 def run_batch(bundle: str, images: int, seed: int, threads: int, release: bool, threshold: float | None = None,
               which: str = "world", size: str = "336", precision: str = "fp32"):
     """Generate the images, run them through segment_batch, return (scenes, jobs, results document).
-    ``which``: "world" (the shapes world as first drawn, square at the model's size), "wide"
+    ``which``: "world" (the shapes world as first drawn, 112 px squares, which the core
+    stretches to the model's input), "wide"
     (the wide world's camera frames) or "independent" (independent_shapes.py at ``size``)."""
-    with open(os.path.join(bundle, "bundle.toml")) as fh:
-        model_size = next(int(line.split("=")[1]) for line in fh if line.strip().startswith("image_size"))
     with tempfile.TemporaryDirectory(prefix="eval-toy-") as tmp:
         if which == "independent":
             scenes, jobs = make_independent_jobs(tmp, images, size, seed)
         else:
-            scenes, jobs = make_jobs(tmp, images, model_size, seed, wide=which == "wide")
+            scenes, jobs = make_jobs(tmp, images, world.FIRST_WORLD_SIZE, seed, wide=which == "wide")
         out = os.path.join(tmp, "results.json")
         cmd = ["cargo", "run", "--quiet"] + (["--release"] if release else []) + ["--example", "segment_batch", "--",
                "--bundle", os.path.abspath(bundle), "--jobs", os.path.join(tmp, "jobs.json"),
@@ -218,6 +217,15 @@ def calibrate(args) -> int:
     # Youden's J: a missed object and a no-match prompt answered count alike; ties go up.
     pick = max(reversed(sweep), key=lambda r: round(r["recall_at_0.5"] - r["no_match_prompts_keeping_an_instance"], 6))
     rule = "highest recall at IoU 0.5 minus share of no-match prompts keeping an instance (Youden's J)"
+    if args.max_no_match is not None:
+        # the targets bound the no-match share: the most recall within that bound
+        within = [r for r in sweep if r["no_match_prompts_keeping_an_instance"] <= args.max_no_match]
+        if within:
+            pick = max(within, key=lambda r: (r["recall_at_0.5"], -r["threshold"]))
+            rule = (f"highest recall at IoU 0.5 among thresholds whose share of no-match prompts keeping an "
+                    f"instance is at most {args.max_no_match:g}")
+        else:
+            print(f"no threshold keeps the no-match share at or under {args.max_no_match:g}: Youden's J instead")
     print(f"chosen threshold {pick['threshold']:.2f} ({rule})")
     if args.write:
         toml = os.path.join(args.bundle, "bundle.toml")
@@ -265,6 +273,9 @@ def main(argv=None) -> int:
     ap.add_argument("--release", action="store_true", help="build segment_batch in release mode (default: the dev profile the tests share)")
     ap.add_argument("--calibrate", action="store_true",
                     help="sweep thresholds on validation images and print the chosen default (no test-set numbers)")
+    ap.add_argument("--max-no-match", type=float, default=None,
+                    help="with --calibrate: pick the highest-recall threshold whose validation share of no-match "
+                         "prompts keeping an instance is at most this (default: Youden's J)")
     ap.add_argument("--write", action="store_true", help="with --calibrate: write the chosen default into bundle.toml "
                     "and the sweep into calibration.json")
     args = ap.parse_args(argv)

@@ -11,10 +11,12 @@
 4. ``golden/``: one composed scene (red circle, blue square, green triangle,
    white square) with its instance-id map, and a 24-frame clip of a red circle
    bouncing among shapes that come and go (``clip/``), with per-frame truth.
-5. ``calibration.json`` and ``decoder.default_threshold``: the threshold chosen by
-   ``eval_toy.py --calibrate`` on 300 validation images of the first world and 300 of
+5. ``image_encoder.int8.onnx``: ``quantize_bundle.py``'s int8 image encoder, checked
+   against fp32 and recorded in ``bundle.toml`` (what ``precision=int8|auto`` runs).
+6. ``calibration.json`` and ``decoder.default_threshold``: the threshold chosen by
+   ``eval_toy.py --calibrate --max-no-match 0.05`` on 300 validation images of the first world and 300 of
    the wide world (seeds (77, ...), never a test set).
-6. ``eval.json``: engines/eval_toy.py on 500 held-out test images of the first world,
+7. ``eval.json``: engines/eval_toy.py on 500 held-out test images of the first world,
    through the Rust core, at that threshold; ``eval-wide.json``: 500 of the wide world's
    camera frames; ``eval-independent-336.json`` and ``eval-independent-640x360.json``:
    300 images each of the independent set (engines/independent_shapes.py).
@@ -73,6 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-images", type=int, default=500,
                     help="test-set images (0: skip the test set, e.g. while comparing candidates on validation)")
     ap.add_argument("--calibration-images", type=int, default=300, help="per validation set (world, wide)")
+    ap.add_argument("--max-no-match", type=float, default=0.05,
+                    help="calibration: the most recall with at most this share of validation no-match prompts "
+                         "keeping an instance (the targets' bound)")
     ap.add_argument("--independent-images", type=int, default=300, help="per size of the independent set")
     args = ap.parse_args(argv)
     out = args.out
@@ -98,9 +103,12 @@ def main(argv=None) -> int:
     write_scene(golden, size)
     world.write_clip(os.path.join(golden, "clip"), CLIP_SEED, size, CLIP_FRAMES, ("red", "circle"))
 
+    subprocess.run([sys.executable, os.path.join(HERE, "quantize_bundle.py"), out], check=True)
+
     # The default threshold is chosen on validation images, then the test set is run once.
     evaluate = [sys.executable, os.path.join(HERE, "eval_toy.py"), "--bundle", out]
-    subprocess.run(evaluate + ["--calibrate", "--write", "--images", str(args.calibration_images)], check=True)
+    subprocess.run(evaluate + ["--calibrate", "--write", "--images", str(args.calibration_images),
+                               "--max-no-match", str(args.max_no_match)], check=True)
     if args.eval_images:
         subprocess.run(evaluate + ["--images", str(args.eval_images), "--json", os.path.join(out, "eval.json")],
                        check=True)

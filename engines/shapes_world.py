@@ -47,6 +47,7 @@ COLORS = {
 }
 SHAPES = ("circle", "square", "triangle")
 SUPERSAMPLE = 4
+FIRST_WORLD_SIZE = 112  # the first world's images (and its recorded test set) are this size
 
 
 def vocabulary() -> list[str]:

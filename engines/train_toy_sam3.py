@@ -50,11 +50,19 @@ import make_tiny_sam3  # noqa: E402
 import shapes_world as world  # noqa: E402
 
 SEED = 7
-IMAGE_SIZE = 112
+IMAGE_SIZE = 112  # the model's square input (--image-size)
 
 
 def toy_config():
-    return make_tiny_sam3.small_config(vit_hidden=96, vit_layers=3, global_attn=[2], width=64, queries=16)
+    return make_tiny_sam3.small_config(vit_hidden=96, vit_layers=3, global_attn=[2], width=64, queries=16,
+                                       image_size=IMAGE_SIZE)
+
+
+def first_world_scene(rng):
+    """A first-world scene as the model sees it: drawn at 112 px (as the recorded test set
+    is), stretched to a larger input as the element would."""
+    scene = world.sample_scene(rng, world.FIRST_WORLD_SIZE)
+    return scene if IMAGE_SIZE == world.FIRST_WORLD_SIZE else world.to_square(scene, IMAGE_SIZE)
 
 
 def initialise(model, seed: int) -> None:
@@ -111,10 +119,10 @@ def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negativ
     drawn exactly as before)."""
     rng = np.random.default_rng([seed, step])
     if wide <= 0:
-        scenes = [world.sample_scene(rng, IMAGE_SIZE) for _ in range(images)]
+        scenes = [first_world_scene(rng) for _ in range(images)]
     else:
         n_wide = int(round(images * wide))
-        scenes = [world.sample_wide_scene(rng, IMAGE_SIZE) if k < n_wide else world.sample_scene(rng, IMAGE_SIZE)
+        scenes = [world.sample_wide_scene(rng, IMAGE_SIZE) if k < n_wide else first_world_scene(rng)
                   for k in range(images)]
     pairs = [(i, p) for i, s in enumerate(scenes)
              for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives)]
@@ -363,6 +371,7 @@ def finish(work: str, model) -> str:
 
 
 def main(argv=None) -> int:
+    global IMAGE_SIZE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=os.path.join(HERE, "work", "toy-train"))
     ap.add_argument("--steps", type=int, default=24000, help="total steps (the LR schedule spans them)")
@@ -381,6 +390,9 @@ def main(argv=None) -> int:
     ap.add_argument("--wide", type=float, default=0.0,
                     help="share of each step's images from the wide world (shapes_world.sample_wide_scene)")
     ap.add_argument("--warmup", type=int, default=400)
+    ap.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="the model's input (a multiple of 56: patch 14, window 4); fine-tuning a "
+                         "checkpoint of another size keeps its weights (positions are tiled and rotary)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=2000)
@@ -392,6 +404,7 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline-minutes", type=float, default=0, help="save and stop after this long (0: never)")
     ap.add_argument("--finish", action="store_true", help="write WORK/checkpoint from the saved state and exit")
     args = ap.parse_args(argv)
+    IMAGE_SIZE = args.image_size
 
     import torch
 
@@ -409,7 +422,7 @@ def main(argv=None) -> int:
     run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
            "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives, "aux_loss": args.aux_loss,
            "lr": args.lr, "steps": args.steps, "weights": dict(W),
-           "init": args.init, "wide": args.wide, "warmup": args.warmup}
+           "init": args.init, "wide": args.wide, "warmup": args.warmup, "image_size": IMAGE_SIZE}
     print(f"[train] settings {run}", flush=True)
     with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
         fh.write(json.dumps(run) + "\n")

@@ -21,14 +21,13 @@ fn toy() -> PathBuf {
 }
 
 /// Per precision: the smallest mask IoU with fp32's instance and the largest
-/// score change allowed. Measured on this scene (an AMX Xeon): bf16 0.988 and
-/// 0.036, int8 (the image encoder's int8 file, the decoder in bf16) 0.970 and
-/// 0.009; the toy's masks are 32x32, so one cell moves IoU a lot.
-fn tolerance(p: Precision) -> (f64, f32) {
-    match p {
-        Precision::Bf16 => (0.97, 0.05),
-        _ => (0.95, 0.05),
-    }
+/// score change allowed. Measured on this scene (an AMX Xeon, the 168 px toy
+/// model): bf16 0.974 and 0.066, int8 (the image encoder's int8 file, the
+/// decoder in bf16) 0.965 and 0.080, both largest on a "shape" instance of
+/// fp32 score 0.56 (mid-range scores move most); the toy's masks are coarse
+/// (48x48), so one cell moves IoU a lot.
+fn tolerance(_: Precision) -> (f64, f32) {
+    (0.95, 0.10)
 }
 
 const PROMPTS: [&str; 6] = [
@@ -96,7 +95,12 @@ fn each_shipped_precision_keeps_fp32s_instances() {
                 got.len(),
                 want.len()
             );
-            for (g, w) in got.iter().zip(&want) {
+            // Paired by decoder query, not by rank: two instances of near-equal
+            // score may swap places under other arithmetic.
+            for w in &want {
+                let g = got.iter().find(|g| g.query == w.query).unwrap_or_else(|| {
+                    panic!("{p} {prompt:?}: fp32 kept query {}, {p} did not", w.query)
+                });
                 let m = mask_iou(&g.mask, &w.mask) as f64;
                 let ds = (g.score - w.score).abs();
                 eprintln!(
