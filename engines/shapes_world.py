@@ -576,7 +576,7 @@ def to_square(scene: Scene, size: int) -> Scene:
 
 def sample_wide_scene(rng: np.random.Generator, size: int = 112, photos: list[str] | None = None) -> Scene:
     """A wide-world training/evaluation image at the model's square size: a camera-like
-    frame (shorter side 112-168 px, sometimes letterboxed) stretched to size x size.
+    frame (shorter side size to 1.5 x size px, sometimes letterboxed) stretched to size x size.
     Objects that the stretch leaves under 12 pixels are dropped from the truth only if
     they are distractors; a vocabulary object that small is kept (it was 40% visible in
     the frame)."""
