@@ -94,9 +94,10 @@ def make_independent_jobs(folder: str, images: int, size: str, seed: int):
     return scenes, jobs
 
 
-def make_jobs(folder: str, images: int, size: int, seed: int = EVAL_SEED, wide: bool = False):
-    """Generator images and prompts.  ``wide``: the wide world's camera-like frames (shorter
-    side 112-240 px, any aspect the world draws), given to the Rust core at frame size, which
+def make_jobs(folder: str, images: int, seed: int = EVAL_SEED, wide: bool = False):
+    """Generator images and prompts: the first world (FIRST_WORLD_SIZE squares), or with
+    ``wide`` the wide world's camera-like frames (shorter side 112-240 px, any aspect the
+    world draws); given to the Rust core at frame size, which
     stretches them to the model's square input as the element does; truth at frame size."""
     from PIL import Image
 
@@ -108,7 +109,7 @@ def make_jobs(folder: str, images: int, size: int, seed: int = EVAL_SEED, wide: 
             scene = world.sample_wide_frame(rng, w, h, letterbox=rng.uniform() < 0.08)
         else:
             rng = np.random.default_rng([seed, i])
-            scene = world.sample_scene(rng, size)
+            scene = world.sample_scene(rng, world.FIRST_WORLD_SIZE)
         positives = world.sample_prompts(rng, scene, 2, p_negative=0.0)
         negative = world.sample_prompts(rng, scene, 1, p_negative=1.0)
         name = f"eval-{i:04d}.png"
@@ -183,7 +184,7 @@ def run_batch(bundle: str, images: int, seed: int, threads: int, release: bool, 
         if which == "independent":
             scenes, jobs = make_independent_jobs(tmp, images, size, seed)
         else:
-            scenes, jobs = make_jobs(tmp, images, world.FIRST_WORLD_SIZE, seed, wide=which == "wide")
+            scenes, jobs = make_jobs(tmp, images, seed, wide=which == "wide")
         out = os.path.join(tmp, "results.json")
         cmd = ["cargo", "run", "--quiet"] + (["--release"] if release else []) + ["--example", "segment_batch", "--",
                "--bundle", os.path.abspath(bundle), "--jobs", os.path.join(tmp, "jobs.json"),

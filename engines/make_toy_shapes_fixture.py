@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         fh.write("# every phrase of the shapes world (engines/shapes_world.py)\n")
         fh.write("\n".join(world.vocabulary()) + "\n")
 
-    size = 112
+    size = world.FIRST_WORLD_SIZE
     write_scene(golden, size)
     world.write_clip(os.path.join(golden, "clip"), CLIP_SEED, size, CLIP_FRAMES, ("red", "circle"))
 
