@@ -150,6 +150,7 @@ impl Client {
         // The deadline is also enforced here: `grpc-timeout` only asks the
         // server, and a host that never answers would not end the call.
         let call = f(self.stub());
+        let started = Instant::now();
         let outcome = self.runtime.block_on(async {
             let future = tokio::time::timeout(timeout, call);
             let cancelled = async {
@@ -171,6 +172,13 @@ impl Client {
                 self.lock_health().down = None;
                 Ok(response.into_inner())
             }
+            // tonic enforces `grpc-timeout` itself too, and its expiry comes
+            // back as `Cancelled: Timeout expired`, racing the timer above.
+            Some(Ok(Err(status))) if started.elapsed() >= timeout => Err(self.status_error(
+                what,
+                timeout,
+                tonic::Status::deadline_exceeded(status.message()),
+            )),
             Some(Ok(Err(status))) => Err(self.status_error(what, timeout, status)),
             Some(Err(_elapsed)) => Err(self.status_error(
                 what,
