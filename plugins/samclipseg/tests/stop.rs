@@ -36,10 +36,10 @@ fn stopping_abandons_the_run_in_progress() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(1), "stopping took {took:?}");
     // Left to finish on its own, the run would keep the thread for seconds
-    // (2-4 s a frame, 300 ms of it gone). ONNX Runtime sees the terminate flag
-    // between operators, and one operator of the slow encoder takes hundreds of
-    // ms: the thread was gone 0.38-1.15 s after the stop on a 2-core AMD EPYC,
-    // where 300 ms failed 3 runs in 7.
+    // (2-4 s a frame, 300 ms of it gone). The thread was gone 0.38-1.15 s
+    // after the stop on an idle 2-core AMD EPYC, where 300 ms failed 3 runs in
+    // 7; why it takes that long is not yet known (ONNX Runtime checks the
+    // terminate flag only between operators: a guess, not measured).
     let deadline = Instant::now() + Duration::from_millis(1500);
     while inference_threads() > 0 {
         assert!(
