@@ -8,8 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::slow::{has_result, slow_pipeline, wait_for};
+use common::slow::{slow_pipeline, wait_for};
 use gst::prelude::*;
+use gstsamclipseg::{InferenceState, Segmentation};
 
 /// Threads of this process named like the worker (names are cut at 15 bytes).
 fn inference_threads() -> usize {
@@ -20,13 +21,28 @@ fn inference_threads() -> usize {
         .count()
 }
 
+/// Distinct runs whose results have come out.
+fn results(s: &[Segmentation]) -> usize {
+    let mut pts: Vec<_> = s
+        .iter()
+        .filter(|m| m.prompt == "a person" && m.state != InferenceState::Pending)
+        .map(|m| m.source_pts)
+        .collect();
+    pts.dedup();
+    pts.len()
+}
+
 #[test]
-#[ignore = "flaky under CI load: the thread outlived even 1.5 s in a fresh-clone .ci/run (0.38-1.15 s idle); to fix, not to hide (session note s9)"]
 fn stopping_abandons_the_run_in_progress() {
     let (p, _seg, seen) = slow_pipeline("prompt=\"a person\"");
     p.set_state(gst::State::Playing).unwrap();
-    wait_for(&seen, Duration::from_secs(60), "a first result", |s| {
-        has_result(s, "a person")
+    // ONNX Runtime checks the terminate flag between operators. On a warm
+    // session this bundle's longest is ~60 ms; in a session's first two runs
+    // the first global attention writes ~430 MB its arena has not yet touched
+    // and takes 0.2-1 s alone (tests/cancel_latency.rs measures both). The
+    // stop comes in the fourth run.
+    wait_for(&seen, Duration::from_secs(60), "three results", |s| {
+        results(s) >= 3
     });
     assert_eq!(inference_threads(), 1);
     // Frames keep coming, so the next run has started by now.
@@ -35,17 +51,19 @@ fn stopping_abandons_the_run_in_progress() {
     p.set_state(gst::State::Null).unwrap();
     let took = start.elapsed();
     assert!(took < Duration::from_secs(1), "stopping took {took:?}");
-    // Left to finish on its own, the run would keep the thread for seconds
-    // (2-4 s a frame, 300 ms of it gone). The thread was gone 0.38-1.15 s
-    // after the stop on an idle 2-core AMD EPYC, where 300 ms failed 3 runs in
-    // 7; why it takes that long is not yet known (ONNX Runtime checks the
-    // terminate flag only between operators: a guess, not measured).
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    // Left to finish on its own, the run would keep the thread for a second
+    // or more (1.2-2.5 s a frame, 300 ms of it gone).
+    let deadline = Instant::now() + Duration::from_millis(300);
     while inference_threads() > 0 {
         assert!(
             Instant::now() < deadline,
-            "the inference thread outlived the stop"
+            "the inference thread outlived the stop by {:?}",
+            start.elapsed()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    eprintln!(
+        "the inference thread was gone {:?} after the stop",
+        start.elapsed()
+    );
 }
