@@ -231,8 +231,26 @@ def phrase_form(phrase: str) -> str:
     return "colour shape" if color and shape else "shape" if shape else "colour"
 
 
+# distractor colours and the vocabulary colours a model may take them for
+NEAR_COLORS = {"orange": ("red", "yellow"), "purple": ("blue",), "brown": ("red",), "grey": ("white",)}
+
+
+def confusable(phrase: str, scene: Scene) -> bool:
+    """An absent phrase a model is likely to answer wrongly: colour + shape whose colour
+    and shape are both present but not together, or whose shape is present in a
+    distractor colour near the named one; a colour near a distractor's; or any absent
+    shape (rare when drawn by phrase)."""
+    color, shape = parse_phrase(phrase)
+    near = [s for s in scene.shapes if color in NEAR_COLORS.get(s.color, ())]
+    if color and shape:
+        crossed = any(s.shape == shape for s in scene.shapes) and any(s.color == color for s in scene.shapes)
+        return crossed or any(s.shape == shape for s in near)
+    return bool(near) if color else True
+
+
 def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: float = 0.4,
-                   balanced_negatives: bool = False, uniform_positives: bool = False) -> list[str]:
+                   balanced_negatives: bool = False, uniform_positives: bool = False,
+                   hard_negatives: float = 0.0) -> list[str]:
     """n prompts for a scene: positives name a present object (colour + shape, shape,
     or colour + 'shape'); negatives name nothing present, often sharing a colour or a
     shape with something that is.  With ``balanced_negatives`` the negative's form
@@ -240,12 +258,18 @@ def sample_prompts(rng: np.random.Generator, scene: Scene, n: int, p_negative: f
     have an absent phrase: drawn by phrase, shape-only negatives are rare (3 of 23
     phrases, and often all three shapes are present).  Positives are colour + shape
     half of the time, else shape or colour alone; ``uniform_positives`` draws the
-    three forms equally."""
+    three forms equally.  ``hard_negatives``: a prompt is first, with chance
+    ``p_negative * hard_negatives``, one of the ``confusable`` absent phrases where there
+    are any (so negatives become more common too); 0 draws as before, the same random
+    stream."""
     vocab = vocabulary()
     absent = [p for p in vocab if not scene.truth(p)]
+    hard_pool = [p for p in absent if confusable(p, scene)] if hard_negatives > 0 else []
     out = []
     for _ in range(n):
-        if absent and balanced_negatives and rng.uniform() < p_negative:
+        if hard_pool and rng.uniform() < p_negative * hard_negatives:
+            out.append(hard_pool[int(rng.integers(len(hard_pool)))])
+        elif absent and balanced_negatives and rng.uniform() < p_negative:
             forms = sorted({phrase_form(p) for p in absent})
             form = forms[int(rng.integers(len(forms)))]
             pool = [p for p in absent if phrase_form(p) == form]

@@ -113,7 +113,8 @@ class Tokens:
 
 
 def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negative: float = 0.4,
-               balanced_negatives: bool = False, uniform_positives: bool = False, wide: float = 0.0):
+               balanced_negatives: bool = False, uniform_positives: bool = False, wide: float = 0.0,
+               hard_negatives: float = 0.0):
     """Scenes and prompts for a step, from seed (seed, step).  ``wide``: the share of
     images drawn from the wide world (shapes_world.sample_wide_scene; 0: the old world,
     drawn exactly as before)."""
@@ -125,7 +126,8 @@ def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negativ
         scenes = [world.sample_wide_scene(rng, IMAGE_SIZE) if k < n_wide else first_world_scene(rng)
                   for k in range(images)]
     pairs = [(i, p) for i, s in enumerate(scenes)
-             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives)]
+             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives,
+                                                hard_negatives)]
     return scenes, pairs
 
 
@@ -381,6 +383,9 @@ def main(argv=None) -> int:
     ap.add_argument("--p-negative", type=float, default=0.4, help="share of prompts that name nothing present")
     ap.add_argument("--balanced-negatives", action="store_true",
                     help="draw each negative's form (colour + shape, shape, colour) uniformly first")
+    ap.add_argument("--hard-negatives", type=float, default=0.0,
+                    help="with this share (times --p-negative) a prompt is a confusable absent phrase "
+                         "(shapes_world.confusable: colour and shape present apart, a near distractor colour)")
     ap.add_argument("--uniform-positives", action="store_true",
                     help="draw positive prompts' forms (colour + shape, shape, colour) equally")
     ap.add_argument("--aux-loss", action="store_true",
@@ -421,7 +426,7 @@ def main(argv=None) -> int:
         W[k] = float(v)
     run = {"from_step": step, "images": args.images, "prompts": args.prompts, "p_negative": args.p_negative,
            "balanced_negatives": args.balanced_negatives, "uniform_positives": args.uniform_positives, "aux_loss": args.aux_loss,
-           "lr": args.lr, "steps": args.steps, "weights": dict(W),
+           "hard_negatives": args.hard_negatives, "lr": args.lr, "steps": args.steps, "weights": dict(W),
            "init": args.init, "wide": args.wide, "warmup": args.warmup, "image_size": IMAGE_SIZE}
     print(f"[train] settings {run}", flush=True)
     with open(os.path.join(args.work, "settings.jsonl"), "a") as fh:
@@ -446,7 +451,8 @@ def main(argv=None) -> int:
             g["lr"] = lr_at(eff, args.steps, args.lr, args.warmup)
         scenes, pairs = make_batch(step, args.images, args.prompts, p_negative=args.p_negative,
                                    balanced_negatives=args.balanced_negatives,
-                                   uniform_positives=args.uniform_positives, wide=args.wide)
+                                   uniform_positives=args.uniform_positives, wide=args.wide,
+                                   hard_negatives=args.hard_negatives)
         out, aux = forward(model, tokens, scenes, pairs, aux=args.aux_loss)
         loss, parts = set_loss(out, scenes, pairs, aux)
         opt.zero_grad(set_to_none=True)
