@@ -60,12 +60,14 @@ fixtures: engines-deps
 # recorded run (the cosine LR schedule follows steps or 66 minutes of wall time,
 # whichever is further along: --schedule-minutes). Then fine-tuned again at a
 # 168 px input (the weights carry over: positions are tiled and rotary) for
-# 9,000 steps on 2 cores, and exported (with its int8 image encoder),
+# 9,000 steps on 2 cores, then once more with hard negatives (confusable absent
+# prompts: shapes_world.confusable) for 72 minutes, and exported (with its int8 image encoder),
 # calibrated on validation images of both worlds and evaluated on the first
 # world's test set, the wide world's and the independent set (336 and 640x360).
 TOY_WORK := engines/work/toy-train
 TOY_WIDE_WORK := engines/work/toy-wide
 TOY_168_WORK := engines/work/toy-168
+TOY_HARD_WORK := engines/work/toy-hard
 TOY_TRAIN := .venv/bin/python engines/train_toy_sam3.py --work $(TOY_WORK) --eval-every 1000
 TOY_LOSS := --images 8 --prompts 4 --p-negative 0.5 --weights presence=10,cls=5 \
 	--balanced-negatives --uniform-positives --aux-loss
@@ -78,7 +80,10 @@ toy: engines-deps
 	nice -n 19 .venv/bin/python engines/train_toy_sam3.py --work $(TOY_168_WORK) --eval-every 1000 \
 		--init $(TOY_WIDE_WORK)/checkpoint --image-size 168 --wide 0.75 --steps 9000 --schedule-minutes 100 \
 		--lr 2.5e-4 --warmup 200 --threads 2 $(TOY_LOSS)
-	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_168_WORK)/checkpoint
+	nice -n 19 .venv/bin/python engines/train_toy_sam3.py --work $(TOY_HARD_WORK) --eval-every 1000 \
+		--init $(TOY_168_WORK)/checkpoint --image-size 168 --wide 0.8 --steps 9000 --schedule-minutes 72 \
+		--lr 2e-4 --warmup 200 --threads 2 $(TOY_LOSS) --p-negative 0.45 --hard-negatives 0.5
+	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_HARD_WORK)/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy, Pillow and
 # scikit-image's photos: python3-skimage) on the first world's test set, the
