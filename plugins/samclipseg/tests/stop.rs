@@ -8,9 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::slow::{slow_pipeline, wait_for};
+use common::slow::{results, slow_pipeline, wait_for};
 use gst::prelude::*;
-use gstsamclipseg::{InferenceState, Segmentation};
 
 /// Threads of this process named like the worker (names are cut at 15 bytes).
 fn inference_threads() -> usize {
@@ -19,17 +18,6 @@ fn inference_threads() -> usize {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .filter(|name| name.trim_end() == "samclipseg-infe")
         .count()
-}
-
-/// Distinct runs whose results have come out.
-fn results(s: &[Segmentation]) -> usize {
-    let mut pts: Vec<_> = s
-        .iter()
-        .filter(|m| m.prompt == "a person" && m.state != InferenceState::Pending)
-        .map(|m| m.source_pts)
-        .collect();
-    pts.dedup();
-    pts.len()
 }
 
 #[test]
@@ -42,7 +30,7 @@ fn stopping_abandons_the_run_in_progress() {
     // and takes 0.2-1 s alone (tests/cancel_latency.rs measures both). The
     // stop comes in the fourth run.
     wait_for(&seen, Duration::from_secs(60), "three results", |s| {
-        results(s) >= 3
+        results(s, "a person") >= 3
     });
     assert_eq!(inference_threads(), 1);
     // Frames keep coming, so the next run has started by now.

@@ -84,7 +84,23 @@ pub fn wait_for(
     }
 }
 
+/// A computed result for `prompt`, not a pending frame.
+fn is_result(m: &Segmentation, prompt: &str) -> bool {
+    m.prompt == prompt && m.state != InferenceState::Pending
+}
+
 pub fn has_result(s: &[Segmentation], prompt: &str) -> bool {
-    s.iter()
-        .any(|m| m.prompt == prompt && m.state != InferenceState::Pending)
+    s.iter().any(|m| is_result(m, prompt))
+}
+
+/// How many runs' results for `prompt` came out (told apart by the frame
+/// each looked at; a result rides on every buffer until the next).
+pub fn results(s: &[Segmentation], prompt: &str) -> usize {
+    let mut pts: Vec<_> = s
+        .iter()
+        .filter(|m| is_result(m, prompt))
+        .map(|m| m.source_pts)
+        .collect();
+    pts.dedup();
+    pts.len()
 }
