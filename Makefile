@@ -80,6 +80,7 @@ toy: engines-deps
 	nice -n 19 .venv/bin/python engines/train_toy_sam3.py --work $(TOY_168_WORK) --eval-every 1000 \
 		--init $(TOY_WIDE_WORK)/checkpoint --image-size 168 --wide 0.75 --steps 9000 --schedule-minutes 100 \
 		--lr 2.5e-4 --warmup 200 --threads 2 $(TOY_LOSS)
+	# the later --p-negative overrides TOY_LOSS's (argparse keeps the last)
 	nice -n 19 .venv/bin/python engines/train_toy_sam3.py --work $(TOY_HARD_WORK) --eval-every 1000 \
 		--init $(TOY_168_WORK)/checkpoint --image-size 168 --wide 0.8 --steps 9000 --schedule-minutes 72 \
 		--lr 2e-4 --warmup 200 --threads 2 $(TOY_LOSS) --p-negative 0.45 --hard-negatives 0.5

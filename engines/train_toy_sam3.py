@@ -126,8 +126,8 @@ def make_batch(step: int, images: int, prompts: int, seed: int = SEED, p_negativ
         scenes = [world.sample_wide_scene(rng, IMAGE_SIZE) if k < n_wide else first_world_scene(rng)
                   for k in range(images)]
     pairs = [(i, p) for i, s in enumerate(scenes)
-             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives, uniform_positives,
-                                                hard_negatives)]
+             for p in world.sample_prompts(rng, s, prompts, p_negative, balanced_negatives,
+                                           uniform_positives, hard_negatives)]
     return scenes, pairs
 
 
