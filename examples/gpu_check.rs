@@ -9,7 +9,7 @@
 //! and gave the CPU backend's kept instances, scores and masks within its
 //! arithmetic's tolerance; a backend (or the kernels) whose libraries are
 //! absent is reported as skipped, never failed
-//! (`samclipseg::backend::classify_backend_error` decides which). 1 a
+//! (`samclipseg::model::backend::classify_backend_error` decides which). 1 a
 //! comparison failed, or a backend whose libraries are present failed to load
 //! or to run; 2 bad arguments; 77 no CUDA driver, nothing compared.
 //!
@@ -29,14 +29,14 @@ use std::time::Instant;
 use gpu_common::{
     Layout, MAIN_LAYOUTS, OwnedFrame, Rng, diff_f32, diff_u8, mask_logits, photo_rgb,
 };
-use samclipseg::backend::{BackendProblem, classify_backend_error};
-use samclipseg::bundle::PreprocessSpec;
-use samclipseg::frame::{Frame, PackedLayout, YuvMatrix};
 use samclipseg::gpu::{GpuKernels, driver_present};
-use samclipseg::postprocess::mask_from_logits;
-use samclipseg::preprocess::preprocess;
-use samclipseg::render::{Canvas, alpha_from_logits};
-use samclipseg::tensor::TensorF32;
+use samclipseg::image::frame::{Frame, PackedLayout, YuvMatrix};
+use samclipseg::image::postprocess::mask_from_logits;
+use samclipseg::image::preprocess::preprocess;
+use samclipseg::image::render::{Canvas, alpha_from_logits};
+use samclipseg::model::backend::{BackendProblem, classify_backend_error};
+use samclipseg::model::bundle::PreprocessSpec;
+use samclipseg::model::tensor::TensorF32;
 use samclipseg::{BackendKind, BackendOptions, Mask, PostprocessOptions, Sam3Model};
 
 const SIZES: [(usize, usize); 3] = [(640, 360), (1920, 1080), (3840, 2160)];
@@ -591,7 +591,7 @@ fn print_transfers(name: &str, model: &Sam3Model) {
 }
 
 fn provider_note() {
-    let Some(dir) = samclipseg::runtime::library_path().and_then(Path::parent) else {
+    let Some(dir) = samclipseg::model::runtime::library_path().and_then(Path::parent) else {
         return;
     };
     for (what, lib) in [

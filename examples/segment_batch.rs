@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use samclipseg::image_file::OwnedImage;
-use samclipseg::postprocess::sigmoid;
+use samclipseg::image::file::OwnedImage;
+use samclipseg::image::postprocess::sigmoid;
 use samclipseg::{BackendOptions, PostprocessOptions, Sam3Model};
 use serde::Deserialize;
 

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use samclipseg::image_file::OwnedImage;
-use samclipseg::render::{Canvas, union_mask};
-use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::image::file::OwnedImage;
+use samclipseg::image::render::{Canvas, union_mask};
+use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::{
     BackendKind, BackendOptions, Instance, PackedLayout, PostprocessOptions, Precision, Sam3Model,
 };
@@ -136,7 +136,7 @@ fn run() -> Result<(), String> {
     let options = BackendOptions {
         kind: args.backend,
         intra_threads: args.threads,
-        tensorrt: samclipseg::backend::TensorRtOptions {
+        tensorrt: samclipseg::model::backend::TensorRtOptions {
             engine_cache_dir: args.trt_cache.clone(),
             ..Default::default()
         },

@@ -2,40 +2,35 @@
 //! without GStreamer. Load a [`Sam3Model`], hand it a [`Frame`] and prompts,
 //! get [`Instance`]s back; or let a [`Stream`] decide what each frame of a
 //! video carries (see the `stream` module).
+//!
+//! - [`model`]: the bundle, backends (ONNX Runtime CPU / CUDA / TensorRT),
+//!   precision, thresholds and the SAM 3 model itself;
+//! - [`image`]: frames, resizing, pre- and post-processing, drawing;
+//! - [`prompt`]: phrase syntax, requests, tokenizer, suggestions;
+//! - [`stream`]: what each frame of a video carries (reuse, asynchronous
+//!   runs, tracking, cancelling runs);
+//! - [`remote`]: the engines on a KServe v2 (Triton) server;
+//! - [`gpu`]: CUDA kernels and device memory.
 
-pub mod backend;
-pub mod bundle;
-pub mod change;
 pub mod error;
-pub mod frame;
 pub mod gpu;
-pub mod image_file;
-pub mod pipeline;
-pub mod postprocess;
-pub mod precision;
-pub mod preprocess;
+pub mod image;
+pub mod model;
 pub mod prompt;
-pub mod registry;
 pub mod remote;
-pub mod render;
-pub mod request;
-pub mod resize;
-pub mod run_control;
-pub mod runtime;
 pub mod stream;
-pub mod suggest;
-pub mod tensor;
-pub mod tokenizer;
+pub mod sync;
 
-pub use backend::{BackendKind, BackendOptions};
-pub use bundle::Bundle;
 pub use error::{Error, Result};
-pub use frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
-pub use pipeline::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
-pub use postprocess::{Instance, Mask, PostprocessOptions};
-pub use precision::Precision;
-pub use registry::shared_model;
-pub use request::Request;
+pub use image::frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
+pub use image::postprocess::{Instance, Mask, PostprocessOptions};
+pub use model::backend::{BackendKind, BackendOptions};
+pub use model::bundle::Bundle;
+pub use model::precision::Precision;
+pub use model::registry::shared_model;
+pub use model::sam3::{DecoderOutput, ImageFeatures, Sam3Model, TextFeatures};
+pub use model::threshold::Threshold;
+pub use prompt::request::Request;
 pub use stream::{
-    FrameResult, InferenceState, LiveSettings, Segmenter, StageTimes, Stream, StreamHandle,
+    FrameResult, FrameSettings, InferenceState, Segmenter, StageTimes, Stream, StreamHandle,
 };

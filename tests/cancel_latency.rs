@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use samclipseg::run_control::{self, RunControl};
+use samclipseg::stream::run_control::{self, RunControl};
 use samclipseg::{BackendOptions, Error, Frame, PackedLayout, Sam3Model};
 
 fn slow_model() -> Sam3Model {

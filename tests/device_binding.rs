@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{load_rgb, tiny_bundle};
-use samclipseg::backend::{DeviceMemory, Engine, Input, Transfers};
-use samclipseg::bundle::EngineRole;
-use samclipseg::pipeline::DecoderOutput;
-use samclipseg::tensor::{TensorF32, TensorI64};
+use samclipseg::model::backend::{DeviceMemory, Engine, Input, Transfers};
+use samclipseg::model::bundle::EngineRole;
+use samclipseg::model::sam3::DecoderOutput;
+use samclipseg::model::tensor::{TensorF32, TensorI64};
 use samclipseg::{
     BackendOptions, Frame, ImageFeatures, InferenceState, PackedLayout, PostprocessOptions,
     Sam3Model, Segmenter, TextFeatures,
@@ -276,7 +276,8 @@ fn bound_encoder_outputs_equal_host_outputs() {
     let m = model();
     let (rgb, w, h) = photo();
     let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
-    let pixels = samclipseg::preprocess::preprocess(&frame, &m.manifest().preprocess).unwrap();
+    let pixels =
+        samclipseg::image::preprocess::preprocess(&frame, &m.manifest().preprocess).unwrap();
     let image = m.encode_pixels(&pixels, (w, h)).unwrap();
     let host = host_engine(&m, EngineRole::ImageEncoder)
         .run(

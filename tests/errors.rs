@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{tiny_bundle, tiny_bundle_copy};
-use samclipseg::image_file::OwnedImage;
+use samclipseg::image::file::OwnedImage;
 use samclipseg::{BackendKind, BackendOptions, Error, Frame, PackedLayout, Sam3Model};
 
 fn load_err(dir: &Path) -> String {
@@ -235,7 +235,7 @@ fn gpu_backends_without_a_gpu_runtime_are_a_clear_error_not_a_cpu_fallback() {
             &BackendOptions {
                 kind,
                 intra_threads: 1,
-                tensorrt: samclipseg::backend::TensorRtOptions {
+                tensorrt: samclipseg::model::backend::TensorRtOptions {
                     engine_cache_dir: Some(
                         Path::new(env!("CARGO_TARGET_TMPDIR")).join("trt-cache"),
                     ),

@@ -13,13 +13,13 @@ use gpu_common::{
     Layout, MAIN_LAYOUTS, OTHER_LAYOUTS, OwnedFrame, Rng, diff_f32, mask_logits, photo_rgb,
     random_rgb,
 };
-use samclipseg::bundle::PreprocessSpec;
-use samclipseg::frame::{PackedLayout, YuvMatrix};
 use samclipseg::gpu::{GpuKernels, driver_present};
-use samclipseg::postprocess::{mask_from_logits, sigmoid};
-use samclipseg::preprocess::{fused_mean_std, preprocess};
-use samclipseg::render::{Canvas, alpha_from_logits};
-use samclipseg::resize::resize_plane_bilinear;
+use samclipseg::image::frame::{PackedLayout, YuvMatrix};
+use samclipseg::image::postprocess::{mask_from_logits, sigmoid};
+use samclipseg::image::preprocess::{fused_mean_std, preprocess};
+use samclipseg::image::render::{Canvas, alpha_from_logits};
+use samclipseg::image::resize::resize_plane_bilinear;
+use samclipseg::model::bundle::PreprocessSpec;
 
 /// The kernels, or None (after saying so) where no CUDA driver is installed.
 /// With a driver, failing to start is a test failure.

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{load_rgb, tiny_bundle};
-use samclipseg::prompt::PromptSet;
-use samclipseg::request::{alpha_without_negatives, resolve};
+use samclipseg::prompt::request::{alpha_without_negatives, resolve};
+use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::prompt::syntax::PromptSet;
 use samclipseg::stream::Tracker;
-use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
 use samclipseg::{BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 fn model() -> Sam3Model {
@@ -86,7 +86,7 @@ fn a_negative_phrase_removes_what_it_covers() {
         alone.len()
     );
     for inst in &kept {
-        assert!(samclipseg::request::covered_share(&inst.mask, &negatives) < 0.5);
+        assert!(samclipseg::prompt::request::covered_share(&inst.mask, &negatives) < 0.5);
     }
     let dropped: Vec<_> = alone
         .iter()
@@ -95,7 +95,7 @@ fn a_negative_phrase_removes_what_it_covers() {
     assert!(
         dropped
             .iter()
-            .all(|d| samclipseg::request::covered_share(&d.mask, &negatives) >= 0.5)
+            .all(|d| samclipseg::prompt::request::covered_share(&d.mask, &negatives) >= 0.5)
     );
     let alpha = alpha_without_negatives(&kept, &negatives, w, h);
     for (i, a) in alpha.iter().enumerate() {
@@ -176,6 +176,6 @@ fn suggestions_are_the_top_presence_scores() {
     // Each phrase's presence equals a decoder run with that phrase alone.
     let texts = m.encode_texts(&[top[0].phrase.as_str()]).unwrap();
     let alone = m.decode(&image, &texts).unwrap();
-    let p = samclipseg::postprocess::sigmoid(alone.presence_logits.data[0]);
+    let p = samclipseg::image::postprocess::sigmoid(alone.presence_logits.data[0]);
     assert!((p - top[0].presence).abs() < 1e-5);
 }

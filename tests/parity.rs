@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Golden, cases, compare, load_rgb, tiny_bundle};
-use samclipseg::tensor::TensorF32;
+use samclipseg::model::tensor::TensorF32;
 use samclipseg::{BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 /// ONNX Runtime vs PyTorch, per engine output.
@@ -27,7 +27,8 @@ fn preprocessing_matches_the_processor_exactly() {
         let (rgb, w, h) = load_rgb(&tiny_bundle().join("golden").join(&case.image));
         assert_eq!((w, h), (case.image_width, case.image_height));
         let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
-        let ours = samclipseg::preprocess::preprocess(&frame, &m.manifest().preprocess).unwrap();
+        let ours =
+            samclipseg::image::preprocess::preprocess(&frame, &m.manifest().preprocess).unwrap();
         let reference = g.f32("pixel_values");
         assert_eq!(ours.shape, reference.shape);
         let worst = compare("pixel_values", &ours.data, &reference.data, 1e-6, 0.0);

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-use samclipseg::image_file::OwnedImage;
-use samclipseg::precision::{CpuCaps, choose};
+use samclipseg::image::file::OwnedImage;
+use samclipseg::model::precision::{CpuCaps, choose};
 use samclipseg::stream::mask_iou;
 use std::sync::Arc;
 

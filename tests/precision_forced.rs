@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use samclipseg::image_file::OwnedImage;
-use samclipseg::precision::CPU_FLAGS_VAR;
+use samclipseg::image::file::OwnedImage;
+use samclipseg::model::precision::CPU_FLAGS_VAR;
 use samclipseg::{BackendOptions, PostprocessOptions, Precision, Sam3Model};
 
 #[test]

@@ -11,11 +11,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::{cases, load_rgb, tiny_bundle, tiny_bundle_copy};
-use samclipseg::postprocess::query_scores;
+use samclipseg::image::postprocess::query_scores;
 use samclipseg::remote::RemoteOptions;
 use samclipseg::stream::{InferenceState, Notice};
 use samclipseg::{
-    BackendKind, BackendOptions, Frame, Instance, LiveSettings, PackedLayout, PostprocessOptions,
+    BackendKind, BackendOptions, Frame, FrameSettings, Instance, PackedLayout, PostprocessOptions,
     Request, Sam3Model, Segmenter, Stream,
 };
 use triton::Triton;
@@ -259,7 +259,7 @@ fn a_request_past_its_deadline_passes_the_frame_with_a_warning() {
     let request = Request::new("a person", "", PostprocessOptions::default(), 0.5);
     for n in 0..3 {
         let r = stream
-            .frame(&frame, Some(n), &request, &LiveSettings::default())
+            .frame(&frame, Some(n), &request, &FrameSettings::default())
             .expect("a deadline is not a stream error");
         assert_eq!(r.state, InferenceState::Pending);
         assert!(r.instances.is_empty());

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use samclipseg::runtime::{DEV_ORT_VAR, SETUP_DIR, candidates};
+use samclipseg::model::runtime::{DEV_ORT_VAR, SETUP_DIR, candidates};
 
 #[test]
 #[ignore = "run by the tests below in a child process"]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{load_rgb, tiny_bundle};
-use samclipseg::run_control::{self, RunControl};
-use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::stream::run_control::{self, RunControl};
 use samclipseg::{
-    BackendOptions, Error, Frame, InferenceState, LiveSettings, PackedLayout, PostprocessOptions,
+    BackendOptions, Error, Frame, FrameSettings, InferenceState, PackedLayout, PostprocessOptions,
     Request, Sam3Model, Segmenter, Stream, shared_model,
 };
 
@@ -59,9 +59,9 @@ fn a_stream_carries_the_models_own_result_in_both_modes() {
 
     for asynchronous in [false, true] {
         let mut stream = Stream::new(Segmenter::new(model(), 0.0), asynchronous).unwrap();
-        let live = LiveSettings {
+        let live = FrameSettings {
             max_latency: Duration::from_secs(30),
-            ..LiveSettings::default()
+            ..FrameSettings::default()
         };
         let r = stream
             .frame(&frame(&data, w, h), Some(5), &req, &live)
@@ -90,9 +90,9 @@ fn suggestions_run_beside_a_stream_in_both_modes() {
     let vocabulary = parse_vocabulary(DEFAULT_VOCABULARY);
     for asynchronous in [false, true] {
         let mut stream = Stream::new(Segmenter::new(model(), 0.0), asynchronous).unwrap();
-        let live = LiveSettings {
+        let live = FrameSettings {
             max_latency: Duration::from_secs(30),
-            ..LiveSettings::default()
+            ..FrameSettings::default()
         };
         let req = request("a person");
         stream

@@ -7,10 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use samclipseg::run_control::RunControl;
 use samclipseg::stream::FrameModel;
+use samclipseg::stream::run_control::RunControl;
 use samclipseg::{
-    Error, Frame, FrameResult, InferenceState, Instance, LiveSettings, Mask, PackedLayout,
+    Error, Frame, FrameResult, FrameSettings, InferenceState, Instance, Mask, PackedLayout,
     PostprocessOptions, Request, Stream,
 };
 
@@ -147,10 +147,10 @@ impl FrameModel for Fake {
     fn reset(&mut self) {}
 }
 
-fn live(max_latency_ms: u64) -> LiveSettings {
-    LiveSettings {
+fn live(max_latency_ms: u64) -> FrameSettings {
+    FrameSettings {
         max_latency: Duration::from_millis(max_latency_ms),
-        ..LiveSettings::default()
+        ..FrameSettings::default()
     }
 }
 
@@ -353,11 +353,11 @@ fn the_tracker_sees_each_result_once_not_each_frame() {
     let fake = Fake::new(5, two_objects);
     let mut stream = Stream::new(fake, true).unwrap();
     let req = request("shape");
-    let settings = LiveSettings {
+    let settings = FrameSettings {
         inference_interval: 4,
         max_latency: Duration::from_secs(5),
         track_patience: 1,
-        ..LiveSettings::default()
+        ..FrameSettings::default()
     };
     let mut rights = Vec::new();
     for (run, pic) in [6u8, 7, 6].into_iter().enumerate() {
@@ -388,9 +388,9 @@ fn inference_interval_runs_every_nth_frame_and_at_once_on_a_change() {
     let fake = Fake::new(0, one_per_phrase);
     let log = fake.log.clone();
     let mut stream = Stream::new(fake, false).unwrap();
-    let settings = LiveSettings {
+    let settings = FrameSettings {
         inference_interval: 3,
-        ..LiveSettings::default()
+        ..FrameSettings::default()
     };
     let mut states = Vec::new();
     for n in 0..9u8 {
@@ -440,9 +440,9 @@ fn empty_prompts_and_gaps_say_what_happened() {
     assert_eq!((r.state, r.instances.len()), (InferenceState::Fresh, 1));
     assert_eq!(r.instances[0].id, 1);
     // The prompt goes and comes back: computed afresh, not the old result.
-    let settings = LiveSettings {
+    let settings = FrameSettings {
         inference_interval: 100,
-        ..LiveSettings::default()
+        ..FrameSettings::default()
     };
     let r = stream
         .frame(&frame(&data), Some(3), &request(""), &settings)

@@ -8,9 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{tiny_bundle, tiny_bundle_copy};
-use samclipseg::backend::{TensorRtOptions, per_bundle_options, trt_profile_shapes};
-use samclipseg::bundle::EngineRole;
-use samclipseg::prompt::MAX_PHRASES;
+use samclipseg::model::backend::{TensorRtOptions, per_bundle_options, trt_profile_shapes};
+use samclipseg::model::bundle::EngineRole;
+use samclipseg::prompt::syntax::MAX_PHRASES;
 use samclipseg::{BackendKind, BackendOptions, Bundle};
 
 fn tensorrt(cache: &Path) -> BackendOptions {

@@ -5,9 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    if let Ok(m) = samclipseg::bundle::parse_manifest(text) {
+    if let Ok(m) = samclipseg::model::bundle::parse_manifest(text) {
         // A manifest that passed validation is usable as the loader uses it.
-        for role in samclipseg::bundle::EngineRole::ALL {
+        for role in samclipseg::model::bundle::EngineRole::ALL {
             let spec = m.engine(role);
             for t in spec.inputs.iter().chain(&spec.outputs) {
                 let _ = t.shape_string();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use samclipseg::tokenizer::{PromptTokenizer, normalise_prompt};
+use samclipseg::prompt::tokenizer::{PromptTokenizer, normalise_prompt};
 
 const CONTEXT: usize = 32;
 const PAD: i64 = 49407;

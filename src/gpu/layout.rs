@@ -2,7 +2,7 @@
 //! CUDA calls so that it is tested on machines without a GPU.
 
 use crate::error::{Error, Result};
-use crate::frame::{Frame, PackedLayout, Pixels, Plane};
+use crate::image::frame::{Frame, PackedLayout, Pixels, Plane};
 
 use super::kernels::{FMT_I420, FMT_NV12, FMT_PACKED_RGB, FMT_PACKED_YUV};
 
@@ -201,7 +201,7 @@ pub fn alpha_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::YuvMatrix;
+    use crate::image::frame::YuvMatrix;
 
     #[test]
     fn packed_frames_use_one_plane_and_their_channel_offsets() {

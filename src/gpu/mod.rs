@@ -10,9 +10,9 @@
 //!
 //! | kernel method | CPU twin |
 //! |---|---|
-//! | [`GpuKernels::preprocess`] | [`crate::preprocess::preprocess`] |
-//! | [`GpuKernels::masks_from_logits`] | [`crate::postprocess::mask_from_logits`], per mask |
-//! | [`GpuKernels::alpha_from_logits`] | [`crate::render::alpha_from_logits`] |
+//! | [`GpuKernels::preprocess`] | [`crate::image::preprocess::preprocess`] |
+//! | [`GpuKernels::masks_from_logits`] | [`crate::image::postprocess::mask_from_logits`], per mask |
+//! | [`GpuKernels::alpha_from_logits`] | [`crate::image::render::alpha_from_logits`] |
 
 pub mod kernels;
 pub mod layout;
@@ -27,14 +27,14 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx, compile_ptx_with_opts};
 
-use crate::bundle::PreprocessSpec;
 use crate::error::{Error, Result};
-use crate::frame::Frame;
-use crate::postprocess::Mask;
-use crate::preprocess::fused_mean_std;
-use crate::render::Canvas;
-use crate::resize::{antialias_table, linear_table};
-use crate::tensor::TensorF32;
+use crate::image::frame::Frame;
+use crate::image::postprocess::Mask;
+use crate::image::preprocess::fused_mean_std;
+use crate::image::render::Canvas;
+use crate::image::resize::{antialias_table, linear_table};
+use crate::model::bundle::PreprocessSpec;
+use crate::model::tensor::TensorF32;
 
 use layout::{SourceDesc, alpha_target, check_side, mask_count};
 
@@ -312,7 +312,7 @@ impl GpuKernels {
     /// Frame (any packed layout, I420 or NV12, any strides) to the engine's
     /// input: antialiased resize to the square `spec.image_size`, then
     /// `(v - mean) / std`, as a [1, 3, s, s] tensor. Same result as
-    /// [`crate::preprocess::preprocess`].
+    /// [`crate::image::preprocess::preprocess`].
     pub fn preprocess(&mut self, frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
         let desc = SourceDesc::of(frame)?;
         let s = spec.image_size as usize;
@@ -418,7 +418,7 @@ impl GpuKernels {
     /// Mask logits (`n` masks of `mask_size` = (width, height), one after the
     /// other) to `n` binary masks at `image_size`: sigmoid, bilinear
     /// up-sampling, `> mask_threshold`. Same result as
-    /// [`crate::postprocess::mask_from_logits`] on each mask.
+    /// [`crate::image::postprocess::mask_from_logits`] on each mask.
     pub fn masks_from_logits(
         &mut self,
         logits: &[f32],
@@ -473,7 +473,7 @@ impl GpuKernels {
     /// The union of the masks of `logits` (as [`Self::masks_from_logits`]) at
     /// the canvas size, written into the canvas's alpha channel; colour bytes
     /// and row padding are left alone. Same result as
-    /// [`crate::render::alpha_from_logits`]; a layout without alpha is an error.
+    /// [`crate::image::render::alpha_from_logits`]; a layout without alpha is an error.
     pub fn alpha_from_logits(
         &mut self,
         canvas: &mut Canvas,

@@ -146,7 +146,7 @@ impl Client {
         {
             return Err(self.unavailable(what, format!("retrying after a back-off ({last})")));
         }
-        let control = crate::run_control::current();
+        let control = crate::stream::run_control::current();
         // The deadline is also enforced here: `grpc-timeout` only asks the
         // server, and a host that never answers would not end the call.
         let call = f(self.stub());
@@ -189,7 +189,7 @@ impl Client {
     }
 
     fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.health)
     }
 
     fn unavailable(&self, what: &str, message: impl std::fmt::Display) -> Error {

@@ -4,8 +4,8 @@
 
 use super::proto;
 use super::proto::model_infer_response::InferOutputTensor;
-use crate::bundle::{Dim, Manifest};
-use crate::tensor::{TensorF32, TensorI64};
+use crate::model::bundle::{Dim, Manifest};
+use crate::model::tensor::{TensorF32, TensorI64};
 
 pub const TEXT_ENCODER: &str = "text_encoder";
 pub const SEGMENT: &str = "segment";

@@ -25,9 +25,9 @@ pub use client::MAX_MESSAGE_BYTES;
 pub const TEXT_BATCH: usize = 16;
 pub use contract::{ModelContract, SEGMENT, TEXT_ENCODER, contracts};
 
-use crate::bundle::Manifest;
 use crate::error::{Error, Result};
-use crate::tensor::TensorF32;
+use crate::model::bundle::Manifest;
+use crate::model::tensor::TensorF32;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {

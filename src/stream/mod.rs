@@ -21,7 +21,7 @@
 //!   instances: it never shows another prompt's or another picture's masks.
 //! - Runs that can no longer be shown (another request, an earlier
 //!   generation, a stopped stream) are abandoned through ONNX Runtime's
-//!   terminate flag ([`crate::run_control`]).
+//!   terminate flag ([`crate::stream::run_control`]).
 //! - An inference server that does not answer ([`crate::Error::Unavailable`])
 //!   is an outage, not a failure: its frames pass as `pending`, and the
 //!   stream reports a [`Notice`] when it begins and another when a run
@@ -31,8 +31,9 @@
 //!   frames carrying the same result again carry the same ids.
 
 mod model;
-mod reuse;
+pub mod run_control;
 mod runner;
+mod segmenter;
 mod tracker;
 
 use std::sync::Arc;
@@ -40,13 +41,13 @@ use std::time::Duration;
 
 pub use model::{FrameModel, StageTimes, SuggestSource};
 
-pub use reuse::Segmenter;
+pub use segmenter::Segmenter;
 pub use tracker::{Tracker, mask_iou};
 
 use crate::error::{Error, Result};
-use crate::frame::Frame;
-use crate::postprocess::Instance;
-use crate::request::Request;
+use crate::image::frame::Frame;
+use crate::image::postprocess::Instance;
+use crate::prompt::request::Request;
 use runner::{AsyncRunner, Core, Finished, Shared, SyncRunner, Tag};
 
 /// What a frame's result is, and how it was obtained.
@@ -91,7 +92,7 @@ impl std::fmt::Display for InferenceState {
 
 /// The settings that may change from frame to frame.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LiveSettings {
+pub struct FrameSettings {
     /// See [`Segmenter::reuse_threshold`]; 0 = never reuse.
     pub reuse_threshold: f32,
     /// Run the model on every N-th frame (1 = every frame).
@@ -104,15 +105,23 @@ pub struct LiveSettings {
     pub temporal_smoothing: f32,
 }
 
-impl Default for LiveSettings {
+impl FrameSettings {
+    /// The defaults, as constants: the element's property defaults read them.
+    pub const DEFAULT: FrameSettings = FrameSettings {
+        // Largest block change of mean luma (levels) that still counts as a
+        // still picture: above sensor noise (~0.1 on block means), below
+        // anything moving.
+        reuse_threshold: 3.0,
+        inference_interval: 1,
+        max_latency: Duration::ZERO,
+        track_patience: 5,
+        temporal_smoothing: 0.0,
+    };
+}
+
+impl Default for FrameSettings {
     fn default() -> Self {
-        LiveSettings {
-            reuse_threshold: 3.0,
-            inference_interval: 1,
-            max_latency: Duration::ZERO,
-            track_patience: 5,
-            temporal_smoothing: 0.0,
-        }
+        FrameSettings::DEFAULT
     }
 }
 
@@ -236,7 +245,7 @@ impl Stream {
         } else {
             Runner::Sync(SyncRunner::new(core, shared.clone()))
         };
-        let live = LiveSettings::default();
+        let live = FrameSettings::default();
         Ok(Stream {
             runner,
             shared,
@@ -312,7 +321,7 @@ impl Stream {
         frame: &Frame,
         pts: Option<u64>,
         request: &Request,
-        live: &LiveSettings,
+        live: &FrameSettings,
     ) -> Result<FrameResult> {
         if request.is_empty() {
             // Nothing to segment any more: runs for the last prompt stop, and

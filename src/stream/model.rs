@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::InferenceState;
 use crate::error::Result;
-use crate::frame::Frame;
-use crate::pipeline::{ImageFeatures, Sam3Model};
-use crate::postprocess::{Instance, PostprocessOptions};
-use crate::run_control::RunControl;
+use crate::image::frame::Frame;
+use crate::image::postprocess::{Instance, PostprocessOptions};
+use crate::model::sam3::{ImageFeatures, Sam3Model};
+use crate::stream::run_control::RunControl;
 
 /// What prompt suggestions rank phrases on: the model and the features of
 /// the last picture it encoded. Cheap to clone (the features are shared).

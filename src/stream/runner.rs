@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use super::InferenceState;
 use super::model::{FrameModel, StageTimes, SuggestSource};
 use crate::error::{Error, Result};
-use crate::frame::{Frame, PackedLayout};
-use crate::postprocess::Instance;
-use crate::request::Request;
-use crate::run_control::RunControl;
+use crate::image::frame::{Frame, PackedLayout};
+use crate::image::postprocess::Instance;
+use crate::prompt::request::Request;
+use crate::stream::run_control::RunControl;
 
 /// How long dropping an asynchronous runner waits for its worker to leave
 /// the abandoned run before it lets the thread finish on its own.
@@ -119,7 +119,7 @@ pub(crate) struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Slots> {
         // Panics inside inference are caught; the slots stay consistent.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.slots)
     }
 
     /// Abandons the run in progress and wakes every waiting frame.

@@ -3,7 +3,7 @@
 //! `patience` frames without a match. Optional temporal smoothing blends each
 //! tracked mask with its history to stop edge flicker.
 
-use crate::postprocess::{Instance, Mask};
+use crate::image::postprocess::{Instance, Mask};
 
 /// Below this IoU an instance is not the same object as a track.
 const MIN_IOU: f32 = 0.3;

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use gstsamclipseg::SegmentedInstance;
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};
-use samclipseg::render::PALETTE;
+use samclipseg::image::render::PALETTE;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

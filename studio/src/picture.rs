@@ -34,7 +34,7 @@ pub struct BundleInfo {
 
 impl BundleInfo {
     pub fn read(dir: &Path) -> Result<BundleInfo, String> {
-        let bundle = samclipseg::bundle::Bundle::open(dir).map_err(|e| e.to_string())?;
+        let bundle = samclipseg::model::bundle::Bundle::open(dir).map_err(|e| e.to_string())?;
         let m = &bundle.manifest;
         let precision = match m.engines.image_encoder.outputs.first() {
             Some(t) if t.dtype == "float32" => "fp32".to_string(),
@@ -166,7 +166,7 @@ pub fn segment(
         w as usize,
         false,
     );
-    let excludes = !samclipseg::prompt::PromptSet::parse(prompt, "")
+    let excludes = !samclipseg::prompt::syntax::PromptSet::parse(prompt, "")
         .negatives
         .is_empty();
     let mask: Vec<u8> = if excludes {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use samclipseg::tensor::Tensor;
+use samclipseg::model::tensor::Tensor;
 
 pub fn tiny_bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sam3")

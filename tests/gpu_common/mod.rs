@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use samclipseg::frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
-use samclipseg::image_file::OwnedImage;
-use samclipseg::resize::resize_rgb8_antialias;
+use samclipseg::image::file::OwnedImage;
+use samclipseg::image::frame::{Frame, PackedLayout, Pixels, Plane, YuvMatrix};
+use samclipseg::image::resize::resize_rgb8_antialias;
 
 /// A small deterministic generator (xorshift32), so failures reproduce.
 pub struct Rng(u32);

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use gst::prelude::*;
 use gstsamclipseg::{InferenceState, ROI_PARAM_NAME, SamClipSegMeta};
-use samclipseg::render::union_mask;
+use samclipseg::image::render::union_mask;
 
 const PROMPT: &str = "a person";
 const MAX_INSTANCES: u32 = 3;

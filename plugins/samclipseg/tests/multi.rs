@@ -8,9 +8,9 @@ use common::{harness, model, photo};
 use gst::prelude::*;
 use gstsamclipseg::SamClipSegMeta;
 use samclipseg::PostprocessOptions;
-use samclipseg::prompt::PromptSet;
-use samclipseg::request;
-use samclipseg::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::prompt::request;
+use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::prompt::syntax::PromptSet;
 
 fn opts(threshold: f32) -> PostprocessOptions {
     PostprocessOptions {

@@ -8,7 +8,7 @@ use common::{harness_on, load_rgba, toy_bundle};
 use gst::prelude::*;
 use gstsamclipseg::OutputMode;
 use samclipseg::Precision;
-use samclipseg::precision::{CpuCaps, choose};
+use samclipseg::model::precision::{CpuCaps, choose};
 
 #[test]
 fn auto_is_the_default_and_says_what_it_runs() {

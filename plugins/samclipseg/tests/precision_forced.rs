@@ -13,7 +13,12 @@ use samclipseg::Precision;
 #[test]
 fn without_bf16_or_vnni_auto_is_fp32_and_bf16_is_refused() {
     // SAFETY: this binary's only test sets it before any thread reads it.
-    unsafe { std::env::set_var(samclipseg::precision::CPU_FLAGS_VAR, "fpu sse4_2 avx2 fma") };
+    unsafe {
+        std::env::set_var(
+            samclipseg::model::precision::CPU_FLAGS_VAR,
+            "fpu sse4_2 avx2 fma",
+        )
+    };
     let scene = load_rgba(&toy_bundle().join("golden/scene.png"));
     let mut h = harness_on(&toy_bundle(), &[("precision", &Precision::Auto)]);
     h.set_src_caps(scene.caps("RGBA"));

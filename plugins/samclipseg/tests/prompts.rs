@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use common::*;
 use gst::prelude::*;
 use gstsamclipseg::SamClipSegMeta;
-use samclipseg::tokenizer::{PromptTokenizer, normalise_prompt};
+use samclipseg::prompt::tokenizer::{PromptTokenizer, normalise_prompt};
 
 const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(120);
 
@@ -443,7 +443,7 @@ fn damaged_bundles_fail_at_start_naming_the_problem() {
 
 #[test]
 fn a_prompt_over_the_phrase_cap_is_cut_with_one_warning_on_the_bus() {
-    use samclipseg::prompt::MAX_PHRASES;
+    use samclipseg::prompt::syntax::MAX_PHRASES;
     let many: Vec<String> = (0..MAX_PHRASES + 4).map(|i| format!("thing {i}")).collect();
     let p = photo("astronaut.png");
     let mut h = harness(&[]);

@@ -2,7 +2,7 @@
 //! that BENCHMARK.md shows at a glance what the table says.
 
 use samclipseg::PackedLayout;
-use samclipseg::render::{Canvas, PALETTE};
+use samclipseg::image::render::{Canvas, PALETTE};
 
 use crate::reference::Reference;
 use crate::report::{FRAME, our_sum, their_sum};

@@ -291,7 +291,7 @@ fn memory(out: &mut impl Write, one: &PipelineRun, four: &PipelineRun) -> Result
 pub fn part_d(
     out: &mut impl Write,
     d: &crate::remote::PartD,
-    m: &samclipseg::bundle::Manifest,
+    m: &samclipseg::model::bundle::Manifest,
 ) -> Result {
     writeln!(
         out,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gstsamclipseg::{InferenceState, SamClipSegMeta, Segmentation};
-use samclipseg::precision::{self, CpuCaps};
-use samclipseg::render::{Canvas, union_mask};
+use samclipseg::image::render::{Canvas, union_mask};
+use samclipseg::model::precision::{self, CpuCaps};
 use samclipseg::{
     BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions, Precision,
 };
@@ -176,7 +176,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
     }
     println!(
         "ONNX Runtime: {}.",
-        samclipseg::runtime::library_path().map_or("?".into(), |p| p.display().to_string())
+        samclipseg::model::runtime::library_path().map_or("?".into(), |p| p.display().to_string())
     );
     let fidelity = ours
         .iter()
@@ -294,7 +294,8 @@ impl Ours<'_> {
         // The decoder takes the cached form of the same features (not timed).
         let texts = m.encode_texts(&[self.prompt])?;
         laps.restart();
-        let pixels = samclipseg::preprocess::preprocess(&self.frame, &m.manifest().preprocess)?;
+        let pixels =
+            samclipseg::image::preprocess::preprocess(&self.frame, &m.manifest().preprocess)?;
         laps.lap(2);
         let image = m.encode_pixels(&pixels, (WIDTH, HEIGHT))?;
         laps.lap(3);

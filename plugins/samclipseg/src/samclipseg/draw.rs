@@ -3,8 +3,9 @@
 
 use gst::subclass::prelude::*;
 use gst_video::prelude::*;
-use samclipseg::render::Canvas;
-use samclipseg::{FrameResult, request};
+use samclipseg::FrameResult;
+use samclipseg::image::render::Canvas;
+use samclipseg::prompt::request;
 
 use super::imp::SamClipSeg;
 use super::settings::OutputMode;

@@ -14,7 +14,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
-use samclipseg::{FrameResult, LiveSettings, Request, Segmenter, Stream, StreamHandle, YuvMatrix};
+use samclipseg::{FrameResult, FrameSettings, Request, Segmenter, Stream, StreamHandle, YuvMatrix};
 
 use super::result::{self, Times};
 use super::settings::{OutputMode, Settings};
@@ -116,7 +116,7 @@ impl SamClipSeg {
         frame: &gst_video::VideoFrameRef<T>,
         pts: Option<gst::ClockTime>,
         request: &Request,
-        live: &LiveSettings,
+        live: &FrameSettings,
         matrix: YuvMatrix,
     ) -> Result<FrameResult, gst::FlowError> {
         let core = video::core_frame(frame, matrix).map_err(|e| {

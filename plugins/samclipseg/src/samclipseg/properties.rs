@@ -553,9 +553,9 @@ impl SamClipSeg {
     }
 
     /// Warns on the bus when the prompt has more phrases than the cap
-    /// (`samclipseg::prompt::MAX_PHRASES`); the extra ones are not segmented.
+    /// (`samclipseg::prompt::syntax::MAX_PHRASES`); the extra ones are not segmented.
     fn warn_if_capped(&self, prompt: &str, negative_prompt: &str) {
-        let set = samclipseg::prompt::PromptSet::parse(prompt, negative_prompt);
+        let set = samclipseg::prompt::syntax::PromptSet::parse(prompt, negative_prompt);
         if let Some(w) = set.cap_warning() {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
         }
@@ -564,9 +564,9 @@ impl SamClipSeg {
     /// Warns, once per prompt value, about phrases the English vocabulary of
     /// the model may not understand. The prompt is still used as it is.
     fn warn_if_not_english(&self, prompt: &str) {
-        let foreign: Vec<String> = samclipseg::prompt::parse_phrases(prompt)
+        let foreign: Vec<String> = samclipseg::prompt::syntax::parse_phrases(prompt)
             .into_iter()
-            .filter(|p| samclipseg::tokenizer::likely_not_english(&p.text))
+            .filter(|p| samclipseg::prompt::tokenizer::likely_not_english(&p.text))
             .map(|p| p.text)
             .collect();
         if foreign.is_empty() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use samclipseg::{
-    BackendKind, BackendOptions, LiveSettings, PostprocessOptions, Precision, Request,
+    BackendKind, BackendOptions, FrameSettings, PostprocessOptions, Precision, Request,
 };
 
 /// What the element does with the result besides the metadata (property `output-mode`).
@@ -53,7 +53,7 @@ pub const DEFAULT_REUSE_THRESHOLD: f32 = 3.0;
 pub const DEFAULT_INFERENCE_INTERVAL: u32 = 1;
 pub const DEFAULT_ASYNCHRONOUS: bool = false;
 pub const DEFAULT_MAX_LATENCY_MS: u32 = 0;
-pub const DEFAULT_NEGATIVE_OVERLAP: f32 = samclipseg::request::DEFAULT_NEGATIVE_OVERLAP;
+pub const DEFAULT_NEGATIVE_OVERLAP: f32 = samclipseg::prompt::request::DEFAULT_NEGATIVE_OVERLAP;
 pub const DEFAULT_TRACK_PATIENCE: u32 = 5;
 pub const DEFAULT_TEMPORAL_SMOOTHING: f32 = 0.0;
 
@@ -178,7 +178,7 @@ impl Settings {
             kind: self.backend,
             intra_threads: self.threads as usize,
             device_id: self.device_id,
-            tensorrt: samclipseg::backend::TensorRtOptions {
+            tensorrt: samclipseg::model::backend::TensorRtOptions {
                 fp16: self.tensorrt_fp16,
                 engine_cache_dir: (!self.tensorrt_cache_dir.is_empty())
                     .then(|| PathBuf::from(&self.tensorrt_cache_dir)),
@@ -240,8 +240,8 @@ impl Settings {
     }
 
     /// What the stream layer reads per frame.
-    pub fn live(&self) -> LiveSettings {
-        LiveSettings {
+    pub fn live(&self) -> FrameSettings {
+        FrameSettings {
             reuse_threshold: self.reuse_threshold,
             inference_interval: self.inference_interval.max(1),
             max_latency: Duration::from_millis(self.max_latency_ms as u64),

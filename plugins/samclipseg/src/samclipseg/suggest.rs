@@ -6,7 +6,7 @@
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use samclipseg::suggest::{DEFAULT_VOCABULARY, Suggestion, parse_vocabulary};
+use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, Suggestion, parse_vocabulary};
 
 use super::imp::{CAT, SamClipSeg, lock};
 

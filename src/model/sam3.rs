@@ -8,21 +8,21 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::backend::{
+use crate::error::{Error, Result};
+use crate::image::frame::Frame;
+use crate::image::postprocess::{
+    Instance, PostprocessOptions, QueryOutputs, instances, kept_queries, query_scores,
+};
+use crate::image::preprocess::preprocess;
+use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, DeviceMemory, DeviceTensor, Engine, Input,
     Transfers, gather_host_rows, per_bundle_options,
 };
-use crate::bundle::{Bundle, EngineRole, Manifest};
-use crate::error::{Error, Result};
-use crate::frame::Frame;
-use crate::postprocess::{
-    Instance, PostprocessOptions, QueryOutputs, instances, kept_queries, query_scores,
-};
-use crate::precision::{self, Choice, CpuCaps, Precision};
-use crate::preprocess::preprocess;
+use crate::model::bundle::{Bundle, EngineRole, Manifest};
+use crate::model::precision::{self, Choice, CpuCaps, Precision};
+use crate::model::tensor::{TensorF32, TensorI64};
+use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 use crate::remote::RemoteEngines;
-use crate::tensor::{TensorF32, TensorI64};
-use crate::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 
 // Room for the default suggestion vocabulary plus the prompts in use.
 const TEXT_CACHE_ENTRIES: usize = 1024;
@@ -349,7 +349,7 @@ impl Sam3Model {
     }
 
     /// What the image encoder and decoder run in, and why
-    /// ([`crate::precision`]).
+    /// ([`crate::model::precision`]).
     pub fn precision(&self) -> &Choice {
         &self.precision
     }
@@ -512,7 +512,9 @@ impl Sam3Model {
         if let Engines::Remote { .. } = self.engines {
             return Ok(ImageFeatures {
                 levels: Vec::new(),
-                pixels: Some(Arc::new(crate::preprocess::planar_rgb8(frame, spec)?)),
+                pixels: Some(Arc::new(crate::image::preprocess::planar_rgb8(
+                    frame, spec,
+                )?)),
                 source_size: (frame.width, frame.height),
             });
         }

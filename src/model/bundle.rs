@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::model::threshold::check_bundle_threshold;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const FAMILY: &str = "sam3";
@@ -209,7 +210,7 @@ pub const MAX_QUERIES: usize = 1024;
 pub const MAX_MASK_SIZE: usize = 1024;
 /// Mask logits per phrase (queries x mask side²): SAM 3 has 16.6 M (66 MB);
 /// 64 Mi floats is 256 MiB per phrase, times the phrase cap
-/// ([`crate::prompt::MAX_PHRASES`]) per decoder run.
+/// ([`crate::prompt::syntax::MAX_PHRASES`]) per decoder run.
 pub const MAX_MASK_VALUES_PER_PHRASE: usize = 64 << 20;
 
 /// One tensor dimension that a manifest number fixes, e.g. `input_ids`'
@@ -481,6 +482,8 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
         m.text.context_length,
         MAX_CONTEXT_LENGTH,
     )?;
+    check_bundle_threshold("decoder.default_threshold", m.decoder.default_threshold)?;
+    check_bundle_threshold("decoder.mask_threshold", m.decoder.mask_threshold)?;
     in_range("decoder.num_queries", m.decoder.num_queries, MAX_QUERIES)?;
     in_range("decoder.mask_size", m.decoder.mask_size, MAX_MASK_SIZE)?;
     // Both within their bounds, so the product cannot overflow.

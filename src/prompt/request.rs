@@ -6,8 +6,8 @@
 //! negative instances themselves are never reported; in the alpha channel
 //! their pixels are cleared (see [`alpha_without_negatives`]).
 
-use crate::postprocess::{Instance, Mask, PostprocessOptions};
-use crate::prompt::PromptSet;
+use crate::image::postprocess::{Instance, Mask, PostprocessOptions};
+use crate::prompt::syntax::PromptSet;
 
 /// Default share of a positive mask that a negative must cover to remove it.
 pub const DEFAULT_NEGATIVE_OVERLAP: f32 = 0.5;
@@ -156,8 +156,8 @@ pub fn alpha_without_negatives(
     width: usize,
     height: usize,
 ) -> Vec<u8> {
-    let mut alpha = crate::render::union_mask(positives, width, height);
-    let cut = crate::render::union_mask(negatives, width, height);
+    let mut alpha = crate::image::render::union_mask(positives, width, height);
+    let cut = crate::image::render::union_mask(negatives, width, height);
     for (a, c) in alpha.iter_mut().zip(&cut) {
         if *c != 0 {
             *a = 0;

@@ -5,11 +5,11 @@
 //! [`preprocess`] is also the CPU twin of the CUDA kernels in
 //! `gpu::GpuKernels::preprocess`, for every frame layout and stride.
 
-use crate::bundle::PreprocessSpec;
 use crate::error::Result;
-use crate::frame::Frame;
-use crate::resize::resize_rgb8_antialias;
-use crate::tensor::TensorF32;
+use crate::image::frame::Frame;
+use crate::image::resize::resize_rgb8_antialias;
+use crate::model::bundle::PreprocessSpec;
+use crate::model::tensor::TensorF32;
 
 pub fn preprocess(frame: &Frame, spec: &PreprocessSpec) -> Result<TensorF32> {
     let (rgb, s) = resized_rgb8(frame, spec)?;
@@ -72,7 +72,7 @@ pub fn fused_mean_std(spec: &PreprocessSpec) -> ([f32; 3], [f32; 3]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PackedLayout;
+    use crate::image::frame::PackedLayout;
 
     fn spec(size: u32) -> PreprocessSpec {
         PreprocessSpec {

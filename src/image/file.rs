@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::frame::{Frame, PackedLayout};
+use crate::image::frame::{Frame, PackedLayout};
 
 /// A decoded picture as tightly packed RGBA8.
 pub struct OwnedImage {

@@ -9,10 +9,10 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::Session;
 use ort::value::{Tensor as OrtTensor, TensorElementType, TensorValueType, ValueType};
 
-use crate::bundle::{Bundle, Dim, EngineRole, EngineSpec, SizedDim, TensorSpec};
 use crate::error::{Error, Result};
-use crate::runtime;
-use crate::tensor::{TensorF32, TensorI64};
+use crate::model::bundle::{Bundle, Dim, EngineRole, EngineSpec, SizedDim, TensorSpec};
+use crate::model::runtime;
+use crate::model::tensor::{TensorF32, TensorI64};
 
 /// Where the engines run. CUDA and TensorRT arrive with the NVIDIA issue; they
 /// are named here so that asking for them is a clear error, not a CPU fallback.
@@ -80,8 +80,8 @@ pub struct BackendOptions {
     /// fails to load with an error naming it ([`session_config_entries`]).
     pub strict: bool,
     /// `cpu` only: what the image encoder and decoder run in
-    /// ([`crate::precision`]).
-    pub precision: crate::precision::Precision,
+    /// ([`crate::model::precision`]).
+    pub precision: crate::model::precision::Precision,
     /// `remote` only: the server and how to reach it.
     pub remote: crate::remote::RemoteOptions,
 }
@@ -94,7 +94,7 @@ impl Default for BackendOptions {
             device_id: 0,
             tensorrt: TensorRtOptions::default(),
             strict: false,
-            precision: crate::precision::Precision::Fp32,
+            precision: crate::model::precision::Precision::Fp32,
             remote: crate::remote::RemoteOptions::default(),
         }
     }
@@ -263,7 +263,7 @@ impl ContentHash {
 /// Phrase counts TensorRT builds its engines for: any batch from 1 to the
 /// phrase cap runs on one engine, so a prompt change never rebuilds one (minutes
 /// on the streaming thread); kernels are chosen for [`TRT_OPT_BATCH`].
-pub const TRT_MAX_BATCH: usize = crate::prompt::MAX_PHRASES;
+pub const TRT_MAX_BATCH: usize = crate::prompt::syntax::MAX_PHRASES;
 /// The batch TensorRT tunes for: a prompt of a few phrases.
 pub const TRT_OPT_BATCH: usize = 4;
 
@@ -777,7 +777,7 @@ impl DeviceTensor {
 }
 
 /// A failed run under a cancelled control was terminated on purpose.
-fn run_error(control: &Option<crate::run_control::RunControl>, error: Error) -> Error {
+fn run_error(control: &Option<crate::stream::run_control::RunControl>, error: Error) -> Error {
     if control.as_ref().is_some_and(|c| c.is_cancelled()) {
         Error::Cancelled
     } else {
@@ -892,7 +892,7 @@ impl Engine {
     /// The session, once free. A job's run waiting here behind another
     /// stream's (the model is shared) still obeys its cancel switch.
     fn lock(&self) -> Result<parking_lot::FairMutexGuard<'_, Session>> {
-        let Some(control) = crate::run_control::current() else {
+        let Some(control) = crate::stream::run_control::current() else {
             return Ok(self.session.lock());
         };
         loop {
@@ -930,7 +930,7 @@ impl Engine {
                 .fetch_add(input.bytes(), Ordering::Relaxed);
             values.push((name.to_string(), v.into()));
         }
-        let control = crate::run_control::current();
+        let control = crate::stream::run_control::current();
         let options = control.as_ref().map(|c| c.options()).transpose()?;
         let mut session = self.lock()?;
         self.runs.fetch_add(1, Ordering::Relaxed);
@@ -1000,7 +1000,7 @@ impl Engine {
         // flag) make ONNX Runtime synchronise the provider's stream before
         // returning, which `DeviceTensor::read` and `gather_rows` rely on
         // (`binding.synchronize_outputs()` would add a device-wide sync).
-        let control = crate::run_control::current();
+        let control = crate::stream::run_control::current();
         let options = control.as_ref().map(|c| c.options()).transpose()?;
         let mut out = match &options {
             Some(o) => session.run_binding_with_options(&binding, o),
@@ -1297,7 +1297,7 @@ mod tests {
             sized: vec![],
         };
         let p = trt_profile_shapes(&spec, TRT_MAX_BATCH).unwrap().unwrap();
-        assert_eq!(TRT_MAX_BATCH, crate::prompt::MAX_PHRASES);
+        assert_eq!(TRT_MAX_BATCH, crate::prompt::syntax::MAX_PHRASES);
         assert_eq!(p.min, "text_features:1x32x64,attention_mask:1x32");
         assert_eq!(p.opt, "text_features:4x32x64,attention_mask:4x32");
         assert_eq!(p.max, "text_features:16x32x64,attention_mask:16x32");

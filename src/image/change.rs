@@ -6,7 +6,7 @@
 //! that moves changes whole blocks by many levels. The test is the largest
 //! block difference, so one small moving object is enough to count as change.
 
-use crate::frame::Frame;
+use crate::image::frame::Frame;
 
 /// Grid of the signature; fine enough that a person at 1/16 of the width fills a block.
 const GRID_W: usize = 32;
@@ -79,7 +79,7 @@ impl Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PackedLayout;
+    use crate::image::frame::PackedLayout;
 
     /// A deterministic textured scene, optionally with noise and a moving square.
     fn scene(w: usize, h: usize, noise_seed: u32, square_x: Option<usize>) -> Vec<u8> {

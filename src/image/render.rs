@@ -6,8 +6,8 @@
 
 use font8x8::UnicodeFonts;
 
-use crate::frame::PackedLayout;
-use crate::postprocess::{Instance, mask_from_logits};
+use crate::image::frame::PackedLayout;
+use crate::image::postprocess::{Instance, mask_from_logits};
 
 /// A packed image being drawn on.
 pub struct Canvas<'a> {
@@ -205,7 +205,7 @@ fn is_edge(mask: &[u8], w: usize, h: usize, x: usize, y: usize, t: usize) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postprocess::Mask;
+    use crate::image::postprocess::Mask;
 
     fn square(w: usize, h: usize) -> Instance {
         let mut data = vec![0u8; w * h];

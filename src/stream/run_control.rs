@@ -43,7 +43,7 @@ impl RunControl {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// Ends the run in progress at ONNX Runtime's next check and refuses later ones.

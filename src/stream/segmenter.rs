@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use super::InferenceState;
 use super::model::{FrameModel, StageTimes, SuggestSource};
-use crate::change::Signature;
 use crate::error::Result;
-use crate::frame::Frame;
-use crate::pipeline::{ImageFeatures, Sam3Model};
-use crate::postprocess::{Instance, PostprocessOptions};
-use crate::run_control::{self, RunControl};
-use crate::tokenizer::normalise_prompt;
+use crate::image::change::Signature;
+use crate::image::frame::Frame;
+use crate::image::postprocess::{Instance, PostprocessOptions};
+use crate::model::sam3::{ImageFeatures, Sam3Model};
+use crate::prompt::tokenizer::normalise_prompt;
+use crate::stream::run_control::{self, RunControl};
 
 /// Everything besides the picture that determines a result.
 #[derive(Debug, Clone, PartialEq)]

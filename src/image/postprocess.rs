@@ -5,7 +5,7 @@
 
 use imageproc::distance_transform::Norm;
 
-use crate::resize::resize_plane_bilinear;
+use crate::image::resize::resize_plane_bilinear;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostprocessOptions {

@@ -2,11 +2,11 @@
 //! score on one picture ("is there a ... in this image?").
 
 use crate::error::Result;
-use crate::pipeline::{ImageFeatures, Sam3Model};
-use crate::postprocess::sigmoid;
+use crate::image::postprocess::sigmoid;
+use crate::model::sam3::{ImageFeatures, Sam3Model};
 
 /// A few hundred common object names, shipped with the library.
-pub const DEFAULT_VOCABULARY: &str = include_str!("../data/vocabulary.txt");
+pub const DEFAULT_VOCABULARY: &str = include_str!("../../data/vocabulary.txt");
 
 /// Phrases to try at once in the decoder. A stream sharing the model waits
 /// for at most one such run (engine locks are fair), so it must cost less

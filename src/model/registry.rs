@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::backend::BackendOptions;
 use crate::error::{Error, Result};
-use crate::pipeline::Sam3Model;
+use crate::model::backend::BackendOptions;
+use crate::model::sam3::Sam3Model;
 
 type Key = (PathBuf, BackendOptions);
 
