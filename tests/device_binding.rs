@@ -7,7 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{load_rgb, tiny_bundle};
-use samclipseg::model::backend::{DeviceMemory, Engine, Input, Transfers};
+use samclipseg::gpu::memory::{DeviceMemory, Transfers};
+use samclipseg::model::backend::{Engine, Input};
 use samclipseg::model::bundle::EngineRole;
 use samclipseg::model::sam3::DecoderOutput;
 use samclipseg::model::tensor::{TensorF32, TensorI64};
@@ -240,13 +241,13 @@ fn a_still_picture_uploads_nothing_but_the_attention_mask() {
     let (rgb, w, h) = photo();
     let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
     let opts = PostprocessOptions::default();
-    let mut seg = Segmenter::new(m.clone(), 4.0);
-    seg.process(&frame, &["a person"], &opts).unwrap();
-    seg.process(&frame, &["a red ball"], &opts).unwrap();
+    let mut seg = Segmenter::new(m.clone());
+    seg.process(&frame, &["a person"], &opts, 4.0).unwrap();
+    seg.process(&frame, &["a red ball"], &opts, 4.0).unwrap();
 
     // Cached prompt, cached picture: only the decoder runs.
     let t = m.transfers();
-    let (instances, state) = seg.process(&frame, &["a person"], &opts).unwrap();
+    let (instances, state) = seg.process(&frame, &["a person"], &opts, 4.0).unwrap();
     assert_eq!(state, InferenceState::ReusedImageFeatures);
     assert_eq!(
         delta(t, m.transfers()),

@@ -253,7 +253,7 @@ fn a_request_past_its_deadline_passes_the_frame_with_a_warning() {
     let mut options = remote_options(&url);
     options.remote.timeout = Duration::from_millis(1);
     let model = Arc::new(Sam3Model::load(tiny_bundle(), &options).unwrap());
-    let mut stream = Stream::new(Segmenter::new(model, 0.0), false).unwrap();
+    let mut stream = Stream::new(Segmenter::new(model), false).unwrap();
     let (rgb, w, h) = photo("astronaut.png");
     let frame = Frame::packed(&rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
     let request = Request::new("a person", "", PostprocessOptions::default(), 0.5);

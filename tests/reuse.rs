@@ -39,10 +39,10 @@ fn options() -> PostprocessOptions {
 fn still_picture_reuses_features_then_result() {
     let model = shared_model(&tiny_bundle(), &BackendOptions::default()).unwrap();
     let (data, w, h) = photo();
-    let mut seg = Segmenter::new(model.clone(), 4.0);
+    let mut seg = Segmenter::new(model.clone());
 
     let (first, s1) = seg
-        .process(&frame(&data, w, h), &["a person"], &options())
+        .process(&frame(&data, w, h), &["a person"], &options(), 4.0)
         .unwrap();
     assert_eq!(s1, InferenceState::Fresh);
     assert!(
@@ -54,7 +54,7 @@ fn still_picture_reuses_features_then_result() {
 
     let n1 = noisy(&data, 1);
     let (again, s2) = seg
-        .process(&frame(&n1, w, h), &["a person"], &options())
+        .process(&frame(&n1, w, h), &["a person"], &options(), 4.0)
         .unwrap();
     assert_eq!(
         s2,
@@ -66,7 +66,7 @@ fn still_picture_reuses_features_then_result() {
 
     // A prompt change on a still picture decodes the cached features again.
     let (other, s3) = seg
-        .process(&frame(&n1, w, h), &["a red ball"], &options())
+        .process(&frame(&n1, w, h), &["a red ball"], &options(), 4.0)
         .unwrap();
     assert_eq!(s3, InferenceState::ReusedImageFeatures);
     let reused = seg.last_times().unwrap();
@@ -82,7 +82,7 @@ fn still_picture_reuses_features_then_result() {
         ..options()
     };
     let (_, s4) = seg
-        .process(&frame(&data, w, h), &["a red ball"], &lower)
+        .process(&frame(&data, w, h), &["a red ball"], &lower, 4.0)
         .unwrap();
     assert_eq!(s4, InferenceState::ReusedImageFeatures);
 }
@@ -91,8 +91,8 @@ fn still_picture_reuses_features_then_result() {
 fn something_moving_in_is_a_fresh_frame() {
     let model = shared_model(&tiny_bundle(), &BackendOptions::default()).unwrap();
     let (data, w, h) = photo();
-    let mut seg = Segmenter::new(model, 4.0);
-    seg.process(&frame(&data, w, h), &["a person"], &options())
+    let mut seg = Segmenter::new(model);
+    seg.process(&frame(&data, w, h), &["a person"], &options(), 4.0)
         .unwrap();
     let mut moved = data.clone();
     for y in 20..60 {
@@ -101,7 +101,7 @@ fn something_moving_in_is_a_fresh_frame() {
         }
     }
     let (_, state) = seg
-        .process(&frame(&moved, w, h), &["a person"], &options())
+        .process(&frame(&moved, w, h), &["a person"], &options(), 4.0)
         .unwrap();
     assert_eq!(state, InferenceState::Fresh);
 }
@@ -110,10 +110,10 @@ fn something_moving_in_is_a_fresh_frame() {
 fn reuse_threshold_zero_always_runs_the_model() {
     let model = shared_model(&tiny_bundle(), &BackendOptions::default()).unwrap();
     let (data, w, h) = photo();
-    let mut seg = Segmenter::new(model, 0.0);
+    let mut seg = Segmenter::new(model);
     for _ in 0..3 {
         let (_, state) = seg
-            .process(&frame(&data, w, h), &["a person"], &options())
+            .process(&frame(&data, w, h), &["a person"], &options(), 0.0)
             .unwrap();
         assert_eq!(state, InferenceState::Fresh);
     }

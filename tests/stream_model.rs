@@ -49,22 +49,22 @@ fn a_stream_carries_the_models_own_result_in_both_modes() {
     let (data, w, h) = photo();
     let req = request("a person; a cat");
     // The model directly: one run, then the request's thresholds.
-    let mut direct = Segmenter::new(model(), 0.0);
+    let mut direct = Segmenter::new(model());
     let texts = req.texts();
     let (raw, _) = direct
-        .process(&frame(&data, w, h), &texts, &req.model_options())
+        .process(&frame(&data, w, h), &texts, &req.model_options(), 0.0)
         .unwrap();
     let (expected, _) = req.resolve(raw);
     assert!(!expected.is_empty(), "the photo keeps instances at 0.3");
 
     for asynchronous in [false, true] {
-        let mut stream = Stream::new(Segmenter::new(model(), 0.0), asynchronous).unwrap();
-        let live = FrameSettings {
+        let mut stream = Stream::new(Segmenter::new(model()), asynchronous).unwrap();
+        let settings = FrameSettings {
             max_latency: Duration::from_secs(30),
             ..FrameSettings::default()
         };
         let r = stream
-            .frame(&frame(&data, w, h), Some(5), &req, &live)
+            .frame(&frame(&data, w, h), Some(5), &req, &settings)
             .unwrap();
         assert_eq!(
             r.state,
@@ -89,14 +89,14 @@ fn suggestions_run_beside_a_stream_in_both_modes() {
     let (data, w, h) = photo();
     let vocabulary = parse_vocabulary(DEFAULT_VOCABULARY);
     for asynchronous in [false, true] {
-        let mut stream = Stream::new(Segmenter::new(model(), 0.0), asynchronous).unwrap();
-        let live = FrameSettings {
+        let mut stream = Stream::new(Segmenter::new(model()), asynchronous).unwrap();
+        let settings = FrameSettings {
             max_latency: Duration::from_secs(30),
             ..FrameSettings::default()
         };
         let req = request("a person");
         stream
-            .frame(&frame(&data, w, h), Some(0), &req, &live)
+            .frame(&frame(&data, w, h), Some(0), &req, &settings)
             .unwrap();
         let source = stream
             .handle()
@@ -112,7 +112,7 @@ fn suggestions_run_beside_a_stream_in_both_modes() {
         while !ranking.is_finished() {
             let moved = shifted(&data, w, (n as usize * 3) % 40 + 1);
             let r = stream
-                .frame(&frame(&moved, w, h), Some(n), &req, &live)
+                .frame(&frame(&moved, w, h), Some(n), &req, &settings)
                 .unwrap();
             assert_eq!(r.state, InferenceState::Fresh);
             during += 1;
@@ -130,12 +130,12 @@ fn suggestions_run_beside_a_stream_in_both_modes() {
 #[test]
 fn a_cancelled_control_stops_real_engine_runs() {
     let (data, w, h) = photo();
-    let mut seg = Segmenter::new(model(), 0.0);
+    let mut seg = Segmenter::new(model());
     let control = RunControl::new();
     let req = request("a person");
     // Under a live control the engines run through its run options.
     let ok = run_control::scoped(&control, || {
-        seg.process(&frame(&data, w, h), &req.texts(), &req.model_options())
+        seg.process(&frame(&data, w, h), &req.texts(), &req.model_options(), 0.0)
     });
     assert!(ok.is_ok());
     // Cancelled from another thread while runs go on: they stop with
@@ -151,7 +151,12 @@ fn a_cancelled_control_stops_real_engine_runs() {
     let err = loop {
         let moved = shifted(&data, w, n % 40 + 1);
         let out = run_control::scoped(&control, || {
-            seg.process(&frame(&moved, w, h), &req.texts(), &req.model_options())
+            seg.process(
+                &frame(&moved, w, h),
+                &req.texts(),
+                &req.model_options(),
+                0.0,
+            )
         });
         match out {
             Ok(_) => n += 1,
@@ -164,7 +169,7 @@ fn a_cancelled_control_stops_real_engine_runs() {
     // A later run under a fresh control works: nothing was left half-done.
     let fresh = RunControl::new();
     let again = run_control::scoped(&fresh, || {
-        seg.process(&frame(&data, w, h), &req.texts(), &req.model_options())
+        seg.process(&frame(&data, w, h), &req.texts(), &req.model_options(), 0.0)
     });
     assert!(again.is_ok());
 }

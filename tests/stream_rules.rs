@@ -147,7 +147,7 @@ impl FrameModel for Fake {
     fn reset(&mut self) {}
 }
 
-fn live(max_latency_ms: u64) -> FrameSettings {
+fn settings(max_latency_ms: u64) -> FrameSettings {
     FrameSettings {
         max_latency: Duration::from_millis(max_latency_ms),
         ..FrameSettings::default()
@@ -183,7 +183,7 @@ fn asynchronous_prompt_change_shows_pending_never_the_old_prompts_masks() {
         for n in 0..frames {
             let data = picture(n);
             let r = stream
-                .frame(&frame(&data), Some(n as u64), &req, &live(0))
+                .frame(&frame(&data), Some(n as u64), &req, &settings(0))
                 .unwrap();
             assert_answers(&r, &req, n);
             states.push((prompt, r.state, r.instances.len()));
@@ -210,7 +210,9 @@ fn reset_drops_the_running_job_and_results_of_the_earlier_generation() {
     let mut stream = Stream::new(fake, true).unwrap();
     let req = request("cat");
     let old = picture(200);
-    let first = stream.frame(&frame(&old), Some(0), &req, &live(0)).unwrap();
+    let first = stream
+        .frame(&frame(&old), Some(0), &req, &settings(0))
+        .unwrap();
     assert_eq!(first.state, InferenceState::Pending);
     while log.lock().unwrap().started.is_empty() {
         std::thread::sleep(Duration::from_millis(5));
@@ -222,7 +224,7 @@ fn reset_drops_the_running_job_and_results_of_the_earlier_generation() {
     for n in 1..60u8 {
         let data = picture(n);
         let r = stream
-            .frame(&frame(&data), Some(n as u64), &req, &live(0))
+            .frame(&frame(&data), Some(n as u64), &req, &settings(0))
             .unwrap();
         assert_answers(&r, &req, n);
         got.push(r.state);
@@ -246,7 +248,7 @@ fn stopping_returns_at_once_while_a_run_is_in_progress() {
         let mut stream = Stream::new(fake, true).unwrap();
         let data = picture(1);
         stream
-            .frame(&frame(&data), Some(0), &request("cat"), &live(0))
+            .frame(&frame(&data), Some(0), &request("cat"), &settings(0))
             .unwrap();
         while log.lock().unwrap().started.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
@@ -280,7 +282,7 @@ fn an_interrupt_abandons_the_run_and_lets_the_frame_go_in_both_modes() {
         let data = picture(1);
         // Asynchronous: a frame willing to wait 10 s for its own result.
         let r = stream
-            .frame(&frame(&data), Some(0), &request("cat"), &live(10_000))
+            .frame(&frame(&data), Some(0), &request("cat"), &settings(10_000))
             .unwrap();
         assert_eq!(r.state, InferenceState::Pending);
         let took = start.elapsed();
@@ -330,7 +332,7 @@ fn asynchronous_ids_follow_objects_when_scores_reorder() {
     for n in 0..60u8 {
         let data = picture(n % 6);
         let r = stream
-            .frame(&frame(&data), Some(n as u64), &req, &live(0))
+            .frame(&frame(&data), Some(n as u64), &req, &settings(0))
             .unwrap();
         if !r.instances.is_empty() {
             seen.push(ids_by_side(&r));
@@ -428,14 +430,14 @@ fn empty_prompts_and_gaps_say_what_happened() {
     let mut stream = Stream::new(fake, false).unwrap();
     let data = picture(3);
     let r = stream
-        .frame(&frame(&data), Some(1), &request(" ; -cat"), &live(0))
+        .frame(&frame(&data), Some(1), &request(" ; -cat"), &settings(0))
         .unwrap();
     assert_eq!((r.state, r.instances.len()), (InferenceState::NoPrompt, 0));
     let r = stream.gap();
     assert_eq!((r.state, r.instances.len()), (InferenceState::Gap, 0));
     assert!(log.lock().unwrap().started.is_empty(), "nothing may run");
     let r = stream
-        .frame(&frame(&data), Some(2), &request("cat"), &live(0))
+        .frame(&frame(&data), Some(2), &request("cat"), &settings(0))
         .unwrap();
     assert_eq!((r.state, r.instances.len()), (InferenceState::Fresh, 1));
     assert_eq!(r.instances[0].id, 1);
@@ -466,7 +468,7 @@ fn after_an_interrupt_nothing_runs_until_the_next_generation() {
         let data = picture(1);
         let start = Instant::now();
         let r = stream
-            .frame(&frame(&data), Some(0), &request("cat"), &live(10_000))
+            .frame(&frame(&data), Some(0), &request("cat"), &settings(10_000))
             .unwrap();
         assert_eq!(
             r.state,
@@ -483,7 +485,7 @@ fn after_an_interrupt_nothing_runs_until_the_next_generation() {
         // The flush is over: frames run again.
         stream.reset();
         let r = stream
-            .frame(&frame(&data), Some(1), &request("cat"), &live(10_000))
+            .frame(&frame(&data), Some(1), &request("cat"), &settings(10_000))
             .unwrap();
         assert_eq!(
             r.state,
@@ -504,16 +506,22 @@ fn a_reused_result_is_the_carried_one_only_if_it_comes_from_the_same_run() {
     let req = request("cat");
     let (one, two) = (picture(1), picture(2));
     let r = stream
-        .frame(&frame(&one), Some(1), &req, &live(5_000))
+        .frame(&frame(&one), Some(1), &req, &settings(5_000))
         .unwrap();
     assert_eq!(
         (r.state, r.instances[0].bbox[0]),
         (InferenceState::Fresh, 1.0)
     );
-    stream.frame(&frame(&two), Some(2), &req, &live(0)).unwrap();
-    stream.frame(&frame(&two), Some(3), &req, &live(0)).unwrap();
+    stream
+        .frame(&frame(&two), Some(2), &req, &settings(0))
+        .unwrap();
+    stream
+        .frame(&frame(&two), Some(3), &req, &settings(0))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let r = stream.frame(&frame(&two), Some(4), &req, &live(0)).unwrap();
+    let r = stream
+        .frame(&frame(&two), Some(4), &req, &settings(0))
+        .unwrap();
     assert_eq!(r.instances.len(), 1, "{r:?}");
     assert_eq!(
         r.instances[0].bbox[0], 2.0,

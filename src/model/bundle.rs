@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::model::threshold::check_bundle_threshold;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const FAMILY: &str = "sam3";
@@ -443,6 +442,17 @@ fn check_declared_sizes(m: &Manifest, role: EngineRole) -> std::result::Result<(
     Ok(())
 }
 
+/// A score threshold of the manifest: a number in 0-1.
+fn check_bundle_threshold(name: &str, v: f32) -> Result<(), String> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} = {v} must be a number in 0-1 (a score threshold); re-export or edit bundle.toml"
+        ))
+    }
+}
+
 fn validate(m: &Manifest) -> std::result::Result<(), String> {
     if m.bundle.family != FAMILY {
         return Err(format!(
@@ -559,6 +569,16 @@ fn names(ts: &[TensorSpec]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bundle_threshold_outside_0_1_or_nan_is_refused() {
+        assert!(check_bundle_threshold("decoder.default_threshold", 0.35).is_ok());
+        for bad in [1.7, -0.2, f32::NAN, f32::INFINITY] {
+            let e = check_bundle_threshold("decoder.default_threshold", bad).unwrap_err();
+            assert!(e.contains("decoder.default_threshold"), "{e}");
+        }
+    }
+
 
     const GOOD: &str = r#"
 [bundle]

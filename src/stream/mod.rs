@@ -245,7 +245,7 @@ impl Stream {
         } else {
             Runner::Sync(SyncRunner::new(core, shared.clone()))
         };
-        let live = FrameSettings::default();
+        let settings = FrameSettings::default();
         Ok(Stream {
             runner,
             shared,
@@ -254,7 +254,7 @@ impl Stream {
             request_generation: 0,
             next_job: 0,
             since_run: None,
-            tracker: Tracker::new(live.track_patience, live.temporal_smoothing),
+            tracker: Tracker::new(settings.track_patience, settings.temporal_smoothing),
             carried: None,
             outage: None,
             notices: Vec::new(),
@@ -321,7 +321,7 @@ impl Stream {
         frame: &Frame,
         pts: Option<u64>,
         request: &Request,
-        live: &FrameSettings,
+        settings: &FrameSettings,
     ) -> Result<FrameResult> {
         if request.is_empty() {
             // Nothing to segment any more: runs for the last prompt stop, and
@@ -337,8 +337,8 @@ impl Stream {
             ));
         }
         let (request, changed) = self.adopt(request);
-        self.tracker.patience = live.track_patience;
-        self.tracker.smoothing = live.temporal_smoothing;
+        self.tracker.patience = settings.track_patience;
+        self.tracker.smoothing = settings.temporal_smoothing;
         let size = (frame.width, frame.height);
         let generation = self.generation;
         let valid = |c: &Carried| c.answers(generation, &request, size);
@@ -346,7 +346,7 @@ impl Stream {
         let due = changed
             || self
                 .since_run
-                .is_none_or(|n| n + 1 >= live.inference_interval.max(1))
+                .is_none_or(|n| n + 1 >= settings.inference_interval.max(1))
             || (!have && !self.is_asynchronous());
         self.since_run = Some(if due {
             0
@@ -365,17 +365,17 @@ impl Stream {
         let own = tag.as_ref().map(|t| t.id);
         let outcome: Result<Option<Arc<Finished>>> = match (&mut self.runner, tag) {
             (Runner::Sync(r), Some(tag)) => r
-                .run(frame, tag, live.reuse_threshold)
+                .run(frame, tag, settings.reuse_threshold)
                 .map(|f| f.map(Arc::new)),
             (Runner::Sync(_), None) => Ok(None),
             (Runner::Async(r), tag) => {
                 let wait = if tag.is_some() {
-                    live.max_latency
+                    settings.max_latency
                 } else {
                     Duration::ZERO
                 };
                 if let Some(tag) = tag {
-                    r.submit(frame, tag, live.reuse_threshold);
+                    r.submit(frame, tag, settings.reuse_threshold);
                 }
                 r.wait(own, self.generation, wait)
             }

@@ -29,19 +29,15 @@ struct Encoded {
 
 pub struct Segmenter {
     model: Arc<Sam3Model>,
-    /// Largest change of a block's mean luma (0-255) that still counts as the
-    /// same picture; 0 disables reuse.
-    pub reuse_threshold: f32,
     encoded: Option<Encoded>,
     last: Option<(RequestKey, (usize, usize), Vec<Instance>)>,
     times: Option<StageTimes>,
 }
 
 impl Segmenter {
-    pub fn new(model: Arc<Sam3Model>, reuse_threshold: f32) -> Segmenter {
+    pub fn new(model: Arc<Sam3Model>) -> Segmenter {
         Segmenter {
             model,
-            reuse_threshold,
             encoded: None,
             last: None,
             times: None,
@@ -68,23 +64,27 @@ impl Segmenter {
         self.last = None;
     }
 
+    /// Segments `frame` for `prompts`. `reuse_threshold` is the largest
+    /// change of a block's mean luma (0-255) that still counts as the same
+    /// picture as the last one encoded; 0 disables reuse.
     pub fn process(
         &mut self,
         frame: &Frame,
         prompts: &[&str],
         options: &PostprocessOptions,
+        reuse_threshold: f32,
     ) -> Result<(Vec<Instance>, InferenceState)> {
         let key = RequestKey {
             prompts: prompts.iter().map(|p| normalise_prompt(p)).collect(),
             options: options.clone(),
         };
-        let reuse = self.reuse_threshold > 0.0;
+        let reuse = reuse_threshold > 0.0;
         let signature = reuse.then(|| Signature::of(frame));
         let still = match (
             &signature,
             self.encoded.as_ref().and_then(|e| e.signature.as_ref()),
         ) {
-            (Some(s), Some(old)) => s.distance(old) <= self.reuse_threshold,
+            (Some(s), Some(old)) => s.distance(old) <= reuse_threshold,
             _ => false,
         };
         if still
@@ -152,9 +152,8 @@ impl FrameModel for Segmenter {
         reuse_threshold: f32,
         control: &RunControl,
     ) -> Result<(Vec<Instance>, InferenceState)> {
-        self.reuse_threshold = reuse_threshold;
         run_control::scoped(control, || {
-            Segmenter::process(self, frame, prompts, options)
+            Segmenter::process(self, frame, prompts, options, reuse_threshold)
         })
     }
 

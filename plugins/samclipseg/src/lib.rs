@@ -12,18 +12,18 @@ use gst::glib;
 
 mod logger;
 pub mod meta;
-mod samclipseg;
+mod element;
 
 pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
-pub use samclipseg::{
-    BackendKind, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME, SamClipSeg,
-    bundle_search_path, default_bundle_path,
+pub use element::{
+    BackendKind, MAX_INSTANCES_LIMIT, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME,
+    SamClipSeg, bundle_search_path, default_bundle_path,
 };
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     logger::install();
     meta::register()?;
-    samclipseg::register(plugin)
+    element::register(plugin)
 }
 
 gst::plugin_define!(

@@ -1,10 +1,18 @@
-//! Routes the core library's `log` records into the element's debug
-//! category, so `GST_DEBUG=samclipseg:5` shows them next to the element's own.
+//! The element's debug category, and the core library's `log` records routed
+//! into it, so `GST_DEBUG=samclipseg:5` shows them next to the element's own.
 
 use std::sync::LazyLock;
 
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "samclipseg",
+        gst::DebugColorFlags::empty(),
+        Some("SAM 3 text-prompted segmentation"),
+    )
+});
+
 static LOGGER: LazyLock<CoreLogger> =
-    LazyLock::new(|| CoreLogger(gst::DebugCategoryLogger::new(*crate::samclipseg::CAT)));
+    LazyLock::new(|| CoreLogger(gst::DebugCategoryLogger::new(*CAT)));
 
 /// Forwards records of the samclipseg crates only; other crates' logging is
 /// not GStreamer's business.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use crate::BoxResult;
+use crate::error::BoxResult;
 
 /// The repository root: default paths and the bench photo are found from it.
 pub fn repo() -> &'static Path {

@@ -4,10 +4,10 @@
 
 use std::process::{Command, Stdio};
 
-use crate::BoxResult;
 use crate::args::Args;
+use crate::error::BoxResult;
 use crate::photo;
-use crate::pipelines::{Extra, PipelineRun, run_pipeline};
+use crate::pipeline_run::{Extra, PipelineRun, run_pipeline};
 
 const PREFIX: &str = "SHARE_RESULT ";
 

@@ -9,8 +9,10 @@
 mod args;
 mod chart;
 mod children;
+mod error;
 mod machine;
 mod photo;
+mod pipeline_run;
 mod pipelines;
 mod reference;
 mod remote;
@@ -19,9 +21,8 @@ mod stages;
 mod stats;
 
 use args::Args;
+use error::BoxResult;
 use photo::{HEIGHT, WIDTH};
-
-type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> std::process::ExitCode {
     match run() {

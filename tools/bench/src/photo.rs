@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::BoxResult;
 use crate::args::repo;
+use crate::error::BoxResult;
 
 pub const WIDTH: usize = 1280;
 pub const HEIGHT: usize = 720;

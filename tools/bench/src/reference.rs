@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
-use crate::BoxResult;
 use crate::args::{Args, repo};
+use crate::error::BoxResult;
 use crate::stats::Stats;
 
 /// One configuration of the reference, compared with ours in its own columns.

@@ -15,8 +15,8 @@ use samclipseg::{BackendKind, BackendOptions, Frame, PackedLayout, PostprocessOp
 #[path = "../../../tests/common/triton.rs"]
 mod triton;
 
-use crate::BoxResult;
 use crate::args::Args;
+use crate::error::BoxResult;
 use crate::photo::{HEIGHT, WIDTH};
 use crate::stats::{Stats, stats};
 

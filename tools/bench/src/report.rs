@@ -4,33 +4,15 @@
 
 use std::fmt::{Result, Write};
 
-use crate::pipelines::{PartB, PipelineRun};
+use crate::pipeline_run::PipelineRun;
+use crate::pipelines::PartB;
 use crate::reference::Reference;
-use crate::stages::{OursRun, PartA, PassTimes, STAGES};
-
-/// Milliseconds with three significant-ish digits: 0.108, 26.54, 4154.
-pub fn ms(v: f64) -> String {
-    if v < 1.0 {
-        format!("{v:.3}")
-    } else if v < 100.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.0}")
-    }
-}
+use crate::remote::PartD;
+use crate::stages::{Fidelity, OursRun, PartA, STAGES};
+use crate::stats::ms;
 
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
-}
-
-/// One pass on one progress line: each stage's first word and its time.
-pub fn pass_line(t: &PassTimes) -> String {
-    STAGES
-        .iter()
-        .zip(t)
-        .map(|((name, _), v)| format!("{} {}", name.split(' ').next().unwrap_or(name), ms(*v)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Part A's table, then part C's when there are references.
@@ -40,7 +22,7 @@ pub fn part_a(out: &mut impl Write, a: &PartA, iters: usize) -> Result {
     comparison(out, &a.ours, &a.references)
 }
 
-fn fidelity(out: &mut impl Write, rows: &[crate::stages::Fidelity]) -> Result {
+fn fidelity(out: &mut impl Write, rows: &[Fidelity]) -> Result {
     if rows.is_empty() {
         return Ok(());
     }
@@ -192,12 +174,6 @@ fn comparison(out: &mut impl Write, ours: &[OursRun], refs: &[Reference]) -> Res
 
 /// Part B's table, the reuse speed-up and the memory of the sharing runs.
 pub fn part_b(out: &mut impl Write, b: &PartB, threads: usize) -> Result {
-    if !b.has_reuse {
-        writeln!(
-            out,
-            "\n(The element has no `reuse-threshold` property in this build: every frame runs the model.)"
-        )?;
-    }
     writeln!(
         out,
         "\n### Part B: pipelines (1280x720 RGBA, `... ! samclipseg threads={threads} ! fakesink sync=false`)\n"
@@ -288,11 +264,7 @@ fn memory(out: &mut impl Write, one: &PipelineRun, four: &PipelineRun) -> Result
 }
 
 /// Part D: local against remote, and the bytes of a fresh frame.
-pub fn part_d(
-    out: &mut impl Write,
-    d: &crate::remote::PartD,
-    m: &samclipseg::model::bundle::Manifest,
-) -> Result {
+pub fn part_d(out: &mut impl Write, d: &PartD, m: &samclipseg::model::bundle::Manifest) -> Result {
     writeln!(
         out,
         "\n### Part D: the engines on a Triton server on loopback ({}, ready after {:.1} s)\n",
@@ -357,25 +329,6 @@ mod tests {
             median,
             p90: median,
         }
-    }
-
-    #[test]
-    fn ms_keeps_about_three_digits() {
-        assert_eq!(ms(0.1084), "0.108");
-        assert_eq!(ms(26.544), "26.54");
-        assert_eq!(ms(4154.4), "4154");
-    }
-
-    #[test]
-    fn pass_line_names_each_stage_by_its_first_word() {
-        let mut t = [1.0; STAGES.len()];
-        t[3] = 250.0;
-        let line = pass_line(&t);
-        assert!(
-            line.starts_with("tokenise 1.00, text 1.00, preprocess 1.00, image 250,"),
-            "{line}"
-        );
-        assert_eq!(line.split(", ").count(), STAGES.len());
     }
 
     #[test]
@@ -458,7 +411,6 @@ mod tests {
             ..Default::default()
         };
         let b = PartB {
-            has_reuse: true,
             cases: vec![
                 ("fresh".into(), run(10, 10.0, 0, 0)),
                 ("still".into(), run(100, 5.0, 0, 0)),

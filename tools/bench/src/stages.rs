@@ -12,12 +12,14 @@ use samclipseg::{
     BackendKind, BackendOptions, Frame, Instance, PackedLayout, PostprocessOptions, Precision,
 };
 
-use crate::BoxResult;
 use crate::args::Args;
+use crate::error::BoxResult;
 use crate::photo::{HEIGHT, WIDTH};
 use crate::reference::{Reference, Servers};
-use crate::report;
-use crate::stats::{Stats, stats};
+use crate::stats::{Stats, ms, stats};
+
+/// The element's default `reuse-threshold`, for the stages that reuse a still picture.
+const REUSE_THRESHOLD: f32 = samclipseg::FrameSettings::DEFAULT.reuse_threshold;
 
 /// What part A times, in pass order: (row label, bench_reference.py stage key
 /// or "" when the reference has no such stage).
@@ -39,6 +41,16 @@ pub const STAGES: [(&str, &str); 10] = [
 
 /// Times of one pass, in `STAGES` order.
 pub type PassTimes = [f64; STAGES.len()];
+
+/// One pass on one progress line: each stage's first word and its time.
+pub fn pass_line(t: &PassTimes) -> String {
+    STAGES
+        .iter()
+        .zip(t)
+        .map(|((name, _), v)| format!("{} {}", name.split(' ').next().unwrap_or(name), ms(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// One precision of ours: its stage statistics and the instances it kept.
 pub struct OursRun {
@@ -138,7 +150,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
         let mask_threshold = model.manifest().decoder.mask_threshold;
         ours.push(Ours {
             precision: p,
-            segmenter: samclipseg::Segmenter::new(model.clone(), 3.0),
+            segmenter: samclipseg::Segmenter::new(model.clone()),
             primed: false,
             model,
             frame,
@@ -156,18 +168,14 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
         eprintln!(
             "[bench] our {} warm-up pass: {}",
             o.precision,
-            report::pass_line(&warm)
+            pass_line(&warm)
         );
     }
     for i in 1..=a.iters() {
         for o in &mut ours {
             let (t, k) = o.pass()?;
             o.kept = k;
-            eprintln!(
-                "[bench] our {} pass {i}: {}",
-                o.precision,
-                report::pass_line(&t)
-            );
+            eprintln!("[bench] our {} pass {i}: {}", o.precision, pass_line(&t));
             for (r, v) in o.runs.iter_mut().zip(t) {
                 r.push(v);
             }
@@ -281,7 +289,7 @@ impl Ours<'_> {
         let prompts = [self.prompt];
         if !self.primed {
             self.segmenter
-                .process(&self.frame, &prompts, &self.opts(3))?;
+                .process(&self.frame, &prompts, &self.opts(3), REUSE_THRESHOLD)?;
             self.primed = true;
         }
         let mut laps = Laps::new();
@@ -321,9 +329,9 @@ impl Ours<'_> {
             return Err("RGBA has no alpha channel?".into());
         }
         laps.lap(8);
-        let (_, state) = self
-            .segmenter
-            .process(&self.frame, &prompts, &self.opts(3))?;
+        let (_, state) =
+            self.segmenter
+                .process(&self.frame, &prompts, &self.opts(3), REUSE_THRESHOLD)?;
         laps.lap(9);
         if state != samclipseg::InferenceState::ReusedResult {
             return Err(format!(
@@ -334,5 +342,22 @@ impl Ours<'_> {
         let kept = instances.len();
         self.last = instances;
         Ok((laps.t, kept))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_line_names_each_stage_by_its_first_word() {
+        let mut t = [1.0; STAGES.len()];
+        t[3] = 250.0;
+        let line = pass_line(&t);
+        assert!(
+            line.starts_with("tokenise 1.00, text 1.00, preprocess 1.00, image 250,"),
+            "{line}"
+        );
+        assert_eq!(line.split(", ").count(), STAGES.len());
     }
 }

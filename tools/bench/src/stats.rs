@@ -1,5 +1,6 @@
 //! Median and p90 of a set of timings, computed as engines/bench_reference.py
-//! computes them, so that our rows and the reference's compare like for like.
+//! computes them, so that our rows and the reference's compare like for like;
+//! and how a timing in milliseconds is written (the progress lines, the tables).
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
@@ -27,9 +28,27 @@ pub fn stats(mut ms: Vec<f64>) -> Stats {
     Stats { median, p90 }
 }
 
+/// Milliseconds with three significant-ish digits: 0.108, 26.54, 4154.
+pub fn ms(v: f64) -> String {
+    if v < 1.0 {
+        format!("{v:.3}")
+    } else if v < 100.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ms_keeps_about_three_digits() {
+        assert_eq!(ms(0.1084), "0.108");
+        assert_eq!(ms(26.544), "26.54");
+        assert_eq!(ms(4154.4), "4154");
+    }
 
     #[test]
     fn median_of_odd_and_even_counts_in_any_order() {

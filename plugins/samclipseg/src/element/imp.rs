@@ -2,11 +2,12 @@
 //! is mapped stride-aware and handed to the core's stream layer
 //! (`samclipseg::Stream`), which decides what the frame carries; the result
 //! leaves as a `SamClipSegMeta` and ROI metas (and, by `output-mode`, masks in
-//! the alpha channel or an overlay in the pixels). Properties live in
-//! `properties.rs`, the `suggest` action in `suggest.rs`.
+//! the alpha channel or an overlay in the pixels). The vfuncs are here;
+//! the property table is `properties.rs`, drawing `draw.rs`, the `suggest`
+//! action `suggest.rs`.
 
 use std::collections::VecDeque;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -14,28 +15,26 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
-use samclipseg::{FrameResult, FrameSettings, Request, Segmenter, Stream, StreamHandle, YuvMatrix};
+use samclipseg::model::bundle::Manifest;
+use samclipseg::sync::lock;
+use samclipseg::{FrameResult, Segmenter, Stream, StreamHandle, YuvMatrix};
 
 use super::result::{self, Times};
-use super::settings::{OutputMode, Settings};
-use super::{properties, video};
+use super::settings::{FrameSetup, OutputMode, Settings};
+use super::{draw, properties, suggest, video};
+use crate::logger::CAT;
 use crate::meta::Segmentation;
 
-pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "samclipseg",
-        gst::DebugColorFlags::empty(),
-        Some("SAM 3 text-prompted segmentation"),
-    )
-});
+/// How many prompt values the "not English" warning remembers, so that it is
+/// logged once per value (bounded for applications that change the prompt a lot).
+const WARNED_PROMPTS: usize = 64;
 
 /// What exists between start() and stop(); only ever locked briefly.
-pub(super) struct State {
-    /// The bundle's mask threshold (manifest `decoder.mask_threshold`).
-    mask_threshold: f32,
-    /// The bundle's calibrated instance threshold (manifest
-    /// `decoder.default_threshold`), used while `threshold` is -1.
-    default_threshold: f32,
+struct State {
+    /// The loaded bundle's manifest: its thresholds resolve the request.
+    manifest: Manifest,
+    /// What a buffer uses; replaced when a per-frame property changes.
+    frame: Arc<FrameSetup>,
     /// Negotiated video, from set_info().
     info: Option<gst_video::VideoInfo>,
     matrix: YuvMatrix,
@@ -45,20 +44,24 @@ pub(super) struct State {
     precision: String,
 }
 
-#[derive(Default)]
 pub struct SamClipSeg {
-    pub(super) settings: Mutex<Settings>,
-    pub(super) state: Mutex<Option<State>>,
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
     /// The stream layer, held by the streaming thread for a whole frame.
     stream: Mutex<Option<Stream>>,
     /// Prompt values already warned about as not English.
-    pub(super) warned_prompts: Mutex<VecDeque<String>>,
+    warned_prompts: Mutex<VecDeque<String>>,
 }
 
-/// Locks a mutex even if an earlier panic poisoned it: the data behind these
-/// locks (plain settings, an `Option<State>`) stays consistent under panics.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+impl Default for SamClipSeg {
+    fn default() -> Self {
+        SamClipSeg {
+            settings: Mutex::new(properties::initial()),
+            state: Mutex::default(),
+            stream: Mutex::default(),
+            warned_prompts: Mutex::default(),
+        }
+    }
 }
 
 impl SamClipSeg {
@@ -90,12 +93,12 @@ impl SamClipSeg {
         }
     }
 
-    pub(super) fn stream_handle(&self) -> Option<StreamHandle> {
+    fn stream_handle(&self) -> Option<StreamHandle> {
         lock(&self.state).as_ref().map(|s| s.handle.clone())
     }
 
     /// See the `precision-in-use` property.
-    pub(super) fn precision_in_use(&self) -> String {
+    fn precision_in_use(&self) -> String {
         lock(&self.state)
             .as_ref()
             .map(|s| s.precision.clone())
@@ -115,8 +118,7 @@ impl SamClipSeg {
         &self,
         frame: &gst_video::VideoFrameRef<T>,
         pts: Option<gst::ClockTime>,
-        request: &Request,
-        live: &FrameSettings,
+        setup: &FrameSetup,
         matrix: YuvMatrix,
     ) -> Result<FrameResult, gst::FlowError> {
         let core = video::core_frame(frame, matrix).map_err(|e| {
@@ -130,7 +132,12 @@ impl SamClipSeg {
         let result = {
             let mut stream = lock(&self.stream);
             let stream = stream.as_mut().ok_or(gst::FlowError::Flushing)?;
-            let result = stream.frame(&core, pts.map(|p| p.nseconds()), request, live);
+            let result = stream.frame(
+                &core,
+                pts.map(|p| p.nseconds()),
+                &setup.request,
+                &setup.stream,
+            );
             (result, stream.take_notices())
         };
         let (result, notices) = result;
@@ -179,9 +186,108 @@ impl SamClipSeg {
             .map(Stream::gap)
             .ok_or(gst::FlowError::Flushing)?;
         if let Some(frame) = alpha_frame {
-            self.render(frame, OutputMode::Alpha, &result, &[])?;
+            self.render(frame, OutputMode::Alpha, &result, None)?;
         }
         Ok(result)
+    }
+
+    /// Draws the result into the frame (see `draw.rs`), posting what fails.
+    fn render(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+        mode: OutputMode,
+        result: &FrameResult,
+        request: Option<&samclipseg::Request>,
+    ) -> Result<(), gst::FlowError> {
+        draw::render(frame, mode, result, request).map_err(|failure| {
+            self.post_error_message(failure.message);
+            failure.flow
+        })
+    }
+
+    /// Ranks the vocabulary for the `suggest` action and posts the result.
+    fn suggest(&self, k: u32) -> gst::Structure {
+        let vocabulary = lock(&self.settings).frame.vocabulary.clone();
+        let s = suggest::suggestions(self.stream_handle(), &vocabulary, k as usize);
+        if let Ok(e) = s.get::<String>("error") {
+            gst::warning!(CAT, imp = self, "suggest: {e}");
+        }
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s.clone()).src(&*obj).build());
+        s
+    }
+
+    /// Whether the model is loaded, i.e. the element is between start() and
+    /// stop(): properties that need a reload are refused then.
+    fn started(&self) -> bool {
+        lock(&self.state).is_some()
+    }
+
+    /// Warns on the bus when the prompt has more phrases than the cap
+    /// (`samclipseg::prompt::syntax::MAX_PHRASES`); the extra ones are not segmented.
+    fn warn_if_capped(&self, prompt: &str, negative_prompt: &str) {
+        let set = samclipseg::prompt::syntax::PromptSet::parse(prompt, negative_prompt);
+        if let Some(w) = set.cap_warning() {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
+        }
+    }
+
+    /// Warns, once per prompt value, about phrases the English vocabulary of
+    /// the model may not understand. The prompt is still used as it is.
+    fn warn_if_not_english(&self, prompt: &str) {
+        let foreign: Vec<String> = samclipseg::prompt::syntax::parse_phrases(prompt)
+            .into_iter()
+            .filter(|p| samclipseg::prompt::tokenizer::likely_not_english(&p.text))
+            .map(|p| p.text)
+            .collect();
+        if foreign.is_empty() {
+            return;
+        }
+        let mut warned = lock(&self.warned_prompts);
+        if warned.iter().any(|w| w == prompt) {
+            return;
+        }
+        if warned.len() >= WARNED_PROMPTS {
+            warned.pop_front();
+        }
+        warned.push_back(prompt.to_owned());
+        let quoted: Vec<String> = foreign.iter().map(|f| format!("\"{f}\"")).collect();
+        gst::warning!(
+            CAT,
+            imp = self,
+            "the model's vocabulary is English; {} may not be understood",
+            quoted.join(", ")
+        );
+    }
+
+    /// A string property's value as UTF-8. GLib does not check that a
+    /// `char *` set through the C API is UTF-8 (and glib-rs panics on one
+    /// that is not), so the bytes are read here and invalid ones become
+    /// U+FFFD, with a warning.
+    fn utf8_value(&self, name: &str, value: &glib::Value) -> Option<glib::Value> {
+        use glib::translate::ToGlibPtr;
+        if !value.type_().is_a(glib::Type::STRING) {
+            return None;
+        }
+        // SAFETY: the value holds a string (checked above), so this returns
+        // NULL or a NUL-terminated string that the value owns while we read it.
+        let bytes = unsafe {
+            let ptr = glib::gobject_ffi::g_value_get_string(value.to_glib_none().0);
+            if ptr.is_null() {
+                return None;
+            }
+            std::ffi::CStr::from_ptr(ptr).to_bytes()
+        };
+        if std::str::from_utf8(bytes).is_ok() {
+            return None;
+        }
+        let s = String::from_utf8_lossy(bytes).into_owned();
+        gst::warning!(
+            CAT,
+            imp = self,
+            "property `{name}` is not valid UTF-8; using {s:?} (invalid bytes replaced)"
+        );
+        Some(s.to_value())
     }
 
     fn map_error(&self, e: glib::BoolError) -> gst::FlowError {
@@ -245,11 +351,59 @@ impl ObjectImpl for SamClipSeg {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        self.set_property_value(value, pspec)
+        let name = pspec.name();
+        let Some(property) = properties::find(name) else {
+            gst::warning!(CAT, imp = self, "unknown property {name}");
+            return;
+        };
+        if !property.per_frame() && self.started() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "property `{name}` can only change in the NULL or READY state; keeping the current value"
+            );
+            return;
+        }
+        let utf8 = self.utf8_value(name, value);
+        let value = utf8.as_ref().unwrap_or(value);
+        let mut settings = lock(&self.settings);
+        if let Err(why) = (property.set)(&mut settings, value) {
+            gst::warning!(CAT, imp = self, "{why}");
+            return;
+        }
+        // What a frame uses is rebuilt here, once, not per buffer.
+        if property.per_frame()
+            && let Some(state) = lock(&self.state).as_mut()
+        {
+            state.frame = FrameSetup::new(&settings, &state.manifest);
+        }
+        if matches!(name, "prompt" | "negative-prompt") {
+            let (prompt, negative) = (
+                settings.frame.prompt.clone(),
+                settings.frame.negative_prompt.clone(),
+            );
+            // Bus messages wait until the settings lock is released: a sync
+            // handler may read properties.
+            drop(settings);
+            if name == "prompt" {
+                gst::info!(CAT, imp = self, "prompt set to {prompt:?}");
+                self.warn_if_not_english(&prompt);
+            } else {
+                self.warn_if_not_english(&negative);
+            }
+            self.warn_if_capped(&prompt, &negative);
+        }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        self.property_value(pspec)
+        match pspec.name() {
+            "precision-in-use" => self.precision_in_use().to_value(),
+            name => match properties::find(name) {
+                Some(p) => (p.get)(&lock(&self.settings)),
+                // GLib only asks for properties it knows from properties().
+                None => pspec.default_value().clone(),
+            },
+        }
     }
 }
 
@@ -307,20 +461,17 @@ impl BaseTransformImpl for SamClipSeg {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = lock(&self.settings).clone();
+        let start = lock(&self.settings).start.clone();
         gst::info!(
             CAT,
             imp = self,
             "loading bundle {} on {:?} ({} threads)",
-            settings.bundle,
-            settings.backend,
-            settings.threads
+            start.bundle,
+            start.backend.kind,
+            start.backend.intra_threads
         );
         // Elements on the same bundle and backend share one loaded model.
-        let model = samclipseg::shared_model(
-            std::path::Path::new(&settings.bundle),
-            &settings.backend_options(),
-        )
+        let model = samclipseg::shared_model(std::path::Path::new(&start.bundle), &start.backend)
         .map_err(|e| {
             use samclipseg::Error;
             match e {
@@ -336,7 +487,7 @@ impl BaseTransformImpl for SamClipSeg {
                     gst::LibraryError::Init,
                     (
                         "Cannot start the samclipseg model from {}: {}",
-                        settings.bundle,
+                        start.bundle,
                         e
                     )
                 ),
@@ -345,38 +496,33 @@ impl BaseTransformImpl for SamClipSeg {
         let choice = model.precision();
         let precision = format!("{} ({})", choice.precision, choice.reason);
         gst::info!(CAT, imp = self, "image encoder and decoder in {precision}");
-        let mask_threshold = model.manifest().decoder.mask_threshold;
-        let default_threshold = model.manifest().decoder.default_threshold;
+        let manifest = model.manifest().clone();
         gst::info!(
             CAT,
             imp = self,
-            "loaded bundle {} ({})",
-            model.manifest().bundle.name,
-            settings.bundle
+            "loaded bundle {} ({}), its threshold {}",
+            manifest.bundle.name,
+            start.bundle,
+            manifest.decoder.default_threshold
         );
-        if settings.threshold < 0.0 {
-            gst::info!(
-                CAT,
-                imp = self,
-                "threshold: bundle default {}",
-                settings.effective_threshold(default_threshold)
-            );
-        }
-        let segmenter = Segmenter::new(model, settings.reuse_threshold);
-        let stream = Stream::new(segmenter, settings.asynchronous).map_err(|e| {
+        let stream = Stream::new(Segmenter::new(model), start.asynchronous).map_err(|e| {
             gst::error_msg!(
                 gst::CoreError::Thread,
                 ("Cannot start asynchronous inference: {}", e)
             )
         })?;
+        // Built under the settings lock, so that a property set while the
+        // model loaded is not lost.
+        let settings = lock(&self.settings);
         *lock(&self.state) = Some(State {
-            mask_threshold,
-            default_threshold,
+            frame: FrameSetup::new(&settings, &manifest),
+            manifest,
             info: None,
             matrix: YuvMatrix::default(),
             handle: stream.handle(),
             precision,
         });
+        drop(settings);
         *lock(&self.stream) = Some(stream);
         Ok(())
     }
@@ -412,7 +558,7 @@ impl BaseTransformImpl for SamClipSeg {
     ) -> Option<gst::Caps> {
         // In place: the same caps on both sides, restricted to what the
         // output mode can work on.
-        let mode = lock(&self.settings).output_mode;
+        let mode = lock(&self.settings).start.output_mode;
         let allowed = video::caps_for(video::formats_for(mode));
         let mut out = caps.intersect_with_mode(&allowed, gst::CapsIntersectMode::First);
         if let Some(filter) = filter {
@@ -429,8 +575,7 @@ impl BaseTransformImpl for SamClipSeg {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // The frame is mapped here rather than in transform_frame_ip so that
         // the metas can be attached once the mapping is released.
-        let settings = lock(&self.settings).clone();
-        let (info, matrix, request) = {
+        let (info, matrix, setup) = {
             let state = lock(&self.state);
             let Some(state) = state.as_ref() else {
                 // Only a buffer racing with stop() gets here: not worth an error.
@@ -440,13 +585,10 @@ impl BaseTransformImpl for SamClipSeg {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("No caps set"));
                 return Err(gst::FlowError::NotNegotiated);
             };
-            let request = settings.request(state.mask_threshold, state.default_threshold);
-            (info, state.matrix, request)
+            (info, state.matrix, state.frame.clone())
         };
-        let live = settings.live();
-        let mode = settings.output_mode;
+        let mode = setup.output_mode;
         let pts = buf.pts();
-        let phrases = request.phrases();
         // A gap buffer has no picture worth looking at (and may have no memory).
         let result = if buf.flags().contains(gst::BufferFlags::GAP) {
             // Mapped only where its alpha is written (a gap may have no memory).
@@ -458,19 +600,19 @@ impl BaseTransformImpl for SamClipSeg {
             // Read-only mapping: shared memory is not copied when pixels stay as they are.
             let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info)
                 .map_err(|e| self.map_error(e))?;
-            self.guard(|| self.infer(&frame, pts, &request, &live, matrix))?
+            self.guard(|| self.infer(&frame, pts, &setup, matrix))?
         } else {
             // Also with an empty prompt: the alpha channel then says "no object" everywhere.
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
                 .map_err(|e| self.map_error(e))?;
             self.guard(|| {
-                let result = self.infer(&frame, pts, &request, &live, matrix)?;
-                self.render(&mut frame, mode, &result, &phrases)?;
+                let result = self.infer(&frame, pts, &setup, matrix)?;
+                self.render(&mut frame, mode, &result, Some(&setup.request))?;
                 Ok(result)
             })?
         };
 
-        let prompt = settings.prompt.trim();
+        let prompt = setup.label.as_str();
         let seg = Segmentation::from_instances(
             prompt,
             result.state,
@@ -489,7 +631,7 @@ impl BaseTransformImpl for SamClipSeg {
             seg.instances.len(),
             prompt
         );
-        if settings.post_messages {
+        if setup.post_messages {
             let times = Times {
                 stages: result.times,
                 ..self.times(pts)
@@ -518,7 +660,7 @@ impl VideoFilterImpl for SamClipSeg {
         _outcaps: &gst::Caps,
         _out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        let mode = lock(&self.settings).output_mode;
+        let mode = lock(&self.settings).start.output_mode;
         let format = in_info.format();
         if !video::formats_for(mode).contains(&format) {
             let allowed: Vec<&str> = video::formats_for(mode)
@@ -528,11 +670,7 @@ impl VideoFilterImpl for SamClipSeg {
             return Err(gst::loggable_error!(
                 CAT,
                 "output-mode={} cannot work on {} video: it needs one of {}",
-                match mode {
-                    OutputMode::Meta => "meta",
-                    OutputMode::Alpha => "alpha",
-                    OutputMode::Overlay => "overlay",
-                },
+                mode.nick(),
                 format.to_str(),
                 allowed.join(", ")
             ));

@@ -6,17 +6,16 @@ use gst::prelude::*;
 mod draw;
 mod imp;
 mod properties;
-pub(crate) mod result;
-pub(crate) mod settings;
+mod result;
+mod settings;
 mod suggest;
-pub(crate) mod video;
+mod video;
 
+pub use properties::MAX_INSTANCES_LIMIT;
 pub use result::{MESSAGE_NAME, ROI_PARAM_NAME};
 pub use samclipseg::BackendKind;
 pub use settings::{OutputMode, bundle_search_path, default_bundle_path};
 pub use suggest::SUGGESTIONS_NAME;
-
-pub(crate) use imp::CAT;
 
 glib::wrapper! {
     /// The `samclipseg` element; create it with `gst::ElementFactory::make("samclipseg")`.
