@@ -46,7 +46,7 @@ fn run() -> Result<(), String> {
     let mut bundle = None;
     let mut jobs_path = None;
     let mut out_path = None;
-    let mut threshold = None;
+    let mut threshold = samclipseg::Threshold::Bundle;
     let mut threads = 0usize;
     // Evaluations compare precisions: exact fp32 unless asked.
     let mut precision = samclipseg::Precision::Fp32;
@@ -59,10 +59,11 @@ fn run() -> Result<(), String> {
             "--out" => out_path = Some(PathBuf::from(value()?)),
             "--threshold" => {
                 let v = value()?;
-                threshold = Some(
-                    v.parse::<f32>()
-                        .map_err(|_| format!("--threshold: `{v}` is not a number"))?,
-                )
+                let t = v
+                    .parse::<f32>()
+                    .map_err(|_| format!("--threshold: `{v}` is not a number"))?;
+                threshold = samclipseg::Threshold::from_option(Some(t))
+                    .ok_or(format!("--threshold {t} is outside 0-1"))?;
             }
             "--threads" => {
                 let v = value()?;
@@ -94,10 +95,9 @@ fn run() -> Result<(), String> {
         ..Default::default()
     };
     let model = Sam3Model::load(&bundle, &options).map_err(|e| e.to_string())?;
-    let d = &model.manifest().decoder;
     let opts = PostprocessOptions {
-        threshold: threshold.unwrap_or(d.default_threshold),
-        mask_threshold: d.mask_threshold,
+        threshold: threshold.resolve(model.manifest()),
+        mask_threshold: model.manifest().decoder.mask_threshold,
         ..Default::default()
     };
 

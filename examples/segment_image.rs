@@ -27,7 +27,7 @@ struct Args {
     bundle: PathBuf,
     prompts: Vec<String>,
     post: PostprocessOptions,
-    threshold: Option<f32>,
+    threshold: samclipseg::Threshold,
     threads: usize,
     backend: BackendKind,
     precision: Precision,
@@ -44,7 +44,7 @@ fn parse_args() -> Result<Args, String> {
         bundle: PathBuf::new(),
         prompts: Vec::new(),
         post: PostprocessOptions::default(),
-        threshold: None,
+        threshold: samclipseg::Threshold::Bundle,
         threads: 0,
         backend: BackendKind::Cpu,
         precision: Precision::Auto,
@@ -65,7 +65,11 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--bundle" => a.bundle = value("--bundle")?.into(),
             "--prompt" => a.prompts.push(value("--prompt")?),
-            "--threshold" => a.threshold = Some(num("--threshold", value("--threshold")?)? as f32),
+            "--threshold" => {
+                let t = num("--threshold", value("--threshold")?)? as f32;
+                a.threshold = samclipseg::Threshold::from_option(Some(t))
+                    .ok_or(format!("--threshold {t} is outside 0-1"))?
+            }
             "--smoothness" => {
                 a.post.smoothness = num("--smoothness", value("--smoothness")?)? as u32
             }
@@ -148,9 +152,8 @@ fn run() -> Result<(), String> {
     let model = Sam3Model::load(&args.bundle, &options).map_err(|e| e.to_string())?;
     let choice = model.precision();
     eprintln!("segment_image: {} ({})", choice.precision, choice.reason);
-    let d = &model.manifest().decoder;
-    args.post.threshold = args.threshold.unwrap_or(d.default_threshold);
-    args.post.mask_threshold = d.mask_threshold;
+    args.post.threshold = args.threshold.resolve(model.manifest());
+    args.post.mask_threshold = model.manifest().decoder.mask_threshold;
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
     let prompts: Vec<&str> = args.prompts.iter().map(String::as_str).collect();
