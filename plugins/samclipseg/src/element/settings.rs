@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use samclipseg::model::bundle::Manifest;
-use samclipseg::prompt::request::DEFAULT_NEGATIVE_OVERLAP;
 use samclipseg::{BackendOptions, FrameSettings, PostprocessOptions, Request, Threshold};
 
 /// What the element does with the result besides the metadata (property `output-mode`).
@@ -88,7 +87,7 @@ pub struct StartSettings {
 }
 
 /// Changeable while playing; a frame sees them through [`FrameSetup`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FrameProps {
     pub prompt: String,
     pub negative_prompt: String,
@@ -103,24 +102,9 @@ pub struct FrameProps {
     pub vocabulary: String,
 }
 
-impl Default for FrameProps {
-    fn default() -> Self {
-        FrameProps {
-            prompt: String::new(),
-            negative_prompt: String::new(),
-            threshold: Threshold::Bundle,
-            smoothness: 1,
-            max_instances: 0,
-            negative_overlap: DEFAULT_NEGATIVE_OVERLAP,
-            post_messages: false,
-            stream: FrameSettings::DEFAULT,
-            vocabulary: String::new(),
-        }
-    }
-}
-
-/// Every property value. `Default` holds placeholders only: the element
-/// starts from its property specs' defaults (`properties::initial`).
+/// Every property value. `Default` holds placeholders only: an element
+/// starts from its property specs' defaults (`properties::initial`), the one
+/// place a default is written.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub start: StartSettings,
