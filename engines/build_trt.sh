@@ -12,7 +12,7 @@
 # runs. The engines are built with optimisation profiles for the prompt batch
 # from 1 to the phrase cap (src/prompt.rs MAX_PHRASES, 16; tuned for 4): a prompt
 # with any number of phrases then runs on them, and a phrase-count change never
-# rebuilds an engine on the streaming thread (src/backend.rs
+# rebuilds an engine on the streaming thread (src/model/backend/providers.rs
 # trt_profile_shapes). Point the element at the same CACHE_DIR
 # (tensorrt-cache-dir, default $XDG_CACHE_HOME/samclipseg/tensorrt) and it
 # reuses the engines. Engines are specific to the GPU, TensorRT version and

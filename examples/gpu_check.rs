@@ -8,8 +8,9 @@
 //! libraries are present loaded, ran, gathered swapped prompts on the device
 //! and gave the CPU backend's kept instances, scores and masks within its
 //! arithmetic's tolerance; a backend (or the kernels) whose libraries are
-//! absent is reported as skipped, never failed
-//! (`samclipseg::model::backend::classify_backend_error` decides which). 1 a
+//! absent is reported as skipped, never failed. Skipped means the error is
+//! `samclipseg::Error::MissingLibrary` (`Error::is_missing_library`), by its
+//! variant, never by its message: every other error is a failure. 1 a
 //! comparison failed, or a backend whose libraries are present failed to load
 //! or to run; 2 bad arguments; 77 no CUDA driver, nothing compared.
 //!
@@ -34,7 +35,6 @@ use samclipseg::image::frame::{Frame, PackedLayout, YuvMatrix};
 use samclipseg::image::postprocess::mask_from_logits;
 use samclipseg::image::preprocess::preprocess;
 use samclipseg::image::render::{Canvas, alpha_from_logits};
-use samclipseg::model::backend::{BackendProblem, classify_backend_error};
 use samclipseg::model::bundle::PreprocessSpec;
 use samclipseg::model::tensor::TensorF32;
 use samclipseg::{BackendKind, BackendOptions, Mask, PostprocessOptions, Sam3Model};
@@ -456,11 +456,8 @@ fn run_backend(
     let t = Instant::now();
     let model = match Sam3Model::load(bundle, &options) {
         Ok(m) => m,
-        Err(e)
-            if kind != BackendKind::Cpu
-                && classify_backend_error(&e) == BackendProblem::MissingLibrary =>
-        {
-            println!("backend {name:<8}: skipped: a library is missing: {e}");
+        Err(e) if kind != BackendKind::Cpu && e.is_missing_library() => {
+            println!("backend {name:<8}: skipped: {e}");
             return (None, false);
         }
         Err(e) => {
@@ -625,8 +622,8 @@ fn main() -> ExitCode {
             println!("no GPU: skipped: CUDA and TensorRT backends");
             return ExitCode::from(EXIT_NO_DRIVER);
         }
-        Err(e) if classify_backend_error(&e) == BackendProblem::MissingLibrary => {
-            println!("kernels: skipped: a library is missing: {e}");
+        Err(e) if e.is_missing_library() => {
+            println!("kernels: skipped: {e}");
         }
         Err(e) => {
             println!(

@@ -20,7 +20,7 @@
 # kept instances, masks); a backend or the kernels whose libraries are absent
 # are reported as skipped ("result: PASS, with skips"), and only that: a
 # backend that fails to load or to run with its libraries present is a
-# failure (the example decides with samclipseg::backend::classify_backend_error).
+# failure (the example skips only on the error variant Error::MissingLibrary).
 # 1 a check failed or timed out; 77 no NVIDIA driver (libcuda.so.1) here:
 # nothing checked.
 # CARGO overrides the cargo command (e.g. CARGO="nice -n 19 cargo");

@@ -13,9 +13,15 @@
 //! | [`GpuKernels::preprocess`] | [`crate::image::preprocess::preprocess`] |
 //! | [`GpuKernels::masks_from_logits`] | [`crate::image::postprocess::mask_from_logits`], per mask |
 //! | [`GpuKernels::alpha_from_logits`] | [`crate::image::render::alpha_from_logits`] |
+//!
+//! [`memory`] holds what the engines leave on the device between runs.
 
 pub mod kernels;
 pub mod layout;
+mod libraries;
+pub mod memory;
+
+pub use libraries::{check_libraries, driver_present, nvrtc_present};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -38,42 +44,11 @@ use crate::model::tensor::TensorF32;
 
 use layout::{SourceDesc, alpha_target, check_side, mask_count};
 
-const DRIVER_HINT: &str = "no CUDA driver: libcuda.so.1 could not be loaded; install the NVIDIA \
-     driver for this GPU (it ships libcuda.so.1; in a container, run with the NVIDIA container \
-     toolkit, e.g. `docker run --gpus all`), or add the directory that holds libcuda.so.1 to \
-     LD_LIBRARY_PATH";
-
-const NVRTC_HINT: &str = "no NVRTC: libnvrtc.so.12 (or libnvrtc.so) could not be loaded, and \
-     the kernels are compiled at run time by it; install the CUDA 12 NVRTC runtime (the \
-     `cuda-nvrtc-12-x` package, or `pip install nvidia-cuda-nvrtc-cu12` and add its \
-     site-packages/nvidia/cuda_nvrtc/lib to LD_LIBRARY_PATH); a newer NVRTC works as libnvrtc.so \
-     when the driver is at least as new";
-
-/// Whether the NVIDIA driver library (libcuda.so.1) can be loaded.
-pub fn driver_present() -> bool {
-    // SAFETY: only tries to open the library by name and closes it again.
-    unsafe { cudarc::driver::sys::is_culib_present() }
-}
-
-/// Checks that the CUDA driver and NVRTC libraries can be loaded, without
-/// starting anything. The error names the missing library and how to get it.
-pub fn check_libraries() -> Result<()> {
-    if !driver_present() {
-        return Err(Error::Gpu(DRIVER_HINT.into()));
-    }
-    // SAFETY: as in driver_present.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(Error::Gpu(NVRTC_HINT.into()));
-    }
-    Ok(())
-}
-
 /// Compiles the kernels to PTX with NVRTC (no GPU or driver needed). Exact
 /// float semantics: no FMA contraction, no flush-to-zero, IEEE division.
 pub fn compile() -> Result<Ptx> {
-    // SAFETY: as in driver_present.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(Error::Gpu(NVRTC_HINT.into()));
+    if !nvrtc_present() {
+        return Err(libraries::missing_nvrtc());
     }
     let opts = CompileOptions {
         fmad: Some(false),

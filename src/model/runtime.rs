@@ -5,6 +5,9 @@
 //! when `SAMCLIPSEG_DEV_ORT=1`, first the copy the project's set-up (`make
 //! deps`) puts in the source tree's `.deps/onnxruntime/`.
 //!
+//! No library to be found is [`Error::MissingLibrary`]; a library that is
+//! there and does not load or start is [`Error::RuntimeLibrary`], a failure.
+//!
 //! That tree's path is baked in at compile time, so an installed plugin must
 //! not search it by default: it may be gone, or belong to someone else, and a
 //! library there would be loaded into every GStreamer application on the
@@ -29,7 +32,7 @@ const INSTALL_HINT: &str = "install ONNX Runtime system-wide (libonnxruntime.so 
      in a source tree, `make deps` places it in .deps/onnxruntime, which is searched when SAMCLIPSEG_DEV_ORT=1 \
      (cargo, the Makefile and the project's scripts set it)";
 
-static ENVIRONMENT: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<std::result::Result<Loaded, LoadFailure>> = OnceLock::new();
 
 struct Loaded {
     path: PathBuf,
@@ -89,7 +92,7 @@ pub fn environment() -> Result<&'static ort::environment::Environment> {
     let loaded = ENVIRONMENT.get_or_init(load);
     match loaded {
         Ok(l) => Ok(&l.env),
-        Err(m) => Err(Error::RuntimeLibrary(m.clone())),
+        Err(f) => Err(f.error()),
     }
 }
 
@@ -98,8 +101,38 @@ pub fn library_path() -> Option<&'static Path> {
     ENVIRONMENT.get()?.as_ref().ok().map(|l| l.path.as_path())
 }
 
-fn load() -> std::result::Result<Loaded, String> {
-    let mut tried = Vec::new();
+/// Why no library loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LoadFailure {
+    /// Every candidate was absent, or needs a library that is absent.
+    Missing { library: String, hint: String },
+    /// A library was there and did not load or start.
+    Broken(String),
+}
+
+impl LoadFailure {
+    fn error(&self) -> Error {
+        match self {
+            LoadFailure::Missing { library, hint } => Error::MissingLibrary {
+                library: library.clone(),
+                hint: hint.clone(),
+            },
+            LoadFailure::Broken(m) => Error::RuntimeLibrary(m.clone()),
+        }
+    }
+}
+
+/// One candidate that did not load.
+struct Attempt {
+    /// The candidate and why it did not load.
+    tried: String,
+    /// The library that is absent, where that is why: the candidate itself,
+    /// or a library it needs.
+    absent: Option<String>,
+}
+
+fn load() -> std::result::Result<Loaded, LoadFailure> {
+    let mut attempts = Vec::new();
     for path in candidates() {
         match ort::init_from(&path) {
             Ok(builder) => {
@@ -107,14 +140,85 @@ fn load() -> std::result::Result<Loaded, String> {
                     .with_name("samclipseg")
                     .with_telemetry(false)
                     .build()
-                    .map_err(|e| format!("{} loaded but failed to start: {e}", path.display()))?;
+                    .map_err(|e| {
+                        LoadFailure::Broken(format!(
+                            "{} loaded but failed to start: {e}",
+                            path.display()
+                        ))
+                    })?;
                 log::info!("ONNX Runtime loaded from {}", path.display());
                 return Ok(Loaded { path, env });
             }
-            Err(e) => tried.push(format!("{}: {e}", path.display())),
+            Err(e) => attempts.push(attempt(&path, &e)),
         }
     }
-    Err(format!("tried {}; {INSTALL_HINT}", tried.join("; ")))
+    Err(failure(&attempts))
+}
+
+fn attempt(path: &Path, e: &ort::LoadDynamicError) -> Attempt {
+    let ort::LoadDynamicError::Dlopen { error, .. } = e else {
+        // It opened: a library that is not ONNX Runtime, or not a version ort supports.
+        return Attempt {
+            tried: format!("{}: {e}", path.display()),
+            absent: None,
+        };
+    };
+    // libloading's message is only "dlopen failed"; the reason is its source.
+    let reason = std::error::Error::source(error)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    // A path (not a bare name for the linker to search) that is not there is
+    // absent; otherwise the dynamic linker says which library it did not find.
+    let named = path.components().count() > 1;
+    let absent = if named && !path.exists() {
+        Some(path.display().to_string())
+    } else {
+        absent_library(&reason).map(str::to_string)
+    };
+    Attempt {
+        tried: format!("{}: {e}: {reason}", path.display()),
+        absent,
+    }
+}
+
+/// What the failed `attempts` mean: ONNX Runtime is missing when every
+/// candidate was absent or needs an absent library; a candidate that is there
+/// and still did not load is a broken library.
+fn failure(attempts: &[Attempt]) -> LoadFailure {
+    let tried: Vec<&str> = attempts.iter().map(|a| a.tried.as_str()).collect();
+    let hint = format!("tried {}; {INSTALL_HINT}", tried.join("; "));
+    let absent: Option<Vec<&str>> = attempts.iter().map(|a| a.absent.as_deref()).collect();
+    match absent {
+        Some(absent) if !absent.is_empty() => {
+            // A library ONNX Runtime needs, where that is what is absent.
+            let needed = absent.iter().find(|lib| {
+                !Path::new(lib)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            });
+            let library = match (needed, absent.as_slice()) {
+                (Some(lib), _) => format!("{lib}, which ONNX Runtime needs,"),
+                // The one candidate: the library ORT_DYLIB_PATH names.
+                (None, [lib]) => format!("the ONNX Runtime library ({lib})"),
+                (None, _) => "the ONNX Runtime library (libonnxruntime.so)".into(),
+            };
+            LoadFailure::Missing { library, hint }
+        }
+        _ => LoadFailure::Broken(hint),
+    }
+}
+
+/// The library that the dynamic linker did not find, from its message
+/// (`dlerror`): `NAME: cannot open shared object file: No such file or
+/// directory`, also inside a longer message. None for any other failure, such
+/// as a library that is there but is not a valid one, or lacks a symbol.
+pub(crate) fn absent_library(dlerror: &str) -> Option<&str> {
+    let (before, _) = dlerror.split_once(": cannot open shared object file")?;
+    let name = before
+        .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '`')
+        .next()?;
+    (!name.is_empty()).then_some(name)
 }
 
 #[cfg(test)]
@@ -150,5 +254,64 @@ mod tests {
             candidates_for(Some(OsString::new()), false),
             candidates_for(None, false)
         );
+    }
+
+    fn absent(tried: &str, absent: Option<&str>) -> Attempt {
+        Attempt {
+            tried: tried.into(),
+            absent: absent.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_linker_names_the_absent_library() {
+        let m = "Failed to load library libonnxruntime_providers_cuda.so with error: \
+                 libcublasLt.so.12: cannot open shared object file: No such file or directory";
+        assert_eq!(absent_library(m), Some("libcublasLt.so.12"));
+        assert_eq!(
+            absent_library(
+                "/opt/ort/libonnxruntime.so: cannot open shared object file: No such file or directory"
+            ),
+            Some("/opt/ort/libonnxruntime.so")
+        );
+        // There, but not loadable: not an absence.
+        assert_eq!(
+            absent_library("libfoo.so: undefined symbol: cudnnGetVersion"),
+            None
+        );
+        assert_eq!(absent_library("/tmp/x.so: invalid ELF header"), None);
+        assert_eq!(absent_library("/tmp/x.so: file too short"), None);
+    }
+
+    #[test]
+    fn onnx_runtime_is_missing_only_when_no_candidate_is_there() {
+        let gone = absent("libonnxruntime.so: ...", Some("libonnxruntime.so"));
+        match failure(&[gone]) {
+            LoadFailure::Missing { library, hint } => {
+                assert!(library.contains("libonnxruntime.so"), "{library}");
+                assert!(hint.contains("tried libonnxruntime.so") && hint.contains("make deps"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A library ONNX Runtime needs is named as the missing one.
+        let dep = absent(
+            "/usr/lib/libonnxruntime.so.1: ...",
+            Some("libopenvino.so.2500"),
+        );
+        let gone = absent("libonnxruntime.so: ...", Some("libonnxruntime.so"));
+        match failure(&[dep, gone]) {
+            LoadFailure::Missing { library, .. } => {
+                assert!(library.starts_with("libopenvino.so.2500"), "{library}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // One candidate there but broken makes it a failure.
+        let broken = absent("/usr/lib/libonnxruntime.so.1: invalid ELF header", None);
+        let gone = absent("libonnxruntime.so: ...", Some("libonnxruntime.so"));
+        assert!(matches!(
+            failure(&[broken, gone]),
+            LoadFailure::Broken(m) if m.contains("invalid ELF header")
+        ));
+        assert!(matches!(failure(&[]), LoadFailure::Broken(_)));
     }
 }

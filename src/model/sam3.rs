@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 use crate::error::{Error, Result};
+use crate::gpu::memory::{DeviceMemory, DeviceTensor, Transfers, gather_host_rows};
 use crate::image::frame::Frame;
 use crate::image::postprocess::{
     Instance, PostprocessOptions, QueryOutputs, instances, kept_queries, query_scores,
 };
 use crate::image::preprocess::preprocess;
 use crate::model::backend::{
-    BackendKind, BackendOptions, Bound, CpuRuntime, DeviceMemory, DeviceTensor, Engine, Input,
-    Transfers, gather_host_rows, per_bundle_options,
+    BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
 use crate::model::bundle::{Bundle, EngineRole, Manifest};
 use crate::model::precision::{self, Choice, CpuCaps, Precision};
