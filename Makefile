@@ -35,7 +35,7 @@ lint: deps
 demo: build
 	OUT=$(OUT) GST_PLUGIN_PATH=$(PLUGIN_DIR) bash examples/demo.sh
 
-# samclipseg studio (studio/, README "samclipseg studio"): the page on
+# samclipseg studio (studio/, docs/studio.md): the page on
 # http://127.0.0.1:7860 over a looping shapes-world clip and the toy bundle.
 # STUDIO_ARGS="--port 0 --source /dev/video0 ..." passes more options.
 STUDIO_CLIP := $(OUT)/studio-clip

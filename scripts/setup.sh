@@ -17,6 +17,8 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav
+  # x264enc, for the README's file-to-file example (plugins/samclipseg/tests/doc_pipelines.rs runs it)
+  gstreamer1.0-plugins-ugly
 )
 
 if [ "${1:-}" = "test" ]; then
