@@ -8,23 +8,30 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::stream;
+use samclipseg::Threshold;
+use samclipseg::sync::lock;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::live::{self, Live, Update, UpdateError, lock};
-use crate::picture::{self, BundleInfo, Refusal, Store};
+use crate::bundle_facts::BundleFacts;
+use crate::drain::drain_unread_bodies;
+use crate::picture::{self, Refusal, Store};
+use crate::preview::{Preview, Update, UpdateError};
+use crate::rules::{self, MAX_FORM_BYTES, MAX_SIDE, MAX_UPLOAD_BYTES};
 
 pub struct AppState {
-    pub live: Arc<Live>,
+    pub preview: Arc<Preview>,
     /// Bound to loopback: only loopback host names are answered.
     loopback_only: bool,
     bundle: PathBuf,
-    info: BundleInfo,
+    facts: BundleFacts,
+    /// The page, with the limits it checks before sending filled in.
+    index: String,
     pictures: Mutex<Store>,
     /// One picture at a time: each runs the model on the two cores the live
     /// pipeline also needs. The permit goes into the blocking task, so a
@@ -37,16 +44,17 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        live: Arc<Live>,
+        preview: Arc<Preview>,
         bundle: PathBuf,
-        info: BundleInfo,
+        facts: BundleFacts,
         loopback_only: bool,
     ) -> AppState {
         AppState {
-            live,
+            index: index_page(preview.max_instances_limit()),
+            preview,
             loopback_only,
             bundle,
-            info,
+            facts,
             pictures: Mutex::new(Store::default()),
             picture_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -102,11 +110,27 @@ const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
 
+/// The page with its `{{NAME}}` limits filled in: the page checks them too
+/// (a picture too large is refused before it is sent).
+fn index_page(max_instances: u32) -> String {
+    INDEX
+        .replace("{{MAX_UPLOAD_BYTES}}", &MAX_UPLOAD_BYTES.to_string())
+        .replace("{{MAX_UPLOAD_MB}}", &(MAX_UPLOAD_BYTES >> 20).to_string())
+        .replace("{{MAX_SIDE}}", &MAX_SIDE.to_string())
+        .replace("{{MAX_INSTANCES}}", &max_instances.to_string())
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/",
-            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+            get(|State(s): Shared| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    s.index.clone(),
+                )
+                    .into_response()
+            }),
         )
         .route(
             "/app.js",
@@ -122,9 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/suggest", get(suggest))
         .route(
             "/api/image",
-            axum::routing::post(post_image)
-                // The form around the picture needs a little more than the picture.
-                .layer(DefaultBodyLimit::max(picture::MAX_BYTES + 64 * 1024)),
+            axum::routing::post(post_image).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
         )
         .route("/api/image/{id}/{file}", get(image_file))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or API route") })
@@ -138,6 +160,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             same_site,
         ))
+        // Outermost: a refusal above (same_site's too) still lets the client
+        // finish sending and read it.
+        .layer(axum::middleware::from_fn(drain_unread_bodies))
         .with_state(state)
 }
 
@@ -146,7 +171,7 @@ fn page(body: &'static str, kind: &'static str) -> Response {
 }
 
 async fn live_status(State(s): Shared) -> Response {
-    axum::Json(s.live.status()).into_response()
+    axum::Json(s.preview.status()).into_response()
 }
 
 async fn live_update(
@@ -155,8 +180,8 @@ async fn live_update(
 ) -> Result<Response, ApiError> {
     let axum::Json(update) =
         body.map_err(|e| ApiError::bad(format!("bad settings: {}", e.body_text())))?;
-    let live = s.live.clone();
-    tokio::task::spawn_blocking(move || live.update(&update))
+    let preview = s.preview.clone();
+    tokio::task::spawn_blocking(move || preview.update(&update))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| match e {
@@ -166,12 +191,12 @@ async fn live_update(
                 format!("the live pipeline did not restart with these settings: {m}"),
             ),
         })?;
-    info!("live settings changed: {:?}", s.live.settings());
-    Ok(axum::Json(s.live.status()).into_response())
+    info!("live settings changed: {:?}", s.preview.settings());
+    Ok(axum::Json(s.preview.status()).into_response())
 }
 
 async fn live_frame(State(s): Shared) -> Result<Response, ApiError> {
-    let frame = s.live.frames().borrow().clone();
+    let frame = s.preview.frames().borrow().clone();
     let jpeg =
         frame.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no frame yet"))?;
     Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
@@ -207,7 +232,7 @@ async fn next_frame(
 /// an <img> with no script, and each part is one whole frame. Each part ends
 /// with the next boundary, so that a browser shows it at once.
 async fn mjpeg(State(s): Shared) -> Response {
-    let state = (s.live.frames(), s.shutdown.subscribe(), true);
+    let state = (s.preview.frames(), s.shutdown.subscribe(), true);
     let parts = stream::unfold(state, |(mut rx, mut stop, first)| async move {
         let jpeg = next_frame(&mut rx, &mut stop, !first).await?;
         let mut part = Vec::with_capacity(jpeg.len() + 128);
@@ -309,8 +334,8 @@ async fn suggest(
             "k={k} is out of range: expected 1 to 50"
         )));
     }
-    let live = s.live.clone();
-    let phrases = tokio::task::spawn_blocking(move || live.suggest(k))
+    let preview = s.preview.clone();
+    let phrases = tokio::task::spawn_blocking(move || preview.suggest(k))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("no suggestions: {e}")))?;
@@ -338,10 +363,7 @@ async fn read_form(mut form: Multipart) -> Result<PictureForm, ApiError> {
     };
     let broken = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload is larger than {} MB", picture::MAX_BYTES >> 20),
-            )
+            upload_too_large()
         } else {
             ApiError::bad(format!("cannot read the form: {}", e.body_text()))
         }
@@ -359,10 +381,28 @@ async fn read_form(mut form: Multipart) -> Result<PictureForm, ApiError> {
     Ok(out)
 }
 
+/// An upload above the limit, by its Content-Length or as it streams in.
+fn upload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the upload is larger than {} MB", MAX_UPLOAD_BYTES >> 20),
+    )
+}
+
 async fn post_image(
     State(s): Shared,
+    headers: HeaderMap,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    // Refused before a byte of it is read (the rest is drained, see
+    // `drain`); a body without a length is cut at the limit as it streams.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
+        return Err(upload_too_large());
+    }
     let form = form.map_err(|e| {
         ApiError::bad(format!(
             "expected a multipart/form-data body with fields image, prompt, threshold, smoothness: {}",
@@ -376,21 +416,21 @@ async fn post_image(
             "the prompt is empty: say what to segment, e.g. \"red circle\"",
         ));
     }
-    live::check_prompt(&prompt, "prompt").map_err(ApiError::bad)?;
+    rules::check_prompt(&prompt, "prompt").map_err(ApiError::bad)?;
     let threshold = match form.threshold.as_deref().map(str::trim) {
-        None | Some("") => s.info.default_threshold,
+        None | Some("") => Threshold::Bundle,
         Some(t) => t
             .parse::<f32>()
-            .map_err(|_| ApiError::bad(format!("threshold {t:?} is not a number")))?,
+            .map_err(|_| ApiError::bad(format!("threshold {t:?} is not a number")))
+            .and_then(|t| rules::check_threshold(t).map_err(ApiError::bad))?,
     };
-    live::check_threshold(threshold).map_err(ApiError::bad)?;
     let smoothness = match form.smoothness.as_deref().map(str::trim) {
         None | Some("") => 1,
         Some(t) => t
             .parse::<u32>()
             .map_err(|_| ApiError::bad(format!("smoothness {t:?} is not a whole number")))?,
     };
-    live::check_smoothness(smoothness).map_err(ApiError::bad)?;
+    rules::check_smoothness(smoothness).map_err(ApiError::bad)?;
     let bytes = form
         .image
         .ok_or_else(|| ApiError::bad("no image field: attach a JPG or PNG as `image`"))?;
@@ -424,7 +464,7 @@ async fn post_image(
         "width": width,
         "height": height,
         "prompt": prompt,
-        "threshold": threshold,
+        "threshold": s.facts.threshold(threshold),
         "smoothness": smoothness,
         "instances": instances,
         "annotated": link("annotated.png"),
@@ -468,4 +508,17 @@ async fn image_file(
         }
     };
     Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_gets_every_limit() {
+        let page = index_page(1024);
+        assert!(!page.contains("{{"), "a limit left unfilled");
+        assert!(page.contains(&format!("data-max-bytes=\"{MAX_UPLOAD_BYTES}\"")));
+        assert!(page.contains("max=\"1024\""));
+    }
 }

@@ -5,10 +5,14 @@
 //! source); nothing a page sends can make it read a path.
 
 mod api;
+mod bundle_facts;
+mod bus;
 mod cli;
+mod drain;
 mod frames;
-mod live;
 mod picture;
+mod preview;
+mod rules;
 mod source;
 
 use std::net::SocketAddr;
@@ -50,12 +54,12 @@ fn run(args: Args) -> Result<(), String> {
 
     let bundle = args.bundle_path()?;
     let source = source::Source::from_arg(args.source.as_deref())?;
-    let info = picture::BundleInfo::read(&bundle)?;
+    let facts = bundle_facts::BundleFacts::read(&bundle)?;
     info!(
         "bundle {} ({}, {}); source {}",
-        info.name,
+        facts.name,
         bundle.display(),
-        info.precision,
+        facts.precision,
         source
     );
 
@@ -80,11 +84,11 @@ fn run(args: Args) -> Result<(), String> {
         );
     }
 
-    let live = live::Live::start(&bundle, &source, args.frame_size()?, &info)?;
+    let preview = preview::Preview::start(&bundle, &source, args.frame_size()?, &facts)?;
     let state = Arc::new(api::AppState::new(
-        live,
+        preview,
         bundle,
-        info,
+        facts,
         args.bind.is_loopback(),
     ));
     let app = api::router(state.clone());
@@ -102,7 +106,7 @@ fn run(args: Args) -> Result<(), String> {
             })
             .await
     });
-    state.live.stop();
+    state.preview.stop();
     served.map_err(|e| format!("the server stopped: {e}"))
 }
 

@@ -1,6 +1,6 @@
 //! Picture mode: an uploaded JPG or PNG through a one-frame pipeline
 //! (appsrc ! samclipseg output-mode=overlay ! appsink), so that a picture gets
-//! exactly what the element would give a frame. The live element keeps the
+//! exactly what the element would give a frame. The preview's element keeps the
 //! model loaded, and elements on the same bundle share it, so a request does
 //! not load engines again.
 
@@ -10,44 +10,14 @@ use std::path::Path;
 
 use gst::prelude::*;
 use image::{ExtendedColorType, ImageFormat, ImageReader};
-use serde::Serialize;
+use samclipseg::Threshold;
 
+use crate::bus::first_error;
 use crate::frames::{self, InstanceJson};
-use crate::live::smoothness_kernel;
+use crate::rules::{self, MAX_SIDE, MAX_UPLOAD_BYTES};
 
-/// Largest upload accepted, in bytes.
-pub const MAX_BYTES: usize = 20 * 1024 * 1024;
-/// Largest picture side accepted, in pixels.
-pub const MAX_SIDE: u32 = 8192;
 /// How many results stay downloadable.
 const KEPT: usize = 16;
-
-/// What the studio shows about its bundle.
-#[derive(Debug, Clone, Serialize)]
-pub struct BundleInfo {
-    pub name: String,
-    /// The engines' own element type (fp32); what runs is the element's
-    /// `precision-in-use`.
-    pub precision: String,
-    pub default_threshold: f32,
-}
-
-impl BundleInfo {
-    pub fn read(dir: &Path) -> Result<BundleInfo, String> {
-        let bundle = samclipseg::model::bundle::Bundle::open(dir).map_err(|e| e.to_string())?;
-        let m = &bundle.manifest;
-        let precision = match m.engines.image_encoder.outputs.first() {
-            Some(t) if t.dtype == "float32" => "fp32".to_string(),
-            Some(t) => t.dtype.clone(),
-            None => "unknown".to_string(),
-        };
-        Ok(BundleInfo {
-            name: m.bundle.name.clone(),
-            precision,
-            default_threshold: m.decoder.default_threshold,
-        })
-    }
-}
 
 /// A refused upload: a client error, with what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,11 +38,11 @@ pub fn decode(bytes: &[u8]) -> Result<Picture, Refusal> {
     if bytes.is_empty() {
         return Err(Refusal::Broken("the image field is empty".into()));
     }
-    if bytes.len() > MAX_BYTES {
+    if bytes.len() > MAX_UPLOAD_BYTES {
         return Err(Refusal::TooLarge(format!(
             "the image is {} bytes; at most {} MB",
             bytes.len(),
-            MAX_BYTES >> 20
+            MAX_UPLOAD_BYTES >> 20
         )));
     }
     let reader = ImageReader::new(Cursor::new(bytes))
@@ -137,7 +107,7 @@ pub fn segment(
     bundle: &Path,
     picture: Picture,
     prompt: &str,
-    threshold: f32,
+    threshold: Threshold,
     smoothness: u32,
 ) -> Result<Outcome, String> {
     let Picture {
@@ -199,7 +169,7 @@ fn run_element(
     rgba: Vec<u8>,
     (w, h): (u32, u32),
     prompt: &str,
-    threshold: f32,
+    threshold: Threshold,
     smoothness: u32,
     mode: &str,
 ) -> Result<gst::Sample, String> {
@@ -216,8 +186,8 @@ fn run_element(
     let seg = gst::ElementFactory::make("samclipseg")
         .property("bundle", bundle.display().to_string())
         .property("prompt", prompt)
-        .property("threshold", threshold)
-        .property("smoothness", smoothness_kernel(smoothness))
+        .property("threshold", threshold.value())
+        .property("smoothness", rules::smoothness_kernel(smoothness))
         .property("reuse-threshold", 0.0f32)
         .property_from_str("output-mode", mode)
         .build()
@@ -239,7 +209,7 @@ fn push_one(
     sink: &gst_app::AppSink,
     rgba: Vec<u8>,
 ) -> Result<gst::Sample, String> {
-    let failed = |fallback: String| crate::live::first_error(pipeline).unwrap_or(fallback);
+    let failed = |fallback: String| first_error(pipeline).unwrap_or(fallback);
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| failed("the picture pipeline does not start".into()))?;

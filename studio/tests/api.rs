@@ -268,6 +268,112 @@ fn bad_input_is_refused_with_a_reason_and_the_server_lives_on() {
     assert!(v["error"].is_null(), "{v}");
 }
 
+/// What a raw client of POST /api/image saw: the answer's status line and
+/// JSON body, and whether it could send its whole body (no broken pipe, no
+/// reset).
+struct BigUpload {
+    status: String,
+    json: serde_json::Value,
+    sent: std::io::Result<()>,
+}
+
+/// POSTs a form with a 30 MB `image` over a raw connection, one thread
+/// writing the body while this one reads the answer, as a browser or curl
+/// does; `chunked`: no Content-Length, the body streams; `expect`: the client
+/// waits for "100 Continue" before it sends the body.
+fn post_big_upload(port: u16, chunked: bool, expect: bool) -> BigUpload {
+    use std::io::{Read, Write};
+    const SIZE: usize = 30 * 1024 * 1024;
+    let boundary = "big-upload-boundary";
+    let opening = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nred circle\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    );
+    let closing = format!("\r\n--{boundary}--\r\n");
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {}", opening.len() + SIZE + closing.len())
+    };
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST /api/image HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n{framing}\r\n{}\
+         Connection: close\r\n\r\n",
+        if expect {
+            "Expect: 100-continue\r\n"
+        } else {
+            ""
+        }
+    )
+    .unwrap();
+    let writer = (!expect).then(|| {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut send = |data: &[u8]| {
+                if chunked {
+                    write!(w, "{:x}\r\n", data.len())?;
+                    w.write_all(data)?;
+                    w.write_all(b"\r\n")
+                } else {
+                    w.write_all(data)
+                }
+            };
+            send(opening.as_bytes())?;
+            let mib = vec![0u8; 1024 * 1024];
+            for _ in 0..SIZE / mib.len() {
+                send(&mib)?;
+            }
+            send(closing.as_bytes())?;
+            if chunked {
+                w.write_all(b"0\r\n\r\n")?;
+            }
+            w.flush()
+        })
+    });
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let sent = writer.map_or(Ok(()), |w| w.join().unwrap());
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(read.is_ok() || !answer.is_empty(), "no answer: {read:?}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    BigUpload {
+        status: head.lines().next().unwrap_or_default().to_string(),
+        json: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        sent,
+    }
+}
+
+#[test]
+fn an_upload_above_the_limit_gets_its_413_while_the_client_still_sends() {
+    let studio = Studio::start("big-upload", &scene(), &[]);
+    for (what, chunked, expect) in [
+        ("declared by its Content-Length", false, false),
+        ("streamed without a length", true, false),
+        ("waiting for 100 Continue", false, true),
+    ] {
+        let got = post_big_upload(studio.port, chunked, expect);
+        assert!(
+            got.status.contains(" 413 "),
+            "{what}: {:?}, {}",
+            got.status,
+            got.json
+        );
+        let error = got.json["error"].as_str().unwrap_or_default();
+        assert!(error.contains("20 MB"), "{what}: {}", got.json);
+        assert!(
+            got.sent.is_ok(),
+            "{what}: the client could not send its body: {:?}",
+            got.sent
+        );
+    }
+    let (status, v) = studio.get_json("/api/live");
+    assert_eq!(status, 200, "still serving after the large uploads: {v}");
+}
+
 #[test]
 fn live_changes_show_on_the_next_frames() {
     let studio = Studio::start("live", &scene(), &[]);

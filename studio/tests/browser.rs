@@ -1,7 +1,8 @@
 //! The page in headless Chromium (Debian's chromium and chromium-driver,
 //! which `make test` installs), driven over WebDriver: type a prompt, watch
 //! the table and the preview, move the threshold, upload a picture, download
-//! its cut-out. Screenshots go to target/tmp/studio-screens/.
+//! its cut-out, and see a picture above the upload limit refused before it
+//! is sent. Screenshots go to target/tmp/studio-screens/.
 
 mod common;
 
@@ -370,5 +371,29 @@ fn the_page_segments_the_live_picture_and_uploads() {
         score >= 0.8,
         "the downloaded cut-out's alpha vs the red circle: IoU {score:.3}"
     );
+
+    // A file above the server's limit is refused in the page, not sent.
+    let big = tmp.join("big.png");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(21 * 1024 * 1024)
+        .unwrap();
+    const POSTS: &str = "return performance.getEntriesByType('resource')
+        .filter(e => new URL(e.name).pathname === '/api/image').length;";
+    let posts = page.js(POSTS, json!([]));
+    page.type_into("#picture-file", &big.display().to_string());
+    page.click("#picture-run");
+    let v = page.wait(
+        "the page's refusal of a 21 MB file",
+        "const e = document.getElementById('picture-error');
+         return e.hidden ? null : e.textContent;",
+        |v| v.is_string(),
+    );
+    let message = v.as_str().unwrap();
+    assert!(
+        message.contains("at most 20 MB") && message.contains("not sent"),
+        "{message}"
+    );
+    assert_eq!(page.js(POSTS, json!([])), posts, "the file went out");
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -284,7 +284,7 @@ function wireLive() {
   el.maxInstances.addEventListener('change', () => {
     const n = parseInt(el.maxInstances.value, 10);
     if (Number.isNaN(n)) return;
-    const clamped = Math.min(1024, Math.max(0, n));
+    const clamped = Math.min(Number(el.maxInstances.max), Math.max(0, n));
     el.maxInstances.value = clamped;
     postLive({ max_instances: clamped });
   });
@@ -419,6 +419,14 @@ const picture = (() => {
     e.preventDefault();
     const file = p.file.files && p.file.files[0];
     if (!file) { setError(p.error, 'choose a JPG or PNG first'); return; }
+    // The server's limit (in the page it served): a picture above it is
+    // refused here, before megabytes go out for a 413.
+    const maxBytes = Number(p.file.dataset.maxBytes);
+    if (file.size > maxBytes) {
+      clearResult();
+      setError(p.error, `the picture is ${(file.size / 1048576).toFixed(1)} MB; at most ${Math.floor(maxBytes / 1048576)} MB (not sent)`);
+      return;
+    }
     const data = new FormData();
     data.append('image', file, file.name);
     data.append('prompt', p.prompt.value);
