@@ -1,4 +1,4 @@
-//! The HTTP API the page uses (README.md, "samclipseg studio"). Every refusal
+//! The HTTP API the page uses (docs/studio.md). Every refusal
 //! is a 4xx with `{"error": "..."}` saying what is wrong.
 
 use std::path::PathBuf;
@@ -153,7 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "this route does not take that method (README.md, \"The HTTP API\")",
+                "this route does not take that method (docs/studio.md, \"The HTTP API\")",
             )
         })
         .layer(axum::middleware::from_fn_with_state(

@@ -1,5 +1,5 @@
 //! The studio's HTTP API against the real binary, the real element and the
-//! toy bundle: the happy paths and every refusal the README lists.
+//! toy bundle: the happy paths and every refusal docs/studio.md lists.
 
 mod common;
 
