@@ -38,20 +38,32 @@ fn a_cancelled_encoder_run_returns_soon() {
         eprintln!("warm-up run {i}: {full:?}");
     }
     for share in [0.15, 0.35, 0.55, 0.7] {
-        let control = RunControl::new();
-        let delay = full.mul_f64(share);
-        let canceller = {
-            let control = control.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(delay);
-                control.cancel();
-                Instant::now()
-            })
+        // A run that ends before the cancel measured nothing (the machine got
+        // faster than the warm-up said): time a full run again and retry.
+        let mut attempts = 0;
+        let (out, late, delay) = loop {
+            let control = RunControl::new();
+            let delay = full.mul_f64(share);
+            let canceller = {
+                let control = control.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    control.cancel();
+                    Instant::now()
+                })
+            };
+            let start = Instant::now();
+            let out = run_control::scoped(&control, || model.encode_image(&frame));
+            let returned = Instant::now();
+            let cancelled = canceller.join().unwrap();
+            attempts += 1;
+            if out.is_ok() && cancelled >= returned && attempts < 3 {
+                full = returned - start;
+                eprintln!("the run ended before the cancel at {delay:?}; full run now {full:?}");
+                continue;
+            }
+            break (out, returned.saturating_duration_since(cancelled), delay);
         };
-        let out = run_control::scoped(&control, || model.encode_image(&frame));
-        let returned = Instant::now();
-        let cancelled = canceller.join().unwrap();
-        let late = returned.saturating_duration_since(cancelled);
         eprintln!("full run {full:?}; cancelled at {delay:?}: returned {late:?} later");
         assert!(matches!(out, Err(Error::Cancelled)), "{:?}", out.err());
         assert!(
