@@ -150,8 +150,15 @@ pub fn segment(
     } else {
         frames::union_mask(instances, w as usize, h as usize)
     };
+    // The cut-out keeps nothing of what it cuts away: a transparent pixel is
+    // zero in every channel, so the PNG does not carry the whole picture
+    // (the element's alpha mode keeps the colours, see docs/studio.md).
     for (px, m) in rgba.chunks_exact_mut(4).zip(&mask) {
-        px[3] = *m;
+        if *m == 0 {
+            px.fill(0);
+        } else {
+            px[3] = *m;
+        }
     }
     Ok(Outcome {
         width: w,

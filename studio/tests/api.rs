@@ -45,14 +45,22 @@ fn a_picture_gets_the_red_circle_and_its_downloads() {
     let area = instances(&v)[0]["area"].as_u64().unwrap() as usize;
     assert_eq!(area, found.iter().filter(|m| **m).count());
 
-    // The cut-out is the picture with the mask as its alpha.
+    // The cut-out is the picture with the mask as its alpha, and nothing of
+    // the picture where it is transparent: zero in every channel there.
     let (_, cut) = studio.get(v["cutout"].as_str().unwrap());
     let cut = image::load_from_memory(&cut).unwrap().to_rgba8();
     let original = image::open(scene()).unwrap().to_rgba8();
+    let mut transparent = 0;
     for ((c, o), m) in cut.pixels().zip(original.pixels()).zip(&found) {
-        assert_eq!(c.0[..3], o.0[..3]);
         assert_eq!(c.0[3] == 255, *m);
+        if *m {
+            assert_eq!(c.0[..3], o.0[..3]);
+        } else {
+            assert_eq!(c.0, [0, 0, 0, 0], "a transparent pixel keeps colour");
+            transparent += 1;
+        }
     }
+    assert!(transparent > 10_000, "{transparent} transparent pixels");
     // The annotated picture is the element's overlay: changed inside the mask.
     let (_, annotated) = studio.get(v["annotated"].as_str().unwrap());
     let annotated = image::load_from_memory(&annotated).unwrap().to_rgb8();
