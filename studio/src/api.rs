@@ -26,8 +26,8 @@ use crate::rules::{self, MAX_FORM_BYTES, MAX_SIDE, MAX_UPLOAD_BYTES};
 
 pub struct AppState {
     pub preview: Arc<Preview>,
-    /// Bound to loopback: only loopback host names are answered.
-    loopback_only: bool,
+    /// The Host names answered (against DNS rebinding).
+    hosts: Hosts,
     bundle: PathBuf,
     facts: BundleFacts,
     /// The page, with the limits it checks before sending filled in.
@@ -37,6 +37,9 @@ pub struct AppState {
     /// pipeline also needs. The permit goes into the blocking task, so a
     /// client that hangs up does not free it before the run ends.
     picture_turn: Arc<tokio::sync::Semaphore>,
+    /// One suggestion at a time; a second is refused at once (429), so that
+    /// requests cannot pile up on the element the live pipeline runs.
+    suggest_turn: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: open previews end, so that the graceful
     /// shutdown does not wait for them forever.
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -47,16 +50,18 @@ impl AppState {
         preview: Arc<Preview>,
         bundle: PathBuf,
         facts: BundleFacts,
-        loopback_only: bool,
+        hosts: Hosts,
+        results_bytes: u64,
     ) -> AppState {
         AppState {
             index: index_page(preview.max_instances_limit()),
             preview,
-            loopback_only,
+            hosts,
             bundle,
             facts,
-            pictures: Mutex::new(Store::default()),
+            pictures: Mutex::new(Store::new(results_bytes)),
             picture_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            suggest_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: tokio::sync::watch::channel(false).0,
         }
     }
@@ -160,10 +165,73 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             same_site,
         ))
+        .layer(axum::middleware::from_fn(answer_rules))
         // Outermost: a refusal above (same_site's too) still lets the client
         // finish sending and read it.
         .layer(axum::middleware::from_fn(drain_unread_bodies))
         .with_state(state)
+}
+
+/// The page's Content-Security-Policy: its own script, style, pictures and
+/// requests only, and no framing by any site.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Middleware: every answer may not be framed or sniffed, and every error
+/// is `{"error": "..."}` (axum's own rejections are plain text).
+async fn answer_rules(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let mut res = if res.status().as_u16() >= 400 && !is_json {
+        let (parts, body) = res.into_parts();
+        let text = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        let message = if text.is_empty() {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_string()
+        } else {
+            text
+        };
+        let mut res = ApiError::new(parts.status, message).into_response();
+        for (name, value) in parts.headers.iter() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                res.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        res
+    } else {
+        res
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        header::HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    res
 }
 
 fn page(body: &'static str, kind: &'static str) -> Response {
@@ -178,8 +246,16 @@ async fn live_update(
     State(s): Shared,
     body: Result<axum::Json<Update>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let axum::Json(update) =
-        body.map_err(|e| ApiError::bad(format!("bad settings: {}", e.body_text())))?;
+    let axum::Json(update) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the settings are larger than 2 MB",
+            )
+        } else {
+            ApiError::bad(format!("bad settings: {}", e.body_text()))
+        }
+    })?;
     let preview = s.preview.clone();
     tokio::task::spawn_blocking(move || preview.update(&update))
         .await
@@ -266,10 +342,46 @@ async fn mjpeg(State(s): Shared) -> Response {
         .into_response()
 }
 
+/// The Host names a studio answers to: loopback's when `loopback`, and
+/// `names` (a name, or name:port for that port only), lower case.
+pub struct Hosts {
+    pub loopback: bool,
+    pub names: Vec<String>,
+}
+
+impl Hosts {
+    fn allows(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        (self.loopback && is_loopback_host(&host))
+            || self
+                .names
+                .iter()
+                .any(|n| *n == host || *n == host_name(&host))
+    }
+}
+
+impl std::fmt::Display for Hosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut all: Vec<&str> = Vec::new();
+        if self.loopback {
+            all.extend(["127.0.0.1", "localhost", "[::1]"]);
+        }
+        all.extend(self.names.iter().map(String::as_str));
+        write!(f, "{}", all.join(", "))
+    }
+}
+
+/// Routes whose answers another site may not even ask for: each costs the
+/// model's time (suggestions) or a large download (picture results).
+fn guarded(path: &str) -> bool {
+    path == "/api/suggest" || path.starts_with("/api/image/")
+}
+
 /// Refuses requests that another site makes through the user's browser: a
-/// page elsewhere may post a form here, or rebind its own name to 127.0.0.1
-/// and read the preview. A loopback server answers only to loopback names,
-/// and nothing but a plain GET is taken from a foreign origin.
+/// page elsewhere may post a form here, load results in `<img>` tags, or
+/// rebind its own name to this address and read the preview. Only the allowed
+/// host names are answered ([`Hosts`]), and nothing but a plain GET of the
+/// page, the preview and the settings is taken from a foreign origin.
 async fn same_site(
     State(s): Shared,
     req: axum::extract::Request,
@@ -281,10 +393,13 @@ async fn same_site(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    if s.loopback_only && !is_loopback_host(&host) {
+    if !s.hosts.allows(&host) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("this studio answers on 127.0.0.1 only, not to the name {host:?}"),
+            format!(
+                "this studio answers to {} only, not to the name {host:?} (--allow-host adds names)",
+                s.hosts
+            ),
         )
         .into_response();
     }
@@ -292,12 +407,16 @@ async fn same_site(
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.split_once("://").map(|(_, rest)| rest) != Some(host.as_str()))
+        .is_some_and(|o| {
+            o.split_once("://")
+                .map(|(_, rest)| rest.eq_ignore_ascii_case(&host))
+                != Some(true)
+        })
         || req
             .headers()
             .get("sec-fetch-site")
-            .is_some_and(|v| v == "cross-site");
-    if foreign && req.method() != axum::http::Method::GET {
+            .is_some_and(|v| v == "cross-site" || v == "same-site");
+    if foreign && (req.method() != axum::http::Method::GET || guarded(req.uri().path())) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "requests from another site are refused",
@@ -307,11 +426,15 @@ async fn same_site(
     next.run(req).await
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
-    };
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = host_name(host);
     matches!(name, "127.0.0.1" | "localhost" | "[::1]")
         || name
             .parse::<std::net::Ipv4Addr>()
@@ -334,11 +457,24 @@ async fn suggest(
             "k={k} is out of range: expected 1 to 50"
         )));
     }
+    let Ok(turn) = s.suggest_turn.clone().try_acquire_owned() else {
+        let mut busy = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a suggestion is being made already: one at a time, try again in a moment",
+        )
+        .into_response();
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return Ok(busy);
+    };
     let preview = s.preview.clone();
-    let phrases = tokio::task::spawn_blocking(move || preview.suggest(k))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("no suggestions: {e}")))?;
+    let phrases = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        preview.suggest(k)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("no suggestions: {e}")))?;
     let phrases: Vec<_> = phrases
         .into_iter()
         .map(|(phrase, score)| json!({"phrase": phrase, "score": score}))
@@ -486,20 +622,13 @@ async fn image_file(
         )
     };
     let n: u64 = id.parse().map_err(|_| gone())?;
+    // Each body shares the kept bytes: a download copies nothing.
     let outcome = lock(&s.pictures).get(n).ok_or_else(gone)?;
     let (kind, body) = match file.as_str() {
         "annotated.png" => ("image/png", outcome.annotated_png.clone()),
         "cutout.png" => ("image/png", outcome.cutout_png.clone()),
         "mask.png" => ("image/png", outcome.mask_png.clone()),
-        "instances.json" => (
-            "application/json",
-            serde_json::to_vec_pretty(&json!({
-                "width": outcome.width,
-                "height": outcome.height,
-                "instances": outcome.instances,
-            }))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-        ),
+        "instances.json" => ("application/json", outcome.instances_json.clone()),
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

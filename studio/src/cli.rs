@@ -34,6 +34,16 @@ pub struct Args {
     /// Address to listen on; anything but loopback is announced loudly
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
+    /// Host name (or name:port) the studio answers to when bound off
+    /// loopback; repeat for more. Default: the bound address itself (loopback
+    /// names only when bound to 0.0.0.0 or ::). Requests naming any other
+    /// Host are refused, against DNS rebinding
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
+    /// Memory for kept picture results, in MB: the oldest results are
+    /// dropped first to stay under it (the newest is always kept)
+    #[arg(long, default_value_t = 512)]
+    pub results_mb: u64,
     /// Size of the live frames the element sees, WIDTHxHEIGHT (the source is
     /// scaled, keeping its aspect ratio with borders)
     #[arg(long, default_value = "640x360")]
@@ -53,6 +63,24 @@ impl Args {
             ));
         }
         Ok(path.canonicalize().unwrap_or(path))
+    }
+
+    /// The Host names answered: loopback names when bound to loopback or
+    /// to every address, else the bound address; plus `--allow-host`.
+    pub fn allowed_hosts(&self) -> crate::api::Hosts {
+        let mut names: Vec<String> = self
+            .allow_host
+            .iter()
+            .map(|n| n.trim().to_ascii_lowercase())
+            .collect();
+        let loopback = self.bind.is_loopback() || self.bind.is_unspecified();
+        if !loopback {
+            names.push(match self.bind {
+                IpAddr::V4(ip) => ip.to_string(),
+                IpAddr::V6(ip) => format!("[{ip}]"),
+            });
+        }
+        crate::api::Hosts { loopback, names }
     }
 
     pub fn frame_size(&self) -> Result<(u32, u32), String> {

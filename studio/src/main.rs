@@ -85,11 +85,16 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     let preview = preview::Preview::start(&bundle, &source, args.frame_size()?, &facts)?;
+    let hosts = args.allowed_hosts();
+    if !args.bind.is_loopback() {
+        info!("answering to the host names {hosts}");
+    }
     let state = Arc::new(api::AppState::new(
         preview,
         bundle,
         facts,
-        args.bind.is_loopback(),
+        hosts,
+        args.results_mb.saturating_mul(1 << 20),
     ));
     let app = api::router(state.clone());
 

@@ -16,8 +16,7 @@ use crate::bus::first_error;
 use crate::frames::{self, InstanceJson};
 use crate::rules::{self, MAX_SIDE, MAX_UPLOAD_BYTES};
 
-/// How many results stay downloadable.
-const KEPT: usize = 16;
+use bytes::Bytes;
 
 /// A refused upload: a client error, with what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,14 +87,26 @@ pub fn decode(bytes: &[u8]) -> Result<Picture, Refusal> {
     })
 }
 
-/// One segmented picture and its downloads.
+/// One segmented picture and its downloads, each kept once and shared by
+/// every answer that sends it.
 pub struct Outcome {
     pub width: u32,
     pub height: u32,
     pub instances: Vec<InstanceJson>,
-    pub annotated_png: Vec<u8>,
-    pub cutout_png: Vec<u8>,
-    pub mask_png: Vec<u8>,
+    pub annotated_png: Bytes,
+    pub cutout_png: Bytes,
+    pub mask_png: Bytes,
+    pub instances_json: Bytes,
+}
+
+impl Outcome {
+    /// What keeping it costs, in bytes.
+    pub fn size(&self) -> u64 {
+        (self.annotated_png.len()
+            + self.cutout_png.len()
+            + self.mask_png.len()
+            + self.instances_json.len()) as u64
+    }
 }
 
 /// Runs `picture` through the element (blocking): once in overlay mode for
@@ -160,13 +171,21 @@ pub fn segment(
             px[3] = *m;
         }
     }
+    let instances: Vec<InstanceJson> = instances.iter().map(InstanceJson::of).collect();
+    let instances_json = serde_json::to_vec_pretty(&serde_json::json!({
+        "width": w,
+        "height": h,
+        "instances": instances,
+    }))
+    .map_err(|e| e.to_string())?;
     Ok(Outcome {
         width: w,
         height: h,
-        instances: instances.iter().map(InstanceJson::of).collect(),
-        annotated_png: frames::png(&annotated_rgb, w, h, ExtendedColorType::Rgb8)?,
-        cutout_png: frames::png(&rgba, w, h, ExtendedColorType::Rgba8)?,
-        mask_png: frames::png(&mask, w, h, ExtendedColorType::L8)?,
+        instances,
+        annotated_png: frames::png(&annotated_rgb, w, h, ExtendedColorType::Rgb8)?.into(),
+        cutout_png: frames::png(&rgba, w, h, ExtendedColorType::Rgba8)?.into(),
+        mask_png: frames::png(&mask, w, h, ExtendedColorType::L8)?.into(),
+        instances_json: instances_json.into(),
     })
 }
 
@@ -232,20 +251,34 @@ fn push_one(
         .ok_or_else(|| failed("the element gave no result within 120 s".into()))
 }
 
-/// The last results, downloadable by id.
-#[derive(Default)]
+/// The last results, downloadable by id, within a byte budget: the oldest
+/// go first, the newest always stays.
 pub struct Store {
     next: u64,
+    budget: u64,
+    used: u64,
     kept: VecDeque<(u64, std::sync::Arc<Outcome>)>,
 }
 
 impl Store {
+    pub fn new(budget: u64) -> Store {
+        Store {
+            next: 0,
+            budget,
+            used: 0,
+            kept: VecDeque::new(),
+        }
+    }
+
     pub fn keep(&mut self, outcome: Outcome) -> u64 {
         self.next += 1;
+        self.used += outcome.size();
         self.kept
             .push_back((self.next, std::sync::Arc::new(outcome)));
-        while self.kept.len() > KEPT {
-            self.kept.pop_front();
+        while self.used > self.budget && self.kept.len() > 1 {
+            if let Some((_, old)) = self.kept.pop_front() {
+                self.used -= old.size();
+            }
         }
         self.next
     }

@@ -524,4 +524,215 @@ fn start_up_problems_are_clear_errors() {
     assert!(open.log().contains("NOT ON LOOPBACK"), "{}", open.log());
 }
 
+/// A PNG of noise (`w` x `h`, RGB): it does not compress, so its results are
+/// about as large as the picture.
+fn noise_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let pixels: Vec<u8> = (0..w * h * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    png
+}
+
+/// The header `name` of a raw answer (lower case name), if any.
+fn header_of<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn the_page_cannot_be_framed_and_every_error_is_json() {
+    let studio = Studio::start("service-headers", &scene(), &[]);
+    let host = format!("127.0.0.1:{}", studio.port);
+    let page = studio.raw(&format!("GET / HTTP/1.1\r\nHost: {host}"), "");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page:.200}");
+    assert_eq!(header_of(&page, "x-frame-options"), Some("DENY"));
+    let csp = header_of(&page, "content-security-policy").unwrap_or_default();
+    for part in [
+        "frame-ancestors 'none'",
+        "script-src 'self'",
+        "default-src 'none'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part:?}");
+    }
+    // Settings over 2 MB: 413, as JSON.
+    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(3 << 20));
+    let (status, v) = studio.post_json("/api/live", &big);
+    assert_eq!(status, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("2 MB"), "{v}");
+    // A path that is not UTF-8: still a JSON error.
+    let answer = studio.raw(
+        &format!("GET /api/image/1/%FF%FE HTTP/1.1\r\nHost: {host}"),
+        "",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        header_of(&answer, "content-type"),
+        Some("application/json"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    assert!(v["error"].is_string(), "{answer}");
+    assert_eq!(header_of(&answer, "x-frame-options"), Some("DENY"));
+}
+
+#[test]
+fn off_loopback_only_the_allowed_host_names_are_answered() {
+    let studio = Studio::start(
+        "allow-host",
+        &scene(),
+        &["--bind", "0.0.0.0", "--allow-host", "studio.test"],
+    );
+    let port = studio.port;
+    let cases = [
+        (
+            format!("GET /api/live HTTP/1.1\r\nHost: evil.example:{port}"),
+            "",
+            " 403 ",
+        ),
+        (
+            "GET /api/live HTTP/1.1\r\nHost: evil.example".to_string(),
+            "",
+            " 403 ",
+        ),
+        (
+            // A rebound name is no longer same-site with itself.
+            format!(
+                "POST /api/live HTTP/1.1\r\nHost: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\nContent-Type: application/json"
+            ),
+            r#"{"prompt": "cat"}"#,
+            " 403 ",
+        ),
+        (
+            format!("GET /api/live HTTP/1.1\r\nHost: studio.test:{port}"),
+            "",
+            " 200 ",
+        ),
+        (
+            format!(
+                "POST /api/live HTTP/1.1\r\nHost: studio.test:{port}\r\nOrigin: http://studio.test:{port}\r\nContent-Type: application/json"
+            ),
+            "{}",
+            " 200 ",
+        ),
+        (
+            format!("GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}"),
+            "",
+            " 200 ",
+        ),
+    ];
+    for (head, body, expected) in cases {
+        let line = studio.raw_status(&head, body);
+        assert!(line.contains(expected), "{head:?}: {line}");
+    }
+    // The address it printed, 0.0.0.0, is not a name it answers to either.
+    let (status, v) = studio.get_json("/api/live");
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("studio.test"), "{v}");
+}
+
+#[test]
+fn results_and_suggestions_are_same_site_and_results_keep_to_a_byte_budget() {
+    let studio = Studio::start("results-budget", &scene(), &["--results-mb", "1"]);
+    studio.wait_live("a first frame", |v| v["frame"].is_object());
+    let host = format!("127.0.0.1:{}", studio.port);
+    let png = std::fs::read(scene()).unwrap();
+    let (status, first) = studio.post_image(Some(("scene.png", &png)), &[("prompt", "red circle")]);
+    assert_eq!(status, 200, "{first}");
+    let cutout = first["cutout"].as_str().unwrap();
+    for (who, extra) in [
+        ("an <img> of another site", "\r\nSec-Fetch-Site: cross-site"),
+        ("another port of this host", "\r\nSec-Fetch-Site: same-site"),
+        ("a fetch of another site", "\r\nOrigin: http://evil.example"),
+    ] {
+        for path in [cutout, "/api/suggest?k=3"] {
+            let line =
+                studio.raw_status(&format!("GET {path} HTTP/1.1\r\nHost: {host}{extra}"), "");
+            assert!(line.contains(" 403 "), "{who}, {path}: {line}");
+        }
+    }
+    let line = studio.raw_status(
+        &format!("GET {cutout} HTTP/1.1\r\nHost: {host}\r\nSec-Fetch-Site: same-origin"),
+        "",
+    );
+    assert!(line.contains(" 200 "), "the page's own download: {line}");
+
+    // Two noise pictures of about 1 MB each: with 1 MB for results, each
+    // drops everything older.
+    let mut links = Vec::new();
+    for seed in 1..=2 {
+        let noise = noise_png(600, 600, seed);
+        let (status, v) =
+            studio.post_image(Some(("noise.png", &noise)), &[("prompt", "red circle")]);
+        assert_eq!(status, 200, "{v}");
+        links.push(v["annotated"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        studio.get(cutout).0,
+        404,
+        "the first result outlived the budget"
+    );
+    assert_eq!(
+        studio.get(&links[0]).0,
+        404,
+        "the older noise result stayed"
+    );
+    let (status, newest) = studio.get(&links[1]);
+    assert_eq!(status, 200);
+    assert!(newest.len() > 1_000_000, "{} bytes", newest.len());
+}
+
+#[test]
+fn suggestions_come_one_at_a_time() {
+    let studio = Studio::start("suggest-one", &scene(), &[]);
+    studio.wait_live("a first frame", |v| v["frame"].is_object());
+    let url = format!("{}/api/suggest?k=50", studio.url);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let answers: Vec<(u16, serde_json::Value, Duration)> = (0..6)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let t = std::time::Instant::now();
+                let mut r = agent().get(&url).call().unwrap();
+                let status = r.status().as_u16();
+                let v = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
+                    .unwrap_or_default();
+                (status, v, t.elapsed())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let statuses: Vec<(u16, Duration)> = answers.iter().map(|a| (a.0, a.2)).collect();
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(ok >= 1, "{statuses:?}");
+    assert_eq!(ok + busy.len(), answers.len(), "{statuses:?}");
+    assert!(!busy.is_empty(), "six at once, none refused: {statuses:?}");
+    for (_, v, took) in busy {
+        assert!(
+            v["error"].as_str().unwrap().contains("one at a time"),
+            "{v}"
+        );
+        assert!(
+            *took < Duration::from_millis(500),
+            "a refusal took {took:?}"
+        );
+    }
+}
 use image::ImageEncoder;

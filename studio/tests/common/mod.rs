@@ -206,6 +206,15 @@ impl Studio {
     /// and headers, without the blank line), for headers a client library
     /// sets itself (Host).
     pub fn raw_status(&self, head: &str, body: &str) -> String {
+        self.raw(head, body)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The whole answer (status line, headers, body) of a raw request, as text.
+    pub fn raw(&self, head: &str, body: &str) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let length = if body.is_empty() {
@@ -215,9 +224,9 @@ impl Studio {
         };
         s.write_all(format!("{head}{length}\r\nConnection: close\r\n\r\n{body}").as_bytes())
             .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.lines().next().unwrap_or_default().to_string()
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
     }
 }
 
