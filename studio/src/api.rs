@@ -19,7 +19,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::bundle_facts::BundleFacts;
-use crate::drain::drain_unread_bodies;
+use crate::drain::{BODY_TIMED_OUT, drain_unread_bodies};
 use crate::picture::{self, Refusal, Store};
 use crate::preview::{Preview, Update, UpdateError};
 use crate::rules::{self, MAX_FORM_BYTES, MAX_SIDE, MAX_UPLOAD_BYTES};
@@ -252,6 +252,8 @@ async fn live_update(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the settings are larger than 2 MB",
             )
+        } else if e.body_text().contains(BODY_TIMED_OUT) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, BODY_TIMED_OUT)
         } else {
             ApiError::bad(format!("bad settings: {}", e.body_text()))
         }
@@ -500,6 +502,8 @@ async fn read_form(mut form: Multipart) -> Result<PictureForm, ApiError> {
     let broken = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             upload_too_large()
+        } else if e.body_text().contains(BODY_TIMED_OUT) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, BODY_TIMED_OUT)
         } else {
             ApiError::bad(format!("cannot read the form: {}", e.body_text()))
         }

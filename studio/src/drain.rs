@@ -3,6 +3,7 @@
 //! connection reset: hyper closes a connection whose unread body is dropped,
 //! and a client cut off mid-body often never reads what was answered.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -18,6 +19,11 @@ use futures_util::{Stream, StreamExt};
 const DRAIN_BYTES: usize = 256 * 1024 * 1024;
 /// ...for at most this long; past either, the connection closes.
 const DRAIN_TIME: Duration = Duration::from_secs(60);
+/// A body with no byte for this long fails (the body read timeout; the
+/// same as a connection's idle timeout, `conns::IDLE_TIMEOUT`).
+pub const BODY_TIMEOUT: Duration = crate::conns::IDLE_TIMEOUT;
+/// What a body that timed out says, in its error.
+pub const BODY_TIMED_OUT: &str = "the request body stalled: no byte for 10 s";
 
 /// Middleware: every request body is handed on in a [`Drained`] wrapper.
 pub async fn drain_unread_bodies(req: Request, next: Next) -> Response {
@@ -34,6 +40,7 @@ pub async fn drain_unread_bodies(req: Request, next: Next) -> Response {
     let body = Body::from_stream(Drained {
         body: Some(body.into_data_stream()),
         drain: !waits,
+        stall: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
     });
     next.run(Request::from_parts(parts, body)).await
 }
@@ -46,6 +53,8 @@ struct Drained {
     /// Whether the client sends the body anyway (no `Expect: 100-continue`,
     /// or the body was read).
     drain: bool,
+    /// When the body counts as stalled: [`BODY_TIMEOUT`] after the last chunk.
+    stall: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Stream for Drained {
@@ -56,9 +65,27 @@ impl Stream for Drained {
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(None);
         };
-        this.drain = true;
-        let next = ready!(body.poll_next_unpin(cx));
-        if !matches!(next, Some(Ok(_))) {
+        if !this.drain {
+            // The first read: a client that waited for "100 Continue"
+            // starts sending now.
+            this.drain = true;
+            this.stall
+                .as_mut()
+                .reset(tokio::time::Instant::now() + BODY_TIMEOUT);
+        }
+        let next = match body.poll_next_unpin(cx) {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                ready!(this.stall.as_mut().poll(cx));
+                this.body = None;
+                return Poll::Ready(Some(Err(axum::Error::new(BODY_TIMED_OUT))));
+            }
+        };
+        if matches!(next, Some(Ok(_))) {
+            this.stall
+                .as_mut()
+                .reset(tokio::time::Instant::now() + BODY_TIMEOUT);
+        } else {
             this.body = None;
         }
         Poll::Ready(next)

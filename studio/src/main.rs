@@ -8,6 +8,7 @@ mod api;
 mod bundle_facts;
 mod bus;
 mod cli;
+mod conns;
 mod drain;
 mod frames;
 mod picture;
@@ -63,6 +64,8 @@ fn run(args: Args) -> Result<(), String> {
         source
     );
 
+    // Before anything opens files: the cap is read from the raised limit.
+    let cap = conns::connection_cap()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,7 +99,10 @@ fn run(args: Args) -> Result<(), String> {
         hosts,
         args.results_mb.saturating_mul(1 << 20),
     ));
-    let app = api::router(state.clone());
+    let app = api::router(state.clone())
+        .layer(axum::middleware::from_fn(conns::track_requests))
+        .into_make_service_with_connect_info::<conns::ConnSlot>();
+    let listener = conns::Guarded::new(listener, cap);
 
     // Tests and scripts read this line for the address (`--port 0` picks one).
     println!("samclipseg-studio: listening on http://{local}/");

@@ -736,3 +736,124 @@ fn suggestions_come_one_at_a_time() {
     }
 }
 use image::ImageEncoder;
+
+/// A looping sequence of 8 copies of the scene: the source opens a file for
+/// every frame.
+fn scene_sequence(tag: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..8 {
+        std::fs::copy(scene(), dir.join(format!("frame-{i:03}.png"))).unwrap();
+    }
+    dir.join("frame-%03d.png")
+}
+
+/// The live frame number now, and the frames/s the page is told.
+fn frame_number(studio: &Studio) -> u64 {
+    studio.get_json("/api/live").1["frame"]["number"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_thousand_idle_connections_starve_neither_requests_nor_the_live_source() {
+    use std::io::Write;
+    use std::time::Instant;
+    // 256 open files: the cap leaves the process its own.
+    let studio = Studio::start_limited(
+        "idle-connections",
+        &scene_sequence("idle-connections-clip"),
+        &[],
+        Some(256),
+    );
+    studio.wait_live("frames", |v| v["frame"]["number"].as_u64() > Some(10));
+    let (n0, t0) = (frame_number(&studio), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let before = (frame_number(&studio) - n0) as f64 / t0.elapsed().as_secs_f64();
+
+    // Half of them send half a request head, the others nothing.
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], studio.port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("idle connection {i} not accepted: {e}"));
+        if i % 2 == 0 {
+            s.write_all(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .unwrap();
+        }
+        idle.push(s);
+    }
+    let quick: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let asked = Instant::now();
+    let mut r = quick
+        .get(&format!("{}/api/live", studio.url))
+        .call()
+        .unwrap_or_else(|e| panic!("no answer with 1,000 idle connections open: {e}"));
+    let waited = asked.elapsed();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+
+    let (n1, t1) = (frame_number(&studio), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let during = (frame_number(&studio) - n1) as f64 / t1.elapsed().as_secs_f64();
+    eprintln!(
+        "1,000 idle connections: a request answered in {waited:?}; live {before:.1} frames/s before, {during:.1} with them open"
+    );
+    assert!(
+        during >= before * 0.7,
+        "the live preview slowed from {before:.1} to {during:.1} frames/s\nlog:\n{}",
+        studio.log()
+    );
+    let (_, v2) = studio.get_json("/api/live");
+    assert!(v["error"].is_null() && v2["error"].is_null(), "{v2}");
+    drop(idle);
+}
+
+#[test]
+fn half_sent_requests_and_stalled_bodies_time_out() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let studio = Studio::start("timeouts", &scene(), &[]);
+    let port = studio.port;
+    let open = move |sent: String| {
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+            let t = Instant::now();
+            s.write_all(sent.as_bytes()).unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            (t.elapsed(), String::from_utf8_lossy(&answer).to_string())
+        })
+    };
+    let head = open(format!(
+        "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    ));
+    let body = open(format!(
+        "POST /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"prompt\": "
+    ));
+    let idle = open(String::new());
+    for (what, thread) in [("half a head", head), ("no request", idle)] {
+        let (took, answer) = thread.join().unwrap();
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(15)).contains(&took),
+            "{what}: closed after {took:?}"
+        );
+        assert!(answer.is_empty(), "{what}: {answer}");
+    }
+    let (took, answer) = body.join().unwrap();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&took),
+        "a stalled body: answered after {took:?}: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("no byte for 10 s"), "{answer}");
+    assert_eq!(studio.get_json("/api/live").0, 200);
+}

@@ -56,7 +56,22 @@ fn log_path(tag: &str) -> PathBuf {
 }
 
 fn spawn(args: &[&str], log: &Path) -> Child {
-    Command::new(BIN)
+    spawn_limited(args, log, None)
+}
+
+/// Spawns the studio, under `ulimit -n N` when `open_files` says N.
+fn spawn_limited(args: &[&str], log: &Path, open_files: Option<u32>) -> Child {
+    let mut command = match open_files {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    command
         .args(args)
         .env("SAMCLIPSEG_DEV_ORT", "1")
         .stdout(Stdio::piped())
@@ -69,11 +84,21 @@ impl Studio {
     /// Starts the studio on a free port of 127.0.0.1 with the toy bundle and
     /// `source`, and waits for the address it prints.
     pub fn start(tag: &str, source: &Path, extra: &[&str]) -> Studio {
+        Studio::start_limited(tag, source, extra, None)
+    }
+
+    /// [`Studio::start`], under `ulimit -n N` when `open_files` says N.
+    pub fn start_limited(
+        tag: &str,
+        source: &Path,
+        extra: &[&str],
+        open_files: Option<u32>,
+    ) -> Studio {
         let log = log_path(tag);
         let source = source.display().to_string();
         let mut args = vec!["--port", "0", "--source", source.as_str()];
         args.extend_from_slice(extra);
-        let mut child = spawn(&args, &log);
+        let mut child = spawn_limited(&args, &log, open_files);
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
