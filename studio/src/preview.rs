@@ -192,10 +192,25 @@ struct Shared {
     /// The element's `precision-in-use`, read when a pipeline starts (not
     /// from the element, whose lock a restart holds).
     precision: Mutex<String>,
+    /// Set when the pipeline was restarted after a failure: the next frame
+    /// clears the error it reported.
+    recovering: AtomicBool,
+    /// Restarts after a failure, since the start.
+    restarts: AtomicU64,
 }
+
+/// The first wait before the pipeline restarts after a failure; each failed
+/// try doubles it, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A pipeline that failed sooner than this after a restart keeps the
+/// doubled wait; one that ran longer starts again from [`FIRST_BACKOFF`].
+const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// One pipeline and the thread that watches its bus.
 struct Running {
+    /// Which launch this is: a failure reported by an older one is stale.
+    generation: u64,
     pipeline: gst::Pipeline,
     seg: gst::Element,
     stop: Arc<AtomicBool>,
@@ -231,6 +246,12 @@ pub struct Preview {
     max_instances_limit: u32,
     source: String,
     bundle: BundleFacts,
+    /// Launches so far; see [`Running::generation`].
+    generation: AtomicU64,
+    /// Where bus watches report a failed or ended source (its generation).
+    failures: std::sync::mpsc::Sender<u64>,
+    /// Set by [`Preview::stop`]: no more restarts.
+    stopping: AtomicBool,
 }
 
 impl Preview {
@@ -267,7 +288,10 @@ impl Preview {
             rate: Mutex::new(Rate::default()),
             count: AtomicU64::new(0),
             precision: Mutex::new(String::new()),
+            recovering: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
         });
+        let (failures, failed) = std::sync::mpsc::channel();
         let probe = gst::ElementFactory::make("samclipseg")
             .build()
             .map_err(|e| format!("no samclipseg element: {e}"))?;
@@ -283,11 +307,42 @@ impl Preview {
             max_instances_limit: rules::element_max_instances(&probe)?,
             source: source.to_string(),
             bundle: facts.clone(),
+            generation: AtomicU64::new(0),
+            failures,
+            stopping: AtomicBool::new(false),
         };
         let running = preview.launch(&settings)?;
         *preview.running.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(running);
         info!("live pipeline playing: {source}");
-        Ok(Arc::new(preview))
+        let preview = Arc::new(preview);
+        let weak = Arc::downgrade(&preview);
+        std::thread::Builder::new()
+            .name("live-restarts".into())
+            .spawn(move || restart_on_failure(weak, failed))
+            .map_err(|e| format!("cannot start the live pipeline's watcher: {e}"))?;
+        Ok(preview)
+    }
+
+    /// Rebuilds the pipeline with the current settings after generation
+    /// `failed` failed; Ok(false) when that pipeline is gone already.
+    fn relaunch(&self, failed: u64) -> Result<bool, String> {
+        let _one = lock(&self.updating);
+        if self.stopping.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let mut running = lock(&self.running);
+        if running.as_ref().is_some_and(|r| r.generation != failed) {
+            return Ok(false);
+        }
+        if let Some(old) = running.take() {
+            old.stop();
+        }
+        let settings = self.settings();
+        let r = self.launch(&settings)?;
+        *running = Some(r);
+        self.shared.recovering.store(true, Ordering::Release);
+        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Builds the pipeline with `settings` and plays it.
@@ -329,14 +384,18 @@ impl Preview {
         *lock(&self.shared.precision) = seg.property::<String>("precision-in-use");
         let bus = pipeline.bus().ok_or("the live pipeline has no bus")?;
         let stop = Arc::new(AtomicBool::new(false));
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let watch = BusWatch {
             bus,
             pipeline: pipeline.clone(),
             shared: self.shared.clone(),
             stop: stop.clone(),
             loops: self.loops,
+            generation,
+            failures: self.failures.clone(),
         };
         Ok(Running {
+            generation,
             pipeline,
             seg,
             stop,
@@ -435,6 +494,7 @@ impl Preview {
             "bundle": {"name": self.bundle.name, "precision": precision, "precision_reason": reason},
             "source": self.source,
             "error": *lock(&self.shared.error),
+            "restarts": self.shared.restarts.load(Ordering::Relaxed),
         })
     }
 
@@ -463,6 +523,7 @@ impl Preview {
     }
 
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
         if let Some(r) = lock(&self.running).take() {
             r.stop();
         }
@@ -495,6 +556,10 @@ impl Shared {
         let meta = gstsamclipseg::SamClipSegMeta::from_buffer(buffer);
         let fps = lock(&self.rate).tick(Instant::now());
         let number = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.recovering.swap(false, Ordering::AcqRel) {
+            info!("the live pipeline runs again");
+            *lock(&self.error) = None;
+        }
         let description = FrameInfo {
             number,
             pts_ms: buffer.pts().map(|t| t.nseconds() as f64 / 1e6),
@@ -534,6 +599,41 @@ struct BusWatch {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     loops: bool,
+    generation: u64,
+    failures: std::sync::mpsc::Sender<u64>,
+}
+
+/// The restarts: each failure reported waits a back-off, then rebuilds the
+/// pipeline with the settings of the moment; a try that fails doubles the
+/// wait. Ends with the preview.
+fn restart_on_failure(preview: std::sync::Weak<Preview>, failed: std::sync::mpsc::Receiver<u64>) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut last_restart: Option<Instant> = None;
+    while let Ok(generation) = failed.recv() {
+        if last_restart.is_none_or(|t| t.elapsed() > STABLE_AFTER) {
+            backoff = FIRST_BACKOFF;
+        }
+        loop {
+            info!("restarting the live pipeline in {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            let Some(p) = preview.upgrade() else { return };
+            match p.relaunch(generation) {
+                Ok(restarted) => {
+                    if restarted {
+                        info!("live pipeline restarted");
+                        last_restart = Some(Instant::now());
+                    }
+                    break;
+                }
+                Err(e) => {
+                    error!("the live pipeline does not restart: {e}");
+                    *lock(&p.shared.error) =
+                        Some(format!("the live pipeline does not restart: {e}"));
+                }
+            }
+        }
+    }
 }
 
 impl BusWatch {
@@ -565,6 +665,7 @@ impl BusWatch {
                 let text = describe_error(e);
                 error!("live pipeline: {text}");
                 *lock(&self.shared.error) = Some(text);
+                self.failed();
             }
             gst::MessageView::Warning(w) => {
                 let src = w
@@ -580,10 +681,25 @@ impl BusWatch {
                     gst::ClockTime::ZERO,
                 ) {
                     warn!("cannot loop the source: {e}");
+                    *lock(&self.shared.error) = Some(format!("the source cannot loop: {e}"));
+                    self.failed();
                 }
             }
-            gst::MessageView::Eos(_) => info!("end of the source"),
+            gst::MessageView::Eos(_) => {
+                // A camera, a looped sequence or a still does not end: one
+                // that does lost its device or its files.
+                error!("the live source ended");
+                *lock(&self.shared.error) = Some("the live source ended".into());
+                self.failed();
+            }
             _ => {}
+        }
+    }
+
+    /// Asks for a restart (once per pipeline).
+    fn failed(&self) {
+        if !self.stop.swap(true, Ordering::AcqRel) {
+            let _ = self.failures.send(self.generation);
         }
     }
 }

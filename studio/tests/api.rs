@@ -857,3 +857,33 @@ fn half_sent_requests_and_stalled_bodies_time_out() {
     assert!(answer.contains("no byte for 10 s"), "{answer}");
     assert_eq!(studio.get_json("/api/live").0, 200);
 }
+
+#[test]
+fn a_source_that_fails_is_reported_and_the_pipeline_restarts() {
+    let clip = scene_sequence("restart-clip");
+    let dir = clip.parent().unwrap().to_path_buf();
+    let away = dir.with_extension("away");
+    let _ = std::fs::remove_dir_all(&away);
+    let studio = Studio::start("restart", &clip, &[]);
+    studio.wait_live("frames", |v| v["frame"]["number"].as_u64() > Some(5));
+    // The files go (a disk unmounted, a camera unplugged): the source fails.
+    std::fs::rename(&dir, &away).unwrap();
+    let failed = studio.wait_live("the failure reported", |v| v["error"].is_string());
+    let number = failed["frame"]["number"].as_u64().unwrap_or(0);
+    // Restarts without the files fail, and say so, waiting longer each time.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, v) = studio.get_json("/api/live");
+    assert!(v["error"].is_string(), "{v}");
+    assert!(
+        studio.log().contains("the live pipeline does not restart"),
+        "{}",
+        studio.log()
+    );
+    // They come back: the pipeline restarts by itself, and the error clears.
+    std::fs::rename(&away, &dir).unwrap();
+    let v = studio.wait_live("frames again", |v| {
+        v["error"].is_null() && v["frame"]["number"].as_u64() > Some(number + 10)
+    });
+    assert!(v["restarts"].as_u64() >= Some(1), "{v}");
+    eprintln!("reported: {}; then {v}", failed["error"]);
+}
