@@ -586,7 +586,7 @@ async fn post_image(
     let outcome = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let pic = picture::decode(&bytes).map_err(ApiError::from)?;
-        picture::segment(&bundle, pic, &p, threshold, smoothness)
+        picture::segment(&bundle, &bytes, pic, &p, threshold, smoothness)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
     })
     .await
@@ -594,6 +594,9 @@ async fn post_image(
     let (width, height) = (outcome.width, outcome.height);
     let instances = outcome.instances.clone();
     let id = lock(&s.pictures).keep(outcome);
+    // A picture's buffers, and the results it pushed out, go back to the
+    // system: the allocator keeps freed memory otherwise.
+    crate::conns::give_memory_back();
     info!(
         "picture {id}: {width}x{height}, {prompt:?}: {} instance(s)",
         instances.len()

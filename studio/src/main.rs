@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::cli::Args;
 
 fn main() -> ExitCode {
+    conns::map_large_buffers();
     let args = Args::parse();
     init_logging();
     match run(args) {
