@@ -579,7 +579,6 @@ mod tests {
         }
     }
 
-
     const GOOD: &str = r#"
 [bundle]
 format_version = 1

@@ -10,15 +10,15 @@
 
 use gst::glib;
 
+mod element;
 mod logger;
 pub mod meta;
-mod element;
 
-pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
 pub use element::{
     BackendKind, MAX_INSTANCES_LIMIT, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME,
     SamClipSeg, bundle_search_path, default_bundle_path,
 };
+pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     logger::install();

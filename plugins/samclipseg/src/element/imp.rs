@@ -472,7 +472,7 @@ impl BaseTransformImpl for SamClipSeg {
         );
         // Elements on the same bundle and backend share one loaded model.
         let model = samclipseg::shared_model(std::path::Path::new(&start.bundle), &start.backend)
-        .map_err(|e| {
+            .map_err(|e| {
             use samclipseg::Error;
             match e {
                 Error::BundleMissing { .. } => gst::error_msg!(
