@@ -464,7 +464,11 @@ fn mode(asynchronous: bool) -> &'static str {
 
 /// The outage's notices: exactly one lost (its message returned) and one back.
 fn one_each_way(what: &str, notices: &[Notice], url: &str) -> String {
-    assert_eq!(notices.len(), 2, "{what}: one warning each way: {notices:?}");
+    assert_eq!(
+        notices.len(),
+        2,
+        "{what}: one warning each way: {notices:?}"
+    );
     let Notice::ServerLost { server, message } = &notices[0] else {
         panic!("{what}: {notices:?}");
     };
@@ -520,7 +524,10 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame() {
         );
         let message = one_each_way(what, &notices, &url);
         assert!(message.contains("model `tiny-sam3-"), "{what}: {message}");
-        println!("{what}: {draining} frames while the server drained, {} in all", s.n);
+        println!(
+            "{what}: {draining} frames while the server drained, {} in all",
+            s.n
+        );
     }
 }
 

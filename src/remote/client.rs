@@ -346,7 +346,12 @@ impl Client {
             // timeout named is the element's setting.
             Answer::Outage if status.code() == tonic::Code::DeadlineExceeded => format!(
                 "no answer within the request timeout of {} ms",
-                if started { self.options.timeout } else { timeout }.as_millis()
+                if started {
+                    self.options.timeout
+                } else {
+                    timeout
+                }
+                .as_millis()
             ),
             Answer::Outage => status.message().to_string(),
             Answer::ModelMissing => said,
@@ -361,7 +366,10 @@ impl Client {
                         "{what}: {said} ({n} answers in a row with no success between: not a passing failure)"
                     ));
                 }
-                format!("{said} (answer {} of {INTERNAL_LIMIT} before the stream ends)", health.internal)
+                format!(
+                    "{said} (answer {} of {INTERNAL_LIMIT} before the stream ends)",
+                    health.internal
+                )
             }
             Answer::Failure => unreachable!(),
         };
@@ -406,7 +414,8 @@ impl Client {
             },
             timeout,
         )?;
-        let r = self.call("model readiness", timeout, |mut c| async move {
+        let what = format!("model `{model}` readiness");
+        let r = self.call(&what, timeout, |mut c| async move {
             c.model_ready(request).await
         });
         match r {
@@ -425,7 +434,8 @@ impl Client {
             },
             timeout,
         )?;
-        self.call("model metadata", timeout, |mut c| async move {
+        let what = format!("model `{model}` metadata");
+        self.call(&what, timeout, |mut c| async move {
             c.model_metadata(request).await
         })
     }

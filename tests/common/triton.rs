@@ -58,9 +58,7 @@ pub fn repository_with_prefixes(name: &str, bundles: &[(&Path, Option<&str>)]) -
         if let Some(prefix) = prefix {
             cmd.arg("--prefix").arg(prefix);
         }
-        let out = cmd
-            .output()
-            .expect("run engines/triton_repo.py");
+        let out = cmd.output().expect("run engines/triton_repo.py");
         assert!(
             out.status.success(),
             "triton_repo.py {} failed:\n{}{}",

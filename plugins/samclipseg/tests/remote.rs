@@ -273,7 +273,11 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode
     let photo = photo("astronaut.png");
     let url = server.url();
     for asynchronous in [false, true] {
-        let what = if asynchronous { "asynchronous" } else { "synchronous" };
+        let what = if asynchronous {
+            "asynchronous"
+        } else {
+            "synchronous"
+        };
         let mut h = harness(&[
             ("backend", &samclipseg::BackendKind::Remote),
             ("server", &url),
@@ -298,23 +302,31 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode
                 .segmentation()
                 .clone()
         };
-        let until_fresh = |h: &mut gst_check::Harness, push: &mut dyn FnMut(&mut gst_check::Harness) -> Segmentation| {
-            let started = Instant::now();
-            loop {
-                let m = push(h);
-                if m.state == InferenceState::Fresh {
-                    assert!(!m.instances.is_empty(), "{what}");
-                    return;
+        let until_fresh =
+            |h: &mut gst_check::Harness,
+             push: &mut dyn FnMut(&mut gst_check::Harness) -> Segmentation| {
+                let started = Instant::now();
+                loop {
+                    let m = push(h);
+                    if m.state == InferenceState::Fresh {
+                        assert!(!m.instances.is_empty(), "{what}");
+                        return;
+                    }
+                    assert!(
+                        matches!(
+                            m.state,
+                            InferenceState::Pending | InferenceState::ReusedResult
+                        ),
+                        "{what}: {:?}",
+                        m.state
+                    );
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "{what}: no fresh result"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                assert!(
-                    matches!(m.state, InferenceState::Pending | InferenceState::ReusedResult),
-                    "{what}: {:?}",
-                    m.state
-                );
-                assert!(started.elapsed() < Duration::from_secs(30), "{what}: no fresh result");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        };
+            };
         until_fresh(&mut h, &mut push);
         assert!(warnings(&bus).is_empty(), "{what}");
         server.terminate();
@@ -336,8 +348,15 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode
             assert_eq!(m.state, InferenceState::Pending, "{what}");
         }
         lost.extend(warnings(&bus));
-        assert!(lost_while_draining, "{what}: the outage began while the server drained");
-        assert_eq!(lost.len(), 1, "{what}: one warning for the outage: {lost:?}");
+        assert!(
+            lost_while_draining,
+            "{what}: the outage began while the server drained"
+        );
+        assert_eq!(
+            lost.len(),
+            1,
+            "{what}: one warning for the outage: {lost:?}"
+        );
         assert!(
             lost[0].contains(&url)
                 && lost[0].contains("does not answer")
@@ -347,7 +366,11 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode
         server.restart();
         until_fresh(&mut h, &mut push);
         let back = warnings(&bus);
-        assert_eq!(back.len(), 1, "{what}: one warning when the server is back: {back:?}");
+        assert_eq!(
+            back.len(),
+            1,
+            "{what}: one warning when the server is back: {back:?}"
+        );
         assert!(back[0].contains("answers again"), "{what}: {back:?}");
         println!("{what}: {n} frames in, {n} out; {}", lost[0]);
     }
