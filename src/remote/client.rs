@@ -528,3 +528,95 @@ impl Client {
         Ok(Outputs { tensors })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn answers_are_sorted_by_the_documented_rule() {
+        let missing = "Request for unknown model: 'tiny-sam3-segment' has no available versions";
+        let cases = [
+            // (code, message, at start, while playing)
+            (
+                Code::Unavailable,
+                "Server is stopping",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (
+                Code::Unknown,
+                "connection reset",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (
+                Code::ResourceExhausted,
+                "queue full",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (Code::DeadlineExceeded, "", Answer::Outage, Answer::Outage),
+            (
+                Code::NotFound,
+                missing,
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::FailedPrecondition,
+                "loading",
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::InvalidArgument,
+                "model 'x' is not ready",
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::Internal,
+                "RuntimeError: CUDA out of memory",
+                Answer::Failure,
+                Answer::Internal,
+            ),
+            (
+                Code::InvalidArgument,
+                "unexpected shape for input 'pixels'",
+                Answer::Failure,
+                Answer::Failure,
+            ),
+            (
+                Code::Unauthenticated,
+                "no token",
+                Answer::Failure,
+                Answer::Failure,
+            ),
+            (Code::Unimplemented, "", Answer::Failure, Answer::Failure),
+        ];
+        for (code, message, start, playing) in cases {
+            let status = Status::new(code, message);
+            assert_eq!(
+                Answer::of(&status, false),
+                start,
+                "{code:?} {message} at start"
+            );
+            assert_eq!(
+                Answer::of(&status, true),
+                playing,
+                "{code:?} {message} playing"
+            );
+        }
+    }
+
+    #[test]
+    fn a_python_traceback_is_left_out_of_the_message() {
+        let m = "Failed to process the request(s) for model 'x_0_0', message: RuntimeError: boom\n\nAt:\n  /repo/x/1/model.py(37): execute\n";
+        assert_eq!(
+            first_paragraph(m),
+            "Failed to process the request(s) for model 'x_0_0', message: RuntimeError: boom"
+        );
+    }
+}
