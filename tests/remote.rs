@@ -383,12 +383,17 @@ struct Streaming {
     request: Request,
     settings: FrameSettings,
     n: u64,
+    /// The longest a frame waited since it was last reset.
+    longest: Duration,
 }
+
+/// The remote tests' `request-timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
 
 impl Streaming {
     fn new(url: &str, prefix: Option<&str>, asynchronous: bool) -> Streaming {
         let mut options = remote_options(url);
-        options.remote.timeout = Duration::from_millis(2000);
+        options.remote.timeout = REQUEST_TIMEOUT;
         options.remote.model_prefix = prefix.map(str::to_string);
         let model = Arc::new(Sam3Model::load(tiny_bundle(), &options).expect("remote model"));
         let (rgb, w, h) = photo("astronaut.png");
@@ -414,6 +419,7 @@ impl Streaming {
             ),
             settings,
             n: 0,
+            longest: Duration::ZERO,
         }
     }
 
@@ -421,8 +427,28 @@ impl Streaming {
         let (w, h) = self.size;
         let frame = Frame::packed(&self.rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
         self.n += 1;
-        self.stream
-            .frame(&frame, Some(self.n), &self.request, &self.settings)
+        let started = std::time::Instant::now();
+        let r = self
+            .stream
+            .frame(&frame, Some(self.n), &self.request, &self.settings);
+        self.longest = self.longest.max(started.elapsed());
+        r
+    }
+
+    /// A frame never waits longer than `request-timeout` (synchronous: the
+    /// metadata check after an outage and the request share it) or
+    /// `max-latency` (asynchronous), with a margin for the work itself.
+    fn waited_no_longer_than_its_limit(&self, what: &str) {
+        let limit = if self.stream.is_asynchronous() {
+            self.settings.max_latency
+        } else {
+            REQUEST_TIMEOUT
+        } + Duration::from_millis(500);
+        assert!(
+            self.longest <= limit,
+            "{what}: a frame waited {:?} (limit {limit:?})",
+            self.longest
+        );
     }
 
     /// Pushes frames until one is fresh (within `limit`); every frame before
@@ -495,6 +521,7 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame() {
         assert!(s.stream.take_notices().is_empty());
         // SIGTERM: Triton unloads its models and answers NotFound for them
         // while it drains, then exits; then it is started on the same port.
+        s.longest = Duration::ZERO;
         server.terminate();
         let mut notices = Vec::new();
         let (mut draining, mut lost_while_draining) = (0, false);
@@ -524,6 +551,7 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame() {
         );
         let message = one_each_way(what, &notices, &url);
         assert!(message.contains("model `tiny-sam3-"), "{what}: {message}");
+        s.waited_no_longer_than_its_limit(what);
         println!(
             "{what}: {draining} frames while the server drained, {} in all",
             s.n
@@ -584,6 +612,7 @@ fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
         let mut s = Streaming::new(&url, Some("reload"), asynchronous);
         s.until_fresh(what, Duration::from_secs(30));
         assert!(s.stream.take_notices().is_empty());
+        s.longest = Duration::ZERO;
         let control = std::thread::spawn(move || {
             triton::model_control(port, "unload", &["reload-segment"]);
             std::thread::sleep(Duration::from_secs(1));
@@ -613,6 +642,7 @@ fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
             "{what}: {message}"
         );
         assert!(pending > 0, "{what}");
+        s.waited_no_longer_than_its_limit(what);
         println!("{what}: {pending} frames pending while the model was away: {message}");
     }
 }
