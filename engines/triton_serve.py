@@ -3,6 +3,7 @@
 
     .venv-triton/bin/python engines/triton_serve.py REPO --port P --work DIR
                             [--tls-cert PEM --tls-key PEM] [--host 127.0.0.1]
+                            [--model-control-mode explicit]
 
 Assembles the python backend directory (the wheel's backend plus the stub for
 this Python) under --work, sets the library path the stub needs, and then
@@ -30,6 +31,12 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, required=True, help="directory for the backend files")
     ap.add_argument("--tls-cert", type=Path)
     ap.add_argument("--tls-key", type=Path)
+    ap.add_argument(
+        "--model-control-mode",
+        choices=["none", "explicit"],
+        default="none",
+        help="explicit: every model loaded at start, then loaded and unloaded through the repository API",
+    )
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     if (a.work / "backends").exists():
@@ -38,6 +45,8 @@ def main(argv=None) -> int:
         shutil.rmtree(a.work / "backends")
     binary, libs, backends = backend_dir(a.work)
     cmd = server_command(binary, a.repo, backends, a.host, a.port)
+    if a.model_control_mode == "explicit":
+        cmd += ["--model-control-mode=explicit", "--load-model=*"]
     if a.tls_cert:
         cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={a.tls_cert}", f"--grpc-server-key={a.tls_key}"]
     sys.stdout.flush()

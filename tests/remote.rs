@@ -368,3 +368,416 @@ fn self_signed_tls(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
 }
+
+// ---------------------------------------------------------------------------
+// A server that restarts, drains or reloads its models while a stream runs
+// (issue #26): an outage, never the end of the stream, unless a model comes
+// back with another signature or keeps failing.
+
+/// A stream on the server's models (`prefix`: None = the bundle's name),
+/// pushing the same photo again and again.
+struct Streaming {
+    stream: Stream,
+    rgb: Vec<u8>,
+    size: (usize, usize),
+    request: Request,
+    settings: FrameSettings,
+    n: u64,
+    /// The longest a frame waited since it was last reset.
+    longest: Duration,
+}
+
+/// The remote tests' `request-timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
+
+impl Streaming {
+    fn new(url: &str, prefix: Option<&str>, asynchronous: bool) -> Streaming {
+        let mut options = remote_options(url);
+        options.remote.timeout = REQUEST_TIMEOUT;
+        options.remote.model_prefix = prefix.map(str::to_string);
+        let model = Arc::new(Sam3Model::load(tiny_bundle(), &options).expect("remote model"));
+        let (rgb, w, h) = photo("astronaut.png");
+        let settings = FrameSettings {
+            // Asynchronous frames wait for their own result while the server
+            // answers, so that the test sees fresh results.
+            max_latency: Duration::from_millis(1500),
+            reuse_threshold: 0.0,
+            ..FrameSettings::default()
+        };
+        Streaming {
+            stream: Stream::new(Segmenter::new(model), asynchronous).unwrap(),
+            rgb,
+            size: (w, h),
+            request: Request::new(
+                "a person",
+                "",
+                PostprocessOptions {
+                    threshold: 0.1,
+                    ..Default::default()
+                },
+                0.5,
+            ),
+            settings,
+            n: 0,
+            longest: Duration::ZERO,
+        }
+    }
+
+    fn push(&mut self) -> samclipseg::Result<samclipseg::stream::FrameResult> {
+        let (w, h) = self.size;
+        let frame = Frame::packed(&self.rgb, w, h, w * 3, PackedLayout::Rgb).unwrap();
+        self.n += 1;
+        let started = std::time::Instant::now();
+        let r = self
+            .stream
+            .frame(&frame, Some(self.n), &self.request, &self.settings);
+        self.longest = self.longest.max(started.elapsed());
+        r
+    }
+
+    /// A frame never waits longer than `request-timeout` (synchronous: the
+    /// metadata check after an outage and the request share it) or
+    /// `max-latency` (asynchronous), with a margin for the work itself.
+    fn waited_no_longer_than_its_limit(&self, what: &str) {
+        let limit = if self.stream.is_asynchronous() {
+            self.settings.max_latency
+        } else {
+            REQUEST_TIMEOUT
+        } + Duration::from_millis(500);
+        assert!(
+            self.longest <= limit,
+            "{what}: a frame waited {:?} (limit {limit:?})",
+            self.longest
+        );
+    }
+
+    /// Pushes frames until one is fresh (within `limit`); every frame before
+    /// it passes without results. The fresh one carries instances.
+    fn until_fresh(&mut self, what: &str, limit: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let r = self
+                .push()
+                .unwrap_or_else(|e| panic!("{what}: the stream ended: {e}"));
+            if r.state == InferenceState::Fresh {
+                assert!(!r.instances.is_empty(), "{what}: a fresh result");
+                return;
+            }
+            assert!(
+                matches!(
+                    r.state,
+                    InferenceState::Pending | InferenceState::ReusedResult
+                ),
+                "{what}: {:?}",
+                r.state
+            );
+            assert!(
+                started.elapsed() < limit,
+                "{what}: no fresh result within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn mode(asynchronous: bool) -> &'static str {
+    if asynchronous {
+        "asynchronous"
+    } else {
+        "synchronous"
+    }
+}
+
+/// The outage's notices: exactly one lost (its message returned) and one back.
+fn one_each_way(what: &str, notices: &[Notice], url: &str) -> String {
+    assert_eq!(
+        notices.len(),
+        2,
+        "{what}: one warning each way: {notices:?}"
+    );
+    let Notice::ServerLost { server, message } = &notices[0] else {
+        panic!("{what}: {notices:?}");
+    };
+    assert_eq!(server, url);
+    assert_eq!(
+        notices[1],
+        Notice::ServerBack {
+            server: url.to_string()
+        },
+        "{what}"
+    );
+    message.clone()
+}
+
+#[test]
+fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame() {
+    let repo = triton::repository("sigterm", &[&tiny_bundle()]);
+    let mut server = Triton::start(&repo);
+    let url = server.url();
+    for asynchronous in [false, true] {
+        let what = mode(asynchronous);
+        let mut s = Streaming::new(&url, None, asynchronous);
+        s.until_fresh(what, Duration::from_secs(30));
+        assert!(s.stream.take_notices().is_empty());
+        // SIGTERM: Triton unloads its models and answers NotFound for them
+        // while it drains, then exits; then it is started on the same port.
+        s.longest = Duration::ZERO;
+        server.terminate();
+        let mut notices = Vec::new();
+        let (mut draining, mut lost_while_draining) = (0, false);
+        while server.running() {
+            let r = s.push().unwrap_or_else(|e| {
+                panic!("{what}: the stream ended while the server drained: {e}")
+            });
+            if !notices.is_empty() {
+                assert_eq!(r.state, InferenceState::Pending, "{what}");
+            }
+            draining += 1;
+            notices.extend(s.stream.take_notices());
+            lost_while_draining |= !notices.is_empty() && server.running();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.wait_exit(Duration::from_secs(30));
+        for _ in 0..5 {
+            let r = s.push().expect("a stopped server is an outage");
+            assert_eq!(r.state, InferenceState::Pending, "{what}");
+        }
+        server.restart();
+        s.until_fresh(what, Duration::from_secs(30));
+        notices.extend(s.stream.take_notices());
+        assert!(
+            lost_while_draining,
+            "{what}: the outage began while the server drained ({draining} frames)"
+        );
+        let message = one_each_way(what, &notices, &url);
+        assert!(message.contains("model `tiny-sam3-"), "{what}: {message}");
+        s.waited_no_longer_than_its_limit(what);
+        println!(
+            "{what}: {draining} frames while the server drained, {} in all",
+            s.n
+        );
+    }
+}
+
+/// One server with explicit model control for the tests that unload and load
+/// models while streaming, each on models of its own (the tiny bundle under
+/// the prefixes `reload`, `swap` and `raise`), and the flag file that makes
+/// `raise-image_encoder`'s `execute` raise.
+struct Explicit {
+    server: Triton,
+    repo: PathBuf,
+    raise_flag: PathBuf,
+}
+
+fn explicit() -> &'static Explicit {
+    static SERVER: OnceLock<Explicit> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let tiny = tiny_bundle();
+        let repo = triton::repository_with_prefixes(
+            "explicit",
+            &[
+                (&tiny, Some("reload")),
+                (&tiny, Some("swap")),
+                (&tiny, Some("raise")),
+            ],
+        );
+        let raise_flag = repo.parent().unwrap().join("raise-flag");
+        // What Triton answers for a python-backend exception (and, in the
+        // same words, for an ONNX Runtime failure such as an out-of-memory).
+        let model_py = repo.join("raise-image_encoder/1/model.py");
+        let text = std::fs::read_to_string(&model_py).unwrap();
+        let hook = "    def execute(self, requests):\n";
+        assert!(text.contains(hook));
+        let raising = format!(
+            "{hook}        import os\n        if os.path.exists({:?}):\n            raise RuntimeError(\"CUDA out of memory (a test's flag file)\")\n",
+            raise_flag.display().to_string()
+        );
+        std::fs::write(&model_py, text.replacen(hook, &raising, 1)).unwrap();
+        let server = Triton::start_explicit(&repo);
+        server.stop_at_exit();
+        Explicit {
+            server,
+            repo,
+            raise_flag,
+        }
+    })
+}
+
+#[test]
+fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
+    let server = &explicit().server;
+    let (url, port) = (server.url(), server.port);
+    for asynchronous in [false, true] {
+        let what = mode(asynchronous);
+        let mut s = Streaming::new(&url, Some("reload"), asynchronous);
+        s.until_fresh(what, Duration::from_secs(30));
+        assert!(s.stream.take_notices().is_empty());
+        s.longest = Duration::ZERO;
+        let control = std::thread::spawn(move || {
+            triton::model_control(port, "unload", &["reload-segment"]);
+            std::thread::sleep(Duration::from_secs(1));
+            triton::model_control(port, "load", &["reload-segment"]);
+        });
+        let mut notices = Vec::new();
+        let mut pending = 0;
+        while !control.is_finished() {
+            let r = s.push().unwrap_or_else(|e| {
+                panic!("{what}: the stream ended while the model was away: {e}")
+            });
+            notices.extend(s.stream.take_notices());
+            if !notices.is_empty() {
+                assert_eq!(r.state, InferenceState::Pending, "{what}");
+                pending += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        control.join().unwrap();
+        s.until_fresh(what, Duration::from_secs(30));
+        notices.extend(s.stream.take_notices());
+        let message = one_each_way(what, &notices, &url);
+        assert!(
+            message.contains("model `reload-segment`")
+                && message.contains("NotFound")
+                && message.contains("no available versions"),
+            "{what}: {message}"
+        );
+        assert!(pending > 0, "{what}");
+        s.waited_no_longer_than_its_limit(what);
+        println!("{what}: {pending} frames pending while the model was away: {message}");
+    }
+}
+
+#[test]
+fn a_model_that_comes_back_with_another_signature_ends_the_stream_naming_the_tensor() {
+    let e = explicit();
+    let port = e.server.port;
+    // The toy bundle's repository under the same names: its text features
+    // are 64 wide where the tiny bundle's are 32.
+    let other = triton::repository_with_prefixes(
+        "swap-other",
+        &[(
+            &triton::root().join("tests/fixtures/toy-shapes-sam3"),
+            Some("swap"),
+        )],
+    );
+    let ours = e.repo.parent().unwrap().join("swap-text_encoder-tiny");
+    let deployed = e.repo.join("swap-text_encoder");
+    let theirs = other.join("swap-text_encoder");
+    for asynchronous in [false, true] {
+        let what = mode(asynchronous);
+        let mut s = Streaming::new(&e.server.url(), Some("swap"), asynchronous);
+        s.until_fresh(what, Duration::from_secs(30));
+        triton::model_control(port, "unload", &["swap-segment", "swap-text_encoder"]);
+        std::fs::rename(&deployed, &ours).unwrap();
+        std::fs::rename(&theirs, &deployed).unwrap();
+        let control = std::thread::spawn(move || {
+            triton::model_control(port, "load", &["swap-text_encoder", "swap-segment"]);
+        });
+        let started = std::time::Instant::now();
+        let error = loop {
+            match s.push() {
+                Ok(r) => assert!(
+                    matches!(
+                        r.state,
+                        InferenceState::Pending | InferenceState::ReusedResult
+                    ),
+                    "{what}: {:?}",
+                    r.state
+                ),
+                Err(e) => break e.to_string(),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{what}: the other signature was not refused"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        control.join().unwrap();
+        assert!(
+            error.contains("model `swap-text_encoder` output `text_features`")
+                && error.contains("expected FP32 [-1, 32, 32], found FP32 [-1, 32, 64]"),
+            "{what}: {error}"
+        );
+        println!("{what}: {error}");
+        // The tiny bundle's model again, for the next mode.
+        triton::model_control(port, "unload", &["swap-segment", "swap-text_encoder"]);
+        std::fs::rename(&deployed, &theirs).unwrap();
+        std::fs::rename(&ours, &deployed).unwrap();
+        triton::model_control(port, "load", &["swap-text_encoder", "swap-segment"]);
+    }
+}
+
+#[test]
+fn internal_answers_are_an_outage_until_they_repeat_then_the_stream_ends() {
+    let e = explicit();
+    let url = e.server.url();
+    let flag = &e.raise_flag;
+    for asynchronous in [false, true] {
+        let what = mode(asynchronous);
+        let _ = std::fs::remove_file(flag);
+        let mut s = Streaming::new(&url, Some("raise"), asynchronous);
+        s.until_fresh(what, Duration::from_secs(30));
+        // A passing failure: an outage, and the stream goes on.
+        std::fs::write(flag, "").unwrap();
+        let mut notices = Vec::new();
+        let started = std::time::Instant::now();
+        while notices.is_empty() {
+            let r = s.push().expect("one Internal answer is an outage");
+            assert!(r.instances.is_empty() || r.state == InferenceState::ReusedResult);
+            notices.extend(s.stream.take_notices());
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for _ in 0..3 {
+            let r = s.push().expect("an Internal answer is an outage");
+            assert_eq!(r.state, InferenceState::Pending, "{what}");
+        }
+        std::fs::remove_file(flag).unwrap();
+        s.until_fresh(what, Duration::from_secs(30));
+        notices.extend(s.stream.take_notices());
+        let message = one_each_way(what, &notices, &url);
+        assert!(
+            message.contains("model `raise-segment`")
+                && message.contains("the server answered Internal")
+                && message.contains("RuntimeError: CUDA out of memory (a test's flag file)")
+                && !message.contains("At:"),
+            "{what}: {message}"
+        );
+        // A failure that stays: the stream ends with the server's message
+        // after INTERNAL_LIMIT answers in a row.
+        std::fs::write(flag, "").unwrap();
+        let started = std::time::Instant::now();
+        let error = loop {
+            match s.push() {
+                Ok(r) => assert!(
+                    r.instances.is_empty() || r.state == InferenceState::ReusedResult,
+                    "{what}"
+                ),
+                Err(e) => break e.to_string(),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: the stream did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = started.elapsed();
+        std::fs::remove_file(flag).unwrap();
+        let limit = samclipseg::remote::INTERNAL_LIMIT;
+        assert!(
+            error.contains("model `raise-segment`")
+                && error.contains("the server answered Internal")
+                && error.contains("CUDA out of memory (a test's flag file)")
+                && error.contains(&format!("{limit} answers in a row")),
+            "{what}: {error}"
+        );
+        // 250 ms doubling: the back-offs before the last answer.
+        assert!(took >= Duration::from_millis(3750), "{what}: {took:?}");
+        let lost = s.stream.take_notices();
+        assert!(
+            matches!(lost.as_slice(), [Notice::ServerLost { .. }]),
+            "{what}: {lost:?}"
+        );
+        println!("{what}: ended after {took:?}: {error}");
+    }
+}

@@ -2,9 +2,43 @@
 //! per model, shared by every stream that uses it. A failed call puts the
 //! server on a back-off, during which calls fail at once without touching the
 //! network, so that frames keep flowing while the server is away.
+//!
+//! Which answers are an outage (`Error::Unavailable`: frames pass as
+//! `pending`, retried after the back-off) and which end the stream
+//! (`Error::Backend`) is decided in [`Client::status_error`]; the rule, as in
+//! docs/remote.md:
+//!
+//! - Always an outage: no connection, a cut connection (`Unknown`,
+//!   `Cancelled`), a deadline passed, `Unavailable` (also Triton's "server is
+//!   stopping") and `ResourceExhausted` (a full queue).
+//! - After the start succeeded, a model that is missing or not ready is an
+//!   outage too: `NotFound`, `FailedPrecondition`, or a message saying "not
+//!   ready", "no available versions" or "unknown model". Triton answers so
+//!   while it drains after a SIGTERM (it unloads its models first and keeps
+//!   answering for up to its exit timeout), while a model is unloaded and
+//!   loaded again (`--model-control-mode=explicit` or `poll`), and from a
+//!   replica that is still loading. Before the first success (at start) the
+//!   same answers are a start error naming the model: nothing ever worked,
+//!   so the repository is the likelier culprit than a restart.
+//! - `Internal` is what Triton answers when one execution failed: an
+//!   exception in a python-backend `execute` (wrapped as "in ensemble ...,
+//!   Failed to process the request(s) ..."), an ONNX Runtime or TensorRT
+//!   failure such as a CUDA out-of-memory, a crashed python stub that Triton
+//!   restarts. Some pass (memory freed by another model, the stub back), some
+//!   never do (a bug in the model): an outage for up to
+//!   [`INTERNAL_LIMIT`] answers in a row (counted once per back-off, so at
+//!   least 3.75 s), then the stream ends with the server's message. Any
+//!   successful inference starts the count again.
+//! - Everything else ends the stream: `InvalidArgument` (a request the model
+//!   refuses: shapes, datatypes), `Unauthenticated`, `PermissionDenied`,
+//!   `Unimplemented`, ...
+//!
+//! After any outage the models' metadata is checked again before the next
+//! inference ([`Client::needs_check`]): a model that comes back with another
+//! signature is refused naming the tensor, as at start.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -21,14 +55,79 @@ use crate::error::{Error, Result};
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// `Internal` answers in a row (one per back-off) that pass as an outage;
+/// the next one ends the stream. With the back-off of 250 ms doubling, the
+/// fifth comes at least 3.75 s after the first: long enough for a transient
+/// failure (an out-of-memory under a burst, a python stub restarting) to
+/// pass, short enough that a model that always fails is an error soon.
+pub const INTERNAL_LIMIT: u32 = 5;
 /// How often a call waiting on the server looks at its job's cancel switch.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Default)]
 struct Health {
     /// Set while the server is away: when the back-off began, how long it
-    /// lasts, and what the server's last failure said.
+    /// lasts, and what the server's last failure said. Cleared only by a
+    /// successful inference: a server that answers its metadata but fails
+    /// every inference is not back, and its back-off keeps growing.
     down: Option<(Instant, Duration, String)>,
+    /// `Internal` answers since the last successful inference, one per
+    /// back-off period (streams failing together count once).
+    internal: u32,
+    /// Counts the outages; the models' metadata was last checked when it
+    /// was `checked`.
+    outages: u64,
+    checked: u64,
+}
+
+/// What one answer of the server means for the stream (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The server or its connection is away.
+    Outage,
+    /// The model is missing or not ready (after the start only).
+    ModelMissing,
+    /// One execution failed on the server (after the start only).
+    Internal,
+    /// The stream ends.
+    Failure,
+}
+
+impl Answer {
+    fn of(status: &tonic::Status, started: bool) -> Answer {
+        use tonic::Code;
+        match status.code() {
+            // Unknown: what tonic reports for a connection cut mid-call.
+            // ResourceExhausted: the server's queue is full (overload passes).
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::ResourceExhausted => Answer::Outage,
+            _ if !started => Answer::Failure,
+            Code::NotFound | Code::FailedPrecondition => Answer::ModelMissing,
+            _ if model_missing(status.message()) => Answer::ModelMissing,
+            Code::Internal => Answer::Internal,
+            _ => Answer::Failure,
+        }
+    }
+}
+
+/// Triton's words for a model it has not (yet, or any more) loaded, whatever
+/// the code: "Request for unknown model: 'x' has no available versions",
+/// "... is not ready", "Server not ready".
+fn model_missing(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["not ready", "no available versions", "unknown model"]
+        .iter()
+        .any(|w| m.contains(w))
+}
+
+/// The server's message without a python traceback ("\n\nAt:\n  model.py(37)
+/// ..."): its first paragraph, on one line.
+fn first_paragraph(message: &str) -> String {
+    let first = message.trim().split("\n\n").next().unwrap_or_default();
+    first.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub struct Client {
@@ -36,6 +135,9 @@ pub struct Client {
     channel: Channel,
     options: RemoteOptions,
     health: Mutex<Health>,
+    /// Set once [`super::RemoteEngines::connect`] succeeded: from then on a
+    /// missing model is an outage, not a start error.
+    started: AtomicBool,
     sent: AtomicU64,
     received: AtomicU64,
 }
@@ -98,6 +200,7 @@ impl Client {
             channel,
             options: options.clone(),
             health: Mutex::new(Health::default()),
+            started: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
         })
@@ -105,6 +208,24 @@ impl Client {
 
     pub fn options(&self) -> &RemoteOptions {
         &self.options
+    }
+
+    /// The start-up checks passed: missing models are an outage from now on.
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Release);
+    }
+
+    /// Whether an outage happened since the models' metadata was last
+    /// checked, and the outage count to hand to [`Client::checked`].
+    pub fn needs_check(&self) -> Option<u64> {
+        let health = self.lock_health();
+        (health.outages != health.checked).then_some(health.outages)
+    }
+
+    /// The metadata was checked after outage number `outages`.
+    pub fn checked(&self, outages: u64) {
+        let mut health = self.lock_health();
+        health.checked = health.checked.max(outages);
     }
 
     /// Bytes of request and response messages since the client was made.
@@ -168,10 +289,7 @@ impl Client {
         });
         match outcome {
             None => Err(Error::Cancelled),
-            Some(Ok(Ok(response))) => {
-                self.lock_health().down = None;
-                Ok(response.into_inner())
-            }
+            Some(Ok(Ok(response))) => Ok(response.into_inner()),
             // tonic enforces `grpc-timeout` itself too, and its expiry comes
             // back as `Cancelled: Timeout expired`, racing the timer above.
             Some(Ok(Err(status))) if started.elapsed() >= timeout => Err(self.status_error(
@@ -199,44 +317,64 @@ impl Client {
         }
     }
 
-    /// Transport failures and deadlines are an outage (retried after a
-    /// back-off); what the server refuses is a failure of its own.
+    /// An answer other than success: an outage (`Error::Unavailable`, the
+    /// server put on a back-off) or a failure that ends the stream, by the
+    /// rule in the module's doc.
     fn status_error(&self, what: &str, timeout: Duration, status: tonic::Status) -> Error {
-        use tonic::Code;
-        // Unknown: what tonic reports for a connection cut mid-call.
-        // ResourceExhausted: the server's queue is full (overload passes).
-        let outage = matches!(
+        let started = self.started.load(Ordering::Acquire);
+        let answer = Answer::of(&status, started);
+        let said = format!(
+            "the server answered {:?}: {}",
             status.code(),
-            Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Unknown
-                | Code::ResourceExhausted
+            first_paragraph(status.message())
         );
-        if !outage {
-            return self.options.error(format!(
-                "{what}: the server answered {:?}: {}",
-                status.code(),
-                status.message()
-            ));
+        if answer == Answer::Failure {
+            return self.options.error(format!("{what}: {said}"));
         }
-        let message = if status.code() == Code::DeadlineExceeded {
-            format!(
-                "no answer within the request timeout of {} ms",
-                timeout.as_millis()
-            )
-        } else {
-            status.message().to_string()
-        };
         let mut health = self.lock_health();
         // Streams failing together count as one failure: the wait doubles
-        // only once the previous one has passed.
-        let wait = match &health.down {
-            Some((since, wait, _)) if since.elapsed() < *wait => *wait,
-            Some((_, wait, _)) => (*wait * 2).min(MAX_BACKOFF),
-            None => FIRST_BACKOFF,
+        // (and an `Internal` answer counts) only once the previous one has
+        // passed.
+        let (wait, new_period) = match &health.down {
+            Some((since, wait, _)) if since.elapsed() < *wait => (*wait, false),
+            Some((_, wait, _)) => ((*wait * 2).min(MAX_BACKOFF), true),
+            None => (FIRST_BACKOFF, true),
+        };
+        let message = match answer {
+            // After the start a call may have had only what was left of the
+            // request timeout (a check of the metadata went first): the
+            // timeout named is the element's setting.
+            Answer::Outage if status.code() == tonic::Code::DeadlineExceeded => format!(
+                "no answer within the request timeout of {} ms",
+                if started {
+                    self.options.timeout
+                } else {
+                    timeout
+                }
+                .as_millis()
+            ),
+            Answer::Outage => status.message().to_string(),
+            Answer::ModelMissing => said,
+            Answer::Internal => {
+                if new_period {
+                    health.internal += 1;
+                }
+                if health.internal >= INTERNAL_LIMIT {
+                    let n = health.internal;
+                    health.internal = 0;
+                    return self.options.error(format!(
+                        "{what}: {said} ({n} answers in a row with no success between: not a passing failure)"
+                    ));
+                }
+                format!(
+                    "{said} (answer {} of {INTERNAL_LIMIT} before the stream ends)",
+                    health.internal
+                )
+            }
+            Answer::Failure => unreachable!(),
         };
         health.down = Some((Instant::now(), wait, message.clone()));
+        health.outages += 1;
         self.unavailable(what, message)
     }
 
@@ -276,7 +414,8 @@ impl Client {
             },
             timeout,
         )?;
-        let r = self.call("model readiness", timeout, |mut c| async move {
+        let what = format!("model `{model}` readiness");
+        let r = self.call(&what, timeout, |mut c| async move {
             c.model_ready(request).await
         });
         match r {
@@ -295,7 +434,8 @@ impl Client {
             },
             timeout,
         )?;
-        self.call("model metadata", timeout, |mut c| async move {
+        let what = format!("model `{model}` metadata");
+        self.call(&what, timeout, |mut c| async move {
             c.model_metadata(request).await
         })
     }
@@ -314,13 +454,15 @@ impl Client {
         })
     }
 
-    /// One inference: `inputs` as (name, datatype, shape, raw little-endian
-    /// bytes), the `outputs` asked for by name, checked to be all there.
+    /// One inference within `timeout`: `inputs` as (name, datatype, shape,
+    /// raw little-endian bytes), the `outputs` asked for by name, checked to
+    /// be all there. Its success ends an outage.
     pub fn infer(
         &self,
         model: &str,
         inputs: Vec<(&str, &str, Vec<i64>, Vec<u8>)>,
         outputs: &[&str],
+        timeout: Duration,
     ) -> Result<Outputs> {
         let mut request = proto::ModelInferRequest {
             model_name: model.to_string(),
@@ -346,12 +488,16 @@ impl Client {
                 });
         }
         let sent = request.encoded_len() as u64;
-        let timeout = self.options.timeout;
         let what = format!("model `{model}`");
         let request = self.request(request, timeout)?;
         let response = self.call(&what, timeout, |mut c| async move {
             c.model_infer(request).await
         })?;
+        {
+            let mut health = self.lock_health();
+            health.down = None;
+            health.internal = 0;
+        }
         self.sent.fetch_add(sent, Ordering::Relaxed);
         self.received
             .fetch_add(response.encoded_len() as u64, Ordering::Relaxed);
@@ -380,5 +526,97 @@ impl Client {
             tensors.push(by_name.swap_remove(i));
         }
         Ok(Outputs { tensors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn answers_are_sorted_by_the_documented_rule() {
+        let missing = "Request for unknown model: 'tiny-sam3-segment' has no available versions";
+        let cases = [
+            // (code, message, at start, while playing)
+            (
+                Code::Unavailable,
+                "Server is stopping",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (
+                Code::Unknown,
+                "connection reset",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (
+                Code::ResourceExhausted,
+                "queue full",
+                Answer::Outage,
+                Answer::Outage,
+            ),
+            (Code::DeadlineExceeded, "", Answer::Outage, Answer::Outage),
+            (
+                Code::NotFound,
+                missing,
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::FailedPrecondition,
+                "loading",
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::InvalidArgument,
+                "model 'x' is not ready",
+                Answer::Failure,
+                Answer::ModelMissing,
+            ),
+            (
+                Code::Internal,
+                "RuntimeError: CUDA out of memory",
+                Answer::Failure,
+                Answer::Internal,
+            ),
+            (
+                Code::InvalidArgument,
+                "unexpected shape for input 'pixels'",
+                Answer::Failure,
+                Answer::Failure,
+            ),
+            (
+                Code::Unauthenticated,
+                "no token",
+                Answer::Failure,
+                Answer::Failure,
+            ),
+            (Code::Unimplemented, "", Answer::Failure, Answer::Failure),
+        ];
+        for (code, message, start, playing) in cases {
+            let status = Status::new(code, message);
+            assert_eq!(
+                Answer::of(&status, false),
+                start,
+                "{code:?} {message} at start"
+            );
+            assert_eq!(
+                Answer::of(&status, true),
+                playing,
+                "{code:?} {message} playing"
+            );
+        }
+    }
+
+    #[test]
+    fn a_python_traceback_is_left_out_of_the_message() {
+        let m = "Failed to process the request(s) for model 'x_0_0', message: RuntimeError: boom\n\nAt:\n  /repo/x/1/model.py(37): execute\n";
+        assert_eq!(
+            first_paragraph(m),
+            "Failed to process the request(s) for model 'x_0_0', message: RuntimeError: boom"
+        );
     }
 }

@@ -15,10 +15,10 @@ mod client;
 mod contract;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::Client;
-pub use client::MAX_MESSAGE_BYTES;
+pub use client::{INTERNAL_LIMIT, MAX_MESSAGE_BYTES};
 
 /// Prompts per text-encoder request: `engines/triton_repo.py`'s default
 /// `max_batch_size`.
@@ -170,6 +170,7 @@ impl RemoteEngines {
             let metadata = client.metadata(&model.name, wait)?;
             model.check(&metadata).map_err(|m| options.error(m))?;
         }
+        client.mark_started();
         log::info!(
             "bundle {}: engines on {} (models {}, {})",
             manifest.bundle.name,
@@ -207,6 +208,41 @@ impl RemoteEngines {
         }))
     }
 
+    /// One inference on `model`, within the request timeout all told: after
+    /// an outage the models' metadata is checked again first (a synchronous
+    /// frame still waits at most `request-timeout`).
+    fn infer(
+        &self,
+        model: &ModelContract,
+        inputs: Vec<(&str, &str, Vec<i64>, Vec<u8>)>,
+        outputs: &[&str],
+    ) -> Result<client::Outputs> {
+        let deadline = Instant::now() + self.options().timeout;
+        self.check_again(deadline)?;
+        self.client
+            .infer(&model.name, inputs, outputs, left(deadline))
+    }
+
+    /// After an outage, before the next inference: both models' metadata
+    /// against the bundle again. The server may have come back with another
+    /// repository under the same names (another bundle deployed, a model
+    /// replaced while it was unloaded); that is refused naming the tensor,
+    /// as at start. An outage answer keeps the outage.
+    fn check_again(&self, deadline: Instant) -> Result<()> {
+        let Some(outages) = self.client.needs_check() else {
+            return Ok(());
+        };
+        for model in [&self.text, &self.segment] {
+            let metadata = self.client.metadata(&model.name, left(deadline))?;
+            model.check(&metadata).map_err(|m| {
+                self.options()
+                    .error(format!("after the server came back: {m}"))
+            })?;
+        }
+        self.client.checked(outages);
+        Ok(())
+    }
+
     /// Text features [n, context, D] of tokenised prompts ([n, context] each),
     /// in requests of at most [`TEXT_BATCH`] prompts (the repository's
     /// `max_batch_size`).
@@ -219,8 +255,8 @@ impl RemoteEngines {
         {
             let rows = ids.len() / ctx;
             let shape = vec![rows as i64, ctx as i64];
-            let out = self.client.infer(
-                &self.text.name,
+            let out = self.infer(
+                &self.text,
                 vec![
                     ("input_ids", "INT64", shape.clone(), le_bytes_i64(ids)),
                     ("attention_mask", "INT64", shape, le_bytes_i64(mask)),
@@ -272,8 +308,8 @@ impl RemoteEngines {
         let n = text_features.shape[0] as i64;
         let ctx = text_features.shape[1] as i64;
         let text_shape: Vec<i64> = text_features.shape.iter().map(|d| *d as i64).collect();
-        let out = self.client.infer(
-            &self.segment.name,
+        let out = self.infer(
+            &self.segment,
             vec![
                 (
                     "pixels",
@@ -342,6 +378,14 @@ impl RemoteEngines {
             kept_masks,
         })
     }
+}
+
+/// What is left until `deadline`; at least 1 ms, so that a call past it
+/// fails as a deadline (an outage) rather than with a zero timeout.
+fn left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
 }
 
 fn le_bytes_i64(v: &[i64]) -> Vec<u8> {

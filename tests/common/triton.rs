@@ -40,16 +40,25 @@ fn work_dir(name: &str) -> PathBuf {
 
 /// Writes a python-backend repository for each bundle into one directory.
 pub fn repository(name: &str, bundles: &[&Path]) -> PathBuf {
+    let bundles: Vec<(&Path, Option<&str>)> = bundles.iter().map(|b| (*b, None)).collect();
+    repository_with_prefixes(name, &bundles)
+}
+
+/// As [`repository`], each bundle's models named with its prefix (None: the
+/// bundle's name), as `triton_repo.py --prefix` names them.
+pub fn repository_with_prefixes(name: &str, bundles: &[(&Path, Option<&str>)]) -> PathBuf {
     let repo = work_dir(name).join("repo");
-    for bundle in bundles {
-        let out = Command::new(python())
-            .arg(root().join("engines/triton_repo.py"))
+    for (bundle, prefix) in bundles {
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("engines/triton_repo.py"))
             .arg(bundle)
             .arg(&repo)
             .arg("--python-backend")
-            .arg("--no-verify")
-            .output()
-            .expect("run engines/triton_repo.py");
+            .arg("--no-verify");
+        if let Some(prefix) = prefix {
+            cmd.arg("--prefix").arg(prefix);
+        }
+        let out = cmd.output().expect("run engines/triton_repo.py");
         assert!(
             out.status.success(),
             "triton_repo.py {} failed:\n{}{}",
@@ -74,6 +83,9 @@ pub struct Triton {
     pub port: u16,
     repo: PathBuf,
     tls: Option<(PathBuf, PathBuf)>,
+    /// `--model-control-mode=explicit --load-model=*`: models are unloaded
+    /// and loaded through the repository API ([`model_control`]).
+    explicit: bool,
     work: PathBuf,
     log: PathBuf,
 }
@@ -92,13 +104,29 @@ impl Triton {
         )
     }
 
+    /// Starts a server with explicit model control (every model loaded at
+    /// start); see [`model_control`].
+    pub fn start_explicit(repo: &Path) -> Triton {
+        Triton::start_with(repo, free_port(), None, true)
+    }
+
     fn start_on(repo: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>) -> Triton {
+        Triton::start_with(repo, port, tls, false)
+    }
+
+    fn start_with(
+        repo: &Path,
+        port: u16,
+        tls: Option<(PathBuf, PathBuf)>,
+        explicit: bool,
+    ) -> Triton {
         let work = work_dir(&format!("server-{port}"));
         let mut t = Triton {
             child: None,
             port,
             repo: repo.to_path_buf(),
             tls,
+            explicit,
             log: work.join("tritonserver.log"),
             work,
         };
@@ -138,6 +166,9 @@ impl Triton {
         if let Some((cert, key)) = &self.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
+        if self.explicit {
+            cmd.args(["--model-control-mode", "explicit"]);
+        }
         let child = cmd.spawn().expect("start tritonserver");
         self.child = Some(child);
         let started = Instant::now();
@@ -171,6 +202,33 @@ impl Triton {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGTERM and returns at once, keeping the process: Triton
+    /// unloads its models and drains (answering `NotFound` for them) before
+    /// it exits; see [`Triton::running`] and [`Triton::wait_exit`].
+    pub fn terminate(&mut self) {
+        let child = self.child.as_ref().expect("the server is running");
+        // SAFETY: kill(2) on our own child's PID, which wait() has not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Whether the server process is still there (it may be draining).
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits for the process to exit after [`Triton::terminate`] (SIGKILL
+    /// after `limit`); then [`Triton::restart`] starts it again.
+    pub fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
     }
 
     /// Stops the server by its PID with SIGTERM, as a service manager would
@@ -215,6 +273,29 @@ impl Drop for Triton {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Loads or unloads models of an explicit-control server on `port`, in
+/// order, through the gRPC repository API (tritonclient of .venv-triton);
+/// `action` is "load" or "unload". A load returns once the model is ready.
+pub fn model_control(port: u16, action: &str, models: &[&str]) {
+    assert!(action == "load" || action == "unload", "{action}");
+    let script = format!(
+        "import sys, tritonclient.grpc as g\n\
+         c = g.InferenceServerClient('127.0.0.1:{port}')\n\
+         for m in sys.argv[1:]:\n    c.{action}_model(m)\n"
+    );
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(models)
+        .output()
+        .expect("run tritonclient");
+    assert!(
+        out.status.success(),
+        "{action} {models:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 static AT_EXIT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());

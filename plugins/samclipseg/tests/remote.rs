@@ -261,3 +261,117 @@ fn a_server_killed_and_restarted_mid_stream_costs_no_frame_and_inference_resumes
         restarted.elapsed().as_secs_f32()
     );
 }
+
+/// A Triton server asked to stop (SIGTERM: it unloads its models and keeps
+/// answering NotFound for them while it drains) and started again on the
+/// same port, in both modes: every frame comes out, `pending` while the
+/// server is away, one warning each way, fresh results after.
+#[test]
+fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode() {
+    let repo = triton::repository("element-sigterm", &[&tiny_bundle()]);
+    let mut server = Triton::start(&repo);
+    let photo = photo("astronaut.png");
+    let url = server.url();
+    for asynchronous in [false, true] {
+        let what = if asynchronous {
+            "asynchronous"
+        } else {
+            "synchronous"
+        };
+        let mut h = harness(&[
+            ("backend", &samclipseg::BackendKind::Remote),
+            ("server", &url),
+            ("threshold", &0.1f32),
+            ("prompt", &"a person"),
+            ("reuse-threshold", &0.0f32),
+            ("request-timeout", &2000u32),
+            ("asynchronous", &asynchronous),
+            ("max-latency", &1500u32),
+        ]);
+        let bus = gst::Bus::new();
+        h.element().unwrap().set_bus(Some(&bus));
+        h.set_src_caps(photo.caps("RGBA"));
+        let mut n = 0u64;
+        let mut push = |h: &mut gst_check::Harness| {
+            let out = h
+                .push_and_pull(photo.rgba_buffer(n))
+                .unwrap_or_else(|e| panic!("{what}: frame {n} did not come out: {e:?}"));
+            n += 1;
+            SamClipSegMeta::from_buffer(&out)
+                .unwrap()
+                .segmentation()
+                .clone()
+        };
+        let until_fresh =
+            |h: &mut gst_check::Harness,
+             push: &mut dyn FnMut(&mut gst_check::Harness) -> Segmentation| {
+                let started = Instant::now();
+                loop {
+                    let m = push(h);
+                    if m.state == InferenceState::Fresh {
+                        assert!(!m.instances.is_empty(), "{what}");
+                        return;
+                    }
+                    assert!(
+                        matches!(
+                            m.state,
+                            InferenceState::Pending | InferenceState::ReusedResult
+                        ),
+                        "{what}: {:?}",
+                        m.state
+                    );
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "{what}: no fresh result"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+        until_fresh(&mut h, &mut push);
+        assert!(warnings(&bus).is_empty(), "{what}");
+        server.terminate();
+        let mut lost = Vec::new();
+        let mut lost_while_draining = false;
+        while server.running() {
+            let m = push(&mut h);
+            if !lost.is_empty() {
+                assert_eq!(m.state, InferenceState::Pending, "{what}");
+                assert!(m.instances.is_empty());
+            }
+            lost.extend(warnings(&bus));
+            lost_while_draining |= !lost.is_empty() && server.running();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.wait_exit(Duration::from_secs(30));
+        for _ in 0..3 {
+            let m = push(&mut h);
+            assert_eq!(m.state, InferenceState::Pending, "{what}");
+        }
+        lost.extend(warnings(&bus));
+        assert!(
+            lost_while_draining,
+            "{what}: the outage began while the server drained"
+        );
+        assert_eq!(
+            lost.len(),
+            1,
+            "{what}: one warning for the outage: {lost:?}"
+        );
+        assert!(
+            lost[0].contains(&url)
+                && lost[0].contains("does not answer")
+                && lost[0].contains("model `tiny-sam3-"),
+            "{what}: {lost:?}"
+        );
+        server.restart();
+        until_fresh(&mut h, &mut push);
+        let back = warnings(&bus);
+        assert_eq!(
+            back.len(),
+            1,
+            "{what}: one warning when the server is back: {back:?}"
+        );
+        assert!(back[0].contains("answers again"), "{what}: {back:?}");
+        println!("{what}: {n} frames in, {n} out; {}", lost[0]);
+    }
+}
