@@ -37,6 +37,10 @@ pub struct AppState {
     /// pipeline also needs. The permit goes into the blocking task, so a
     /// client that hangs up does not free it before the run ends.
     picture_turn: Arc<tokio::sync::Semaphore>,
+    /// Pictures in flight, from the first byte of the upload to the end of
+    /// their run: [`PICTURES_IN_FLIGHT`]; one more is refused at once (503),
+    /// so that uploads waiting for their turn cannot pile up in memory.
+    picture_slots: Arc<tokio::sync::Semaphore>,
     /// One suggestion at a time; a second is refused at once (429), so that
     /// requests cannot pile up on the element the live pipeline runs.
     suggest_turn: Arc<tokio::sync::Semaphore>,
@@ -61,6 +65,7 @@ impl AppState {
             facts,
             pictures: Mutex::new(Store::new(results_bytes)),
             picture_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            picture_slots: Arc::new(tokio::sync::Semaphore::new(PICTURES_IN_FLIGHT)),
             suggest_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: tokio::sync::watch::channel(false).0,
         }
@@ -73,6 +78,9 @@ impl AppState {
 }
 
 type Shared = State<Arc<AppState>>;
+
+/// Pictures being uploaded or segmented at once: one running, one arriving.
+pub const PICTURES_IN_FLIGHT: usize = 2;
 
 pub struct ApiError {
     status: StatusCode,
@@ -543,6 +551,18 @@ async fn post_image(
     if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
         return Err(upload_too_large());
     }
+    let Ok(slot) = s.picture_slots.clone().try_acquire_owned() else {
+        let mut busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{PICTURES_IN_FLIGHT} pictures are being sent or segmented already: try again when one is done"
+            ),
+        )
+        .into_response();
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return Ok(busy);
+    };
     let form = form.map_err(|e| {
         ApiError::bad(format!(
             "expected a multipart/form-data body with fields image, prompt, threshold, smoothness: {}",
@@ -585,6 +605,7 @@ async fn post_image(
     let p = prompt.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _turn = turn;
+        let _slot = slot;
         let pic = picture::decode(&bytes).map_err(ApiError::from)?;
         picture::segment(&bundle, &bytes, pic, &p, threshold, smoothness)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))

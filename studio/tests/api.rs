@@ -920,6 +920,31 @@ fn a_full_size_picture_stays_within_its_memory_bound() {
     let (status, v) = studio.post_image(Some(("noise.png", &noise)), &[("prompt", "red circle")]);
     assert_eq!(status, 200, "{v}");
     let holding = studio.memory_kb("VmRSS");
+    // Four downloads of its 12 MB annotated PNG that are never read: each
+    // shares the kept bytes (a copy each would be 48 MB more).
+    let annotated = v["annotated"].as_str().unwrap();
+    let unread: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", studio.port)).unwrap();
+            write!(
+                s,
+                "GET {annotated} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                studio.port
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let downloading = studio.memory_kb("VmRSS");
+    drop(unread);
+    assert!(
+        downloading < holding + 12 * MB,
+        "four unread downloads took resident memory from {} to {} MB",
+        holding / MB,
+        downloading / MB
+    );
     // ...until results of the scene push them out of the 8 MB.
     let png = std::fs::read(scene()).unwrap();
     for _ in 0..2 {
@@ -935,12 +960,14 @@ fn a_full_size_picture_stays_within_its_memory_bound() {
     let settled = studio.memory_kb("VmRSS");
     eprintln!(
         "8192x8192 zeros ({} KB) in {took:?}: resident idle {} MB, peak {} MB (+{} MB); \
-         holding a 2048x2048 noise result {} MB; after its eviction {} MB",
+         holding a 2048x2048 noise result {} MB, {} MB with four unread downloads of it; \
+         after its eviction {} MB",
         zeros.len() / 1024,
         idle / MB,
         peak / MB,
         (peak - idle) / MB,
         holding / MB,
+        downloading / MB,
         settled / MB
     );
     // One full-size RGBA copy (256 MB), its mask (64 MB) and the rest: +331
@@ -957,4 +984,44 @@ fn a_full_size_picture_stays_within_its_memory_bound() {
         settled / MB,
         idle / MB
     );
+}
+
+#[test]
+fn pictures_in_flight_are_bounded_and_a_third_is_refused_at_once() {
+    use std::io::Write;
+    let studio = Studio::start("in-flight", &scene(), &[]);
+    let port = studio.port;
+    // Two uploads of 10 MB that stall after their first bytes.
+    let stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                s,
+                "POST /api/image HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                 Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n\
+                 --b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let png = std::fs::read(scene()).unwrap();
+    let t = std::time::Instant::now();
+    let (status, v) = studio.post_image(Some(("scene.png", &png)), &[("prompt", "red circle")]);
+    assert_eq!(status, 503, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("2 pictures"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // The stalled ones hang up: their places free.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = studio.post_image(Some(("scene.png", &png)), &[("prompt", "red circle")]);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{v}");
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
