@@ -700,6 +700,28 @@ fn suggestions_come_one_at_a_time() {
     let studio = Studio::start("suggest-one", &scene(), &[]);
     studio.wait_live("a first frame", |v| v["frame"].is_object());
     let url = format!("{}/api/suggest?k=50", studio.url);
+    // The live frame number, watched while the suggestions run: the longest
+    // time it stands still.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (live, running) = (format!("{}/api/live", studio.url), running.clone());
+        std::thread::spawn(move || {
+            let (mut last, mut since, mut longest) = (0, std::time::Instant::now(), Duration::ZERO);
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = agent().get(&live).call().unwrap();
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+                let n = v["frame"]["number"].as_u64().unwrap_or(0);
+                if n != last {
+                    (last, since) = (n, std::time::Instant::now());
+                }
+                longest = longest.max(since.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            longest
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
     let answers: Vec<(u16, serde_json::Value, Duration)> = (0..6)
         .map(|_| {
@@ -718,7 +740,16 @@ fn suggestions_come_one_at_a_time() {
         .into_iter()
         .map(|t| t.join().unwrap())
         .collect();
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let stood_still = watcher.join().unwrap();
     let statuses: Vec<(u16, Duration)> = answers.iter().map(|a| (a.0, a.2)).collect();
+    eprintln!(
+        "suggestions {statuses:?}; the live frame number stood still for {stood_still:?} at most"
+    );
+    assert!(
+        stood_still < Duration::from_secs(1),
+        "the live frames stood still for {stood_still:?} while a suggestion ran"
+    );
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     let busy: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
     assert!(ok >= 1, "{statuses:?}");
@@ -1024,4 +1055,50 @@ fn pictures_in_flight_are_bounded_and_a_third_is_refused_at_once() {
         assert!(std::time::Instant::now() < deadline, "{v}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn fifty_mjpeg_viewers_each_get_frames_and_are_never_taken_for_idle() {
+    use std::io::{Read, Write};
+    let studio = Studio::start("viewers", &scene(), &[]);
+    studio.wait_live("frames", |v| v["frame"].is_object());
+    let port = studio.port;
+    let mut viewers: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            write!(
+                s,
+                "GET /live.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Each reads two whole frames now, and more after the idle timeout
+    // (10 s) has passed: a stream in progress is not an idle connection.
+    let frames_of = |s: &mut std::net::TcpStream, n: usize| {
+        let mut seen = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut tail = Vec::new();
+        while seen < n {
+            let got = s.read(&mut buf).expect("the stream goes on");
+            assert!(got > 0, "the stream ended");
+            tail.extend_from_slice(&buf[..got]);
+            seen += tail
+                .windows(4)
+                .filter(|w| *w == b"\xff\xd8\xff\xe0" || *w == b"\xff\xd8\xff\xdb")
+                .count();
+            let keep = tail.len().saturating_sub(3);
+            tail.drain(..keep);
+        }
+    };
+    for s in viewers.iter_mut() {
+        frames_of(s, 2);
+    }
+    std::thread::sleep(Duration::from_secs(11));
+    for s in viewers.iter_mut() {
+        frames_of(s, 2);
+    }
+    assert_eq!(studio.get_json("/api/live").0, 200);
 }
