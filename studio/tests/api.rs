@@ -946,6 +946,38 @@ fn a_full_size_picture_stays_within_its_memory_bound() {
     assert_eq!(status, 200, "{v}");
     let took = t.elapsed();
     let peak = studio.memory_kb("VmHWM");
+    // The largest upload allowed in bytes: 8192x8192 of noise as a 20 MB
+    // JPEG (GStreamer's jpegenc, as the tests have GStreamer anyway).
+    let jpeg_path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("noise-8192.jpg");
+    let made = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "pattern=snow",
+            "num-buffers=1",
+            "!",
+            "video/x-raw,width=8192,height=8192",
+            "!",
+            "jpegenc",
+            "quality=27",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", jpeg_path.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let jpeg = std::fs::read(&jpeg_path).unwrap();
+    assert!(
+        (19 << 20..=20 << 20).contains(&jpeg.len()),
+        "{} bytes",
+        jpeg.len()
+    );
+    let t = std::time::Instant::now();
+    let (status, v) = studio.post_image(Some(("noise.jpg", &jpeg)), &[("prompt", "red circle")]);
+    assert_eq!(status, 200, "{v}");
+    let jpeg_took = t.elapsed();
+    let jpeg_peak = studio.memory_kb("VmHWM");
     // A 12 MB noise picture: its results (its 12 MB annotated PNG) are kept...
     let noise = noise_png(2048, 2048, 7);
     let (status, v) = studio.post_image(Some(("noise.png", &noise)), &[("prompt", "red circle")]);
@@ -1000,6 +1032,20 @@ fn a_full_size_picture_stays_within_its_memory_bound() {
         holding / MB,
         downloading / MB,
         settled / MB
+    );
+    eprintln!(
+        "8192x8192 noise JPEG ({} MB) in {jpeg_took:?}: peak {} MB (+{} MB)",
+        jpeg.len() >> 20,
+        jpeg_peak / MB,
+        (jpeg_peak - idle) / MB
+    );
+    // One full-size RGBA copy, the kept 200 MB annotated PNG, the JPEG
+    // decoder's own buffers: +732 MB measured; before, +1,480 MB.
+    assert!(
+        jpeg_peak - idle < 896 * MB,
+        "peak {} MB over an idle {} MB for the 20 MB JPEG",
+        jpeg_peak / MB,
+        idle / MB
     );
     // One full-size RGBA copy (256 MB), its mask (64 MB) and the rest: +331
     // MB measured, +519 MB once; before, +716 MB.
