@@ -135,6 +135,9 @@ pub struct Guarded {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     open: Arc<Mutex<Vec<Weak<Slot>>>>,
+    /// When `open` is next cleared of closed connections (their `Weak`s
+    /// keep a little memory each): twice what was open after the last time.
+    prune_at: usize,
     start: Instant,
 }
 
@@ -145,6 +148,7 @@ impl Guarded {
             inner,
             permits: Arc::new(Semaphore::new(cap)),
             open: Arc::new(Mutex::new(Vec::new())),
+            prune_at: 64,
             start: Instant::now(),
         }
     }
@@ -221,7 +225,14 @@ impl Listener for Guarded {
                 reader: Mutex::new(None),
                 start: self.start,
             });
-            lock(&self.open).push(Arc::downgrade(&slot));
+            {
+                let mut open = lock(&self.open);
+                open.push(Arc::downgrade(&slot));
+                if open.len() >= self.prune_at {
+                    open.retain(|w| w.strong_count() > 0);
+                    self.prune_at = (2 * open.len()).max(64);
+                }
+            }
             let io = GuardedIo {
                 stream,
                 slot,
