@@ -590,6 +590,25 @@ fn the_page_cannot_be_framed_and_every_error_is_json() {
 }
 
 #[test]
+fn off_loopback_the_request_s_host_is_not_trusted() {
+    // Bound to every address without --allow-host: loopback's names only.
+    let studio = Studio::start("any-host", &scene(), &["--bind", "0.0.0.0"]);
+    let port = studio.port;
+    for (host, expected) in [
+        (format!("evil.example:{port}"), " 403 "),
+        (format!("127.0.0.1:{port}"), " 200 "),
+    ] {
+        let line = studio.raw_status(
+            &format!(
+                "POST /api/live HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json"
+            ),
+            "{}",
+        );
+        assert!(line.contains(expected), "{host}: {line}");
+    }
+}
+
+#[test]
 fn off_loopback_only_the_allowed_host_names_are_answered() {
     let studio = Studio::start(
         "allow-host",
@@ -645,8 +664,8 @@ fn off_loopback_only_the_allowed_host_names_are_answered() {
 }
 
 #[test]
-fn results_and_suggestions_are_same_site_and_results_keep_to_a_byte_budget() {
-    let studio = Studio::start("results-budget", &scene(), &["--results-mb", "1"]);
+fn results_and_suggestions_are_refused_to_other_sites() {
+    let studio = Studio::start("results-same-site", &scene(), &[]);
     studio.wait_live("a first frame", |v| v["frame"].is_object());
     let host = format!("127.0.0.1:{}", studio.port);
     let png = std::fs::read(scene()).unwrap();
@@ -669,7 +688,15 @@ fn results_and_suggestions_are_same_site_and_results_keep_to_a_byte_budget() {
         "",
     );
     assert!(line.contains(" 200 "), "the page's own download: {line}");
+}
 
+#[test]
+fn results_keep_to_a_byte_budget() {
+    let studio = Studio::start("results-budget", &scene(), &["--results-mb", "1"]);
+    let png = std::fs::read(scene()).unwrap();
+    let (status, first) = studio.post_image(Some(("scene.png", &png)), &[("prompt", "red circle")]);
+    assert_eq!(status, 200, "{first}");
+    let cutout = first["cutout"].as_str().unwrap();
     // Two noise pictures of about 1 MB each: with 1 MB for results, each
     // drops everything older.
     let mut links = Vec::new();
