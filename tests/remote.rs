@@ -567,6 +567,9 @@ struct Explicit {
     server: Triton,
     repo: PathBuf,
     raise_flag: PathBuf,
+    /// One test at a time: while one has a model unloaded the whole server is
+    /// not ready (`--strict-readiness`), and another test's start fails.
+    turn: std::sync::Mutex<()>,
 }
 
 fn explicit() -> &'static Explicit {
@@ -599,12 +602,14 @@ fn explicit() -> &'static Explicit {
             server,
             repo,
             raise_flag,
+            turn: std::sync::Mutex::new(()),
         }
     })
 }
 
 #[test]
 fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
+    let _turn = samclipseg::sync::lock(&explicit().turn);
     let server = &explicit().server;
     let (url, port) = (server.url(), server.port);
     for asynchronous in [false, true] {
@@ -650,6 +655,7 @@ fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
 #[test]
 fn a_model_that_comes_back_with_another_signature_ends_the_stream_naming_the_tensor() {
     let e = explicit();
+    let _turn = samclipseg::sync::lock(&e.turn);
     let port = e.server.port;
     // The toy bundle's repository under the same names: its text features
     // are 64 wide where the tiny bundle's are 32.
@@ -710,6 +716,7 @@ fn a_model_that_comes_back_with_another_signature_ends_the_stream_naming_the_ten
 #[test]
 fn internal_answers_are_an_outage_until_they_repeat_then_the_stream_ends() {
     let e = explicit();
+    let _turn = samclipseg::sync::lock(&e.turn);
     let url = e.server.url();
     let flag = &e.raise_flag;
     for asynchronous in [false, true] {
