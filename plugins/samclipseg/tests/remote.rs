@@ -184,20 +184,28 @@ fn warnings(bus: &gst::Bus) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_server_killed_and_restarted_mid_stream_costs_no_frame_and_inference_resumes() {
-    let repo = triton::repository("element-restart", &[&tiny_bundle()]);
-    let mut server = Triton::start(&repo);
-    let photo = photo("astronaut.png");
-    let url = server.url();
-    let mut h = harness(&[
+/// The element on the server at `url`, as the restart tests run it: every
+/// frame fresh (no reuse), a low threshold, a 2 s request timeout.
+fn restart_harness(url: &str, extra: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
+    let mut props: Vec<(&str, &dyn ToValue)> = vec![
         ("backend", &samclipseg::BackendKind::Remote),
         ("server", &url),
         ("threshold", &0.1f32),
         ("prompt", &"a person"),
         ("reuse-threshold", &0.0f32),
         ("request-timeout", &2000u32),
-    ]);
+    ];
+    props.extend_from_slice(extra);
+    harness(&props)
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_stream_costs_no_frame_and_inference_resumes() {
+    let repo = triton::repository("element-restart", &[&tiny_bundle()]);
+    let mut server = Triton::start(&repo);
+    let photo = photo("astronaut.png");
+    let url = server.url();
+    let mut h = restart_harness(&url, &[]);
     let bus = gst::Bus::new();
     h.element().unwrap().set_bus(Some(&bus));
     let _ = warnings(&bus);
@@ -278,16 +286,10 @@ fn a_server_stopped_with_sigterm_and_started_again_costs_no_frame_in_either_mode
         } else {
             "synchronous"
         };
-        let mut h = harness(&[
-            ("backend", &samclipseg::BackendKind::Remote),
-            ("server", &url),
-            ("threshold", &0.1f32),
-            ("prompt", &"a person"),
-            ("reuse-threshold", &0.0f32),
-            ("request-timeout", &2000u32),
-            ("asynchronous", &asynchronous),
-            ("max-latency", &1500u32),
-        ]);
+        let mut h = restart_harness(
+            &url,
+            &[("asynchronous", &asynchronous), ("max-latency", &1500u32)],
+        );
         let bus = gst::Bus::new();
         h.element().unwrap().set_bus(Some(&bus));
         h.set_src_caps(photo.caps("RGBA"));
