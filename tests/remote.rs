@@ -607,6 +607,41 @@ fn explicit() -> &'static Explicit {
     })
 }
 
+/// A server shared with other models: one of them failed to load, which
+/// makes the whole server not ready under `--strict-readiness`, must not
+/// refuse the start of a bundle whose own models are ready.
+#[test]
+fn another_model_that_failed_to_load_does_not_refuse_the_start() {
+    let e = explicit();
+    let _turn = samclipseg::sync::lock(&e.turn);
+    let (url, port) = (e.server.url(), e.server.port);
+    let broken = e.repo.join("broken");
+    std::fs::create_dir_all(broken.join("1")).unwrap();
+    std::fs::write(
+        broken.join("config.pbtxt"),
+        "name: \"broken\"\nbackend: \"python\"\nmax_batch_size: 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        broken.join("1/model.py"),
+        "raise RuntimeError(\"this model never loads (a test's)\")\n",
+    )
+    .unwrap();
+    assert!(
+        std::panic::catch_unwind(|| triton::model_control(port, "load", &["broken"])).is_err(),
+        "the broken model loaded"
+    );
+    let started = std::panic::catch_unwind(|| {
+        let mut s = Streaming::new(&url, Some("reload"), false);
+        s.until_fresh("synchronous", Duration::from_secs(30));
+    });
+    let _ = std::panic::catch_unwind(|| triton::model_control(port, "unload", &["broken"]));
+    std::fs::remove_dir_all(&broken).unwrap();
+    if let Err(panic) = started {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[test]
 fn a_model_unloaded_and_loaded_again_while_streaming_costs_no_frame() {
     let _turn = samclipseg::sync::lock(&explicit().turn);

@@ -378,8 +378,12 @@ impl Client {
         self.unavailable(what, message)
     }
 
-    /// Liveness and readiness, within `timeout` (the start-up check).
-    pub fn check_ready(&self, timeout: Duration) -> Result<()> {
+    /// Liveness, within `timeout` (the start-up check). The server's own
+    /// readiness is not asked: under `--strict-readiness` it is false while
+    /// any of its models loads, and a server shared with other models would
+    /// refuse our start although our two are ready; `RemoteEngines::connect`
+    /// asks for those two instead.
+    pub fn check_live(&self, timeout: Duration) -> Result<()> {
         let request = self.request(proto::ServerLiveRequest {}, timeout)?;
         let live = self.call("server liveness", timeout, |mut c| async move {
             c.server_live(request).await
@@ -393,15 +397,6 @@ impl Client {
         })?;
         if !live.live {
             return Err(self.options.error("the server says it is not live"));
-        }
-        let request = self.request(proto::ServerReadyRequest {}, timeout)?;
-        let ready = self.call("server readiness", timeout, |mut c| async move {
-            c.server_ready(request).await
-        })?;
-        if !ready.ready {
-            return Err(self
-                .options
-                .error("the server is live but not ready: its models are still loading or failed to load; see its log"));
         }
         Ok(())
     }

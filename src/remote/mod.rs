@@ -152,7 +152,7 @@ impl RemoteEngines {
         }
         let client = Client::new(options)?;
         let wait = options.connect_timeout;
-        client.check_ready(wait)?;
+        client.check_live(wait)?;
         let prefix = options
             .model_prefix
             .clone()
@@ -161,7 +161,7 @@ impl RemoteEngines {
         for model in [&text, &segment] {
             if !client.model_ready(&model.name, wait)? {
                 return Err(options.error(format!(
-                    "model `{}` is not ready on the server: the repository has no such model, or it failed to load; \
+                    "model `{}` is not ready on the server: it is still loading, failed to load, or the repository has no such model; \
                      write the repository for this bundle with `engines/triton_repo.py {} REPO` (model prefix `{prefix}`)",
                     model.name,
                     manifest.bundle.name
