@@ -255,16 +255,15 @@ async fn live_update(
     body: Result<axum::Json<Update>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let axum::Json(update) = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        unreadable_body(
+            e.status(),
+            e.body_text(),
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the settings are larger than 2 MB",
-            )
-        } else if e.body_text().contains(BODY_TIMED_OUT) {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, BODY_TIMED_OUT)
-        } else {
-            ApiError::bad(format!("bad settings: {}", e.body_text()))
-        }
+            ),
+            "bad settings",
+        )
     })?;
     let preview = s.preview.clone();
     tokio::task::spawn_blocking(move || preview.update(&update))
@@ -468,14 +467,11 @@ async fn suggest(
         )));
     }
     let Ok(turn) = s.suggest_turn.clone().try_acquire_owned() else {
-        let mut busy = ApiError::new(
+        return Ok(busy(
             StatusCode::TOO_MANY_REQUESTS,
-            "a suggestion is being made already: one at a time, try again in a moment",
-        )
-        .into_response();
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return Ok(busy);
+            "a suggestion is being made already: one at a time, try again in a moment".into(),
+            "1",
+        ));
     };
     let preview = s.preview.clone();
     let phrases = tokio::task::spawn_blocking(move || {
@@ -508,13 +504,12 @@ async fn read_form(mut form: Multipart) -> Result<PictureForm, ApiError> {
         smoothness: None,
     };
     let broken = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            upload_too_large()
-        } else if e.body_text().contains(BODY_TIMED_OUT) {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, BODY_TIMED_OUT)
-        } else {
-            ApiError::bad(format!("cannot read the form: {}", e.body_text()))
-        }
+        unreadable_body(
+            e.status(),
+            e.body_text(),
+            upload_too_large(),
+            "cannot read the form",
+        )
     };
     while let Some(field) = form.next_field().await.map_err(broken)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -527,6 +522,29 @@ async fn read_form(mut form: Multipart) -> Result<PictureForm, ApiError> {
         }
     }
     Ok(out)
+}
+
+/// A body axum could not read: above its limit (`too_large`), stalled (408,
+/// see `drain`), or malformed (400, `what: ...`).
+fn unreadable_body(status: StatusCode, text: String, too_large: ApiError, what: &str) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large
+    } else if text.contains(BODY_TIMED_OUT) {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, BODY_TIMED_OUT)
+    } else {
+        ApiError::bad(format!("{what}: {text}"))
+    }
+}
+
+/// Refused at once because the server is busy with the one(s) allowed:
+/// try again after `retry_after` seconds.
+fn busy(status: StatusCode, message: String, retry_after: &'static str) -> Response {
+    let mut res = ApiError::new(status, message).into_response();
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(retry_after),
+    );
+    res
 }
 
 /// An upload above the limit, by its Content-Length or as it streams in.
@@ -552,16 +570,13 @@ async fn post_image(
         return Err(upload_too_large());
     }
     let Ok(slot) = s.picture_slots.clone().try_acquire_owned() else {
-        let mut busy = ApiError::new(
+        return Ok(busy(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "{PICTURES_IN_FLIGHT} pictures are being sent or segmented already: try again when one is done"
             ),
-        )
-        .into_response();
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return Ok(busy);
+            "5",
+        ));
     };
     let form = form.map_err(|e| {
         ApiError::bad(format!(
