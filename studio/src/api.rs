@@ -632,7 +632,7 @@ async fn post_image(
     let id = lock(&s.pictures).keep(outcome);
     // A picture's buffers, and the results it pushed out, go back to the
     // system: the allocator keeps freed memory otherwise.
-    crate::conns::give_memory_back();
+    crate::heap::give_memory_back();
     info!(
         "picture {id}: {width}x{height}, {prompt:?}: {} instance(s)",
         instances.len()

@@ -11,6 +11,7 @@ mod cli;
 mod conns;
 mod drain;
 mod frames;
+mod heap;
 mod picture;
 mod preview;
 mod rules;
@@ -26,7 +27,7 @@ use tracing::{error, info, warn};
 use crate::cli::Args;
 
 fn main() -> ExitCode {
-    conns::map_large_buffers();
+    heap::map_large_buffers();
     let args = Args::parse();
     init_logging();
     match run(args) {
