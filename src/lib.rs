@@ -16,6 +16,7 @@ pub mod error;
 pub mod gpu;
 pub mod image;
 pub mod model;
+pub mod priority;
 pub mod prompt;
 pub mod remote;
 pub mod stream;

@@ -271,7 +271,13 @@ impl Sam3Model {
         let memory = Arc::new(DeviceMemory::new(options)?);
         let capacity = NonZeroUsize::new(TEXT_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         if options.kind == BackendKind::Remote {
-            let server = RemoteEngines::connect(m, &options.remote)?;
+            // Made on a background thread when asked: the client's network
+            // threads inherit its priority (crate::priority).
+            let server = crate::priority::in_background_if(
+                options.background,
+                "samclipseg-connect",
+                || RemoteEngines::connect(m, &options.remote),
+            )?;
             return Ok(Sam3Model {
                 bundle,
                 tokenizer,

@@ -47,8 +47,18 @@ impl Sam3Model {
     }
 
     /// The `k` phrases with the highest presence scores, best first (ties keep
-    /// vocabulary order).
+    /// vocabulary order). Runs at background priority on a thread of its own,
+    /// as it is asked for while frames flow (`crate::priority`).
     pub fn suggest(
+        &self,
+        image: &ImageFeatures,
+        vocabulary: &[String],
+        k: usize,
+    ) -> Result<Vec<Suggestion>> {
+        crate::priority::in_background("samclipseg-suggest", || self.rank(image, vocabulary, k))
+    }
+
+    fn rank(
         &self,
         image: &ImageFeatures,
         vocabulary: &[String],

@@ -381,6 +381,8 @@ impl Drop for AsyncRunner {
 }
 
 fn work(shared: Arc<Shared>, mut core: Core) {
+    // Asynchronous runs are background work: the pipeline's threads go first.
+    crate::priority::lower_this_thread();
     loop {
         let (job, control) = {
             let mut s = shared.lock();

@@ -12,6 +12,7 @@ use ort::value::{Tensor as OrtTensor, TensorValueType};
 use super::options::{BackendKind, BackendOptions};
 use super::providers::{CpuRuntime, session_config_entries, with_gpu_providers, with_openvino};
 use super::signature::{check_signature, check_sized_dims, tensor_shape};
+use super::threads::{background_threads, spinning_entries};
 use crate::error::{Error, Result};
 use crate::gpu::memory::{
     DeviceMemory, DeviceTensor, batch_shape, gather_device_rows, gather_host_rows,
@@ -96,25 +97,38 @@ impl Engine {
             message,
         };
         let env = runtime::environment()?;
-        let mut builder =
-            Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
-        builder = with_gpu_providers(builder, options, spec)?;
-        if let (BackendKind::Cpu, CpuRuntime::OpenVino { hint }) = (options.kind, runtime) {
-            builder = with_openvino(builder, hint, options.intra_threads)?;
-        }
-        for (key, value) in session_config_entries(options) {
-            builder = builder
-                .with_config_entry(key, value)
-                .map_err(|e| engine_err(format!("cannot set session option {key}={value}: {e}")))?;
-        }
-        if options.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(options.intra_threads)
-                .map_err(|e| {
-                    engine_err(format!("cannot set {} threads: {e}", options.intra_threads))
+        let plan = background_threads(options);
+        // Built where it is committed: a session builder stays on its thread.
+        let make = || -> Result<ort::Result<Session>> {
+            let mut builder =
+                Session::builder(env).map_err(|e| engine_err(format!("session builder: {e}")))?;
+            builder = with_gpu_providers(builder, options, spec)?;
+            if let (BackendKind::Cpu, CpuRuntime::OpenVino { hint }) = (options.kind, runtime) {
+                builder = with_openvino(builder, hint, plan.intra_threads)?;
+            }
+            for (key, value) in session_config_entries(options)
+                .into_iter()
+                .chain(spinning_entries(&plan))
+            {
+                builder = builder.with_config_entry(key, value).map_err(|e| {
+                    engine_err(format!("cannot set session option {key}={value}: {e}"))
                 })?;
-        }
-        let session = builder.commit_from_file(path).map_err(|e| {
+            }
+            if plan.intra_threads > 0 {
+                builder = builder
+                    .with_intra_threads(plan.intra_threads)
+                    .map_err(|e| {
+                        engine_err(format!("cannot set {} threads: {e}", plan.intra_threads))
+                    })?;
+            }
+            Ok(builder.commit_from_file(path))
+        };
+        let session = crate::priority::in_background_if(
+            plan.lower_priority,
+            "samclipseg-ort",
+            make,
+        )?
+        .map_err(|e| {
             let e = e.to_string();
             engine_err(if options.strict && e.contains("fallback to CPU") {
                 format!(

@@ -6,6 +6,7 @@ mod options;
 mod providers;
 mod signature;
 mod tensorrt_cache;
+mod threads;
 
 pub use engine::{Bound, Engine, Input};
 pub use options::{BackendKind, BackendOptions, TensorRtOptions};
@@ -14,3 +15,4 @@ pub use providers::{
     trt_profile_shapes,
 };
 pub use tensorrt_cache::{engine_cache_key, per_bundle_options};
+pub use threads::{ThreadPlan, background_threads};

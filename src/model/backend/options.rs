@@ -74,6 +74,10 @@ pub struct BackendOptions {
     pub precision: crate::model::precision::Precision,
     /// `remote` only: the server and how to reach it.
     pub remote: crate::remote::RemoteOptions,
+    /// The model runs beside a pipeline that must keep real time (the
+    /// element's asynchronous mode): its threads leave the CPU to the
+    /// pipeline's ([`crate::model::backend::background_threads`]).
+    pub background: bool,
 }
 
 impl Default for BackendOptions {
@@ -86,6 +90,7 @@ impl Default for BackendOptions {
             strict: false,
             precision: crate::model::precision::Precision::Fp32,
             remote: crate::remote::RemoteOptions::default(),
+            background: false,
         }
     }
 }

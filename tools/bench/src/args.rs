@@ -76,6 +76,20 @@ pub struct Args {
     /// Skip part B (pipelines).
     #[arg(long)]
     pub skip_pipelines: bool,
+    /// Skip part E (a live 1080p60 source through the element).
+    #[arg(long)]
+    pub skip_live: bool,
+    /// Frames of each live pipeline of part E (60 a second of video).
+    #[arg(long, value_name = "N", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub live_frames: u32,
+    /// Bundles of part E besides --bundle (the toy bundle: a model run as
+    /// short as a frame's time at 60 frames/s).
+    #[arg(long, value_name = "DIR", default_value_os_t = repo().join("tests/fixtures/toy-shapes-sam3"))]
+    pub live_toy: PathBuf,
+    /// The prompt of part E's pipelines (the toy bundle knows the shapes world).
+    #[arg(long, value_name = "TEXT", default_value = "red circle")]
+    pub live_prompt: String,
     /// Internal: run the sharing pipeline with this many elements and print one line.
     #[arg(long, value_name = "N", hide = true)]
     pub child_share: Option<usize>,

@@ -1,6 +1,7 @@
 //! The samclipseg benchmark: per-stage times of the core library (part A),
 //! frames per second through real GStreamer pipelines (part B), and the
-//! PyTorch reference side by side (part C). `make bench` builds the bench
+//! PyTorch reference side by side (part C), the engines on a Triton server
+//! (part D) and a live source's real-time factor (part E). `make bench` builds the bench
 //! bundle and runs this; engines/BENCHMARK.md says what each part measures.
 //!
 //!     .venv/bin/python engines/make_bench_sam3.py          # once: engines/work/bench
@@ -10,6 +11,7 @@ mod args;
 mod chart;
 mod children;
 mod error;
+mod live;
 mod machine;
 mod photo;
 mod pipeline_run;
@@ -88,6 +90,21 @@ fn run() -> BoxResult<()> {
     if a.remote {
         let part_d = remote::run(&a, &rgba)?;
         report::part_d(&mut out, &part_d, &manifest)?;
+        print!("{}", std::mem::take(&mut out));
+    }
+    if !a.skip_live {
+        machine::warn_if_busy("before the live part");
+        let load = machine::load_average();
+        let mut part_e = Vec::new();
+        let mut bundles = vec![&a.live_toy, &a.bundle];
+        bundles.dedup_by_key(|b| b.canonicalize().ok());
+        for bundle in bundles {
+            part_e.push((
+                bundle.clone(),
+                live::run(bundle, &a.live_prompt, a.live_frames)?,
+            ));
+        }
+        report::part_e(&mut out, &part_e, a.live_frames, &load)?;
         print!("{}", std::mem::take(&mut out));
     }
     println!(

@@ -317,6 +317,49 @@ pub fn part_d(out: &mut impl Write, d: &PartD, m: &samclipseg::model::bundle::Ma
     Ok(())
 }
 
+/// Part E: the real-time factor of a live 1080p60 source per bundle and mode.
+pub fn part_e(
+    out: &mut impl Write,
+    e: &[(std::path::PathBuf, Vec<crate::live::LiveRun>)],
+    frames: u32,
+    load: &str,
+) -> Result {
+    writeln!(
+        out,
+        "\n### Part E: a live 1080p60 source ({frames} frames, {:.1} s of video; load average before {load})\n",
+        frames as f64 / 60.0
+    )?;
+    writeln!(
+        out,
+        "`videotestsrc is-live=true pattern=ball ! samclipseg ... ! fakesink sync=true`, the element's \
+         default properties (threads=0): wall time from PLAYING to EOS over the video's duration \
+         (1.00 = real time). Results: the distinct model results the frames carried, and how many \
+         frames carried one.\n"
+    )?;
+    for (bundle, runs) in e {
+        writeln!(out, "{}:\n", bundle.display())?;
+        writeln!(
+            out,
+            "| pipeline | real-time factor | frames | frames with a result | results | results/s of video |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+        for r in runs {
+            writeln!(
+                out,
+                "| {} | {:.3} | {} | {} | {} | {:.1} |",
+                r.label,
+                r.real_time_factor,
+                r.frames,
+                r.with_result,
+                r.results,
+                r.results as f64 / (frames as f64 / 60.0)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -361,7 +361,11 @@ fn table() -> Vec<Property> {
         Property {
             spec: glib::ParamSpecUInt::builder("threads")
                 .nick("Threads")
-                .blurb("Threads inside one operator of the CPU backend (0 = ONNX Runtime chooses)")
+                .blurb(
+                    "Threads inside one operator of the CPU backend (0 = ONNX Runtime chooses: every \
+                     core); with asynchronous=true they run at a lower priority than the pipeline's \
+                     threads and do not spin while waiting, so a live source keeps real time",
+                )
                 .minimum(0)
                 .maximum(1024)
                 .default_value(core.intra_threads as u32)
@@ -550,6 +554,7 @@ fn table() -> Vec<Property> {
             get: |s| s.start.asynchronous.to_value(),
             set: |s, v| {
                 s.start.asynchronous = get(v)?;
+                s.start.backend.background = s.start.asynchronous;
                 Ok(())
             },
         },
