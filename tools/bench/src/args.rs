@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 300,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub live_frames: u32,
+    /// Frames of each live pipeline of part E on --bundle: a run of seconds
+    /// needs a longer video to show how often its results arrive.
+    #[arg(long, value_name = "N", default_value_t = 1200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub live_bench_frames: u32,
     /// Bundles of part E besides --bundle (the toy bundle: a model run as
     /// short as a frame's time at 60 frames/s).
     #[arg(long, value_name = "DIR", default_value_os_t = repo().join("tests/fixtures/toy-shapes-sam3"))]

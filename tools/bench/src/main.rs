@@ -98,13 +98,17 @@ fn run() -> BoxResult<()> {
         let mut part_e = Vec::new();
         let mut bundles = vec![&a.live_toy, &a.bundle];
         bundles.dedup_by_key(|b| b.canonicalize().ok());
-        for bundle in bundles {
-            part_e.push((
-                bundle.clone(),
-                live::run(bundle, &a.live_prompt, a.live_frames)?,
-            ));
+        // Synchronous mode on the first (toy) bundle only: see live::cases.
+        for (i, bundle) in bundles.into_iter().enumerate() {
+            let frames = if i == 0 {
+                a.live_frames
+            } else {
+                a.live_bench_frames
+            };
+            let runs = live::run(bundle, &a.live_prompt, frames, i == 0)?;
+            part_e.push((bundle.clone(), frames, runs));
         }
-        report::part_e(&mut out, &part_e, a.live_frames, &load)?;
+        report::part_e(&mut out, &part_e, &load)?;
         print!("{}", std::mem::take(&mut out));
     }
     println!(

@@ -320,24 +320,27 @@ pub fn part_d(out: &mut impl Write, d: &PartD, m: &samclipseg::model::bundle::Ma
 /// Part E: the real-time factor of a live 1080p60 source per bundle and mode.
 pub fn part_e(
     out: &mut impl Write,
-    e: &[(std::path::PathBuf, Vec<crate::live::LiveRun>)],
-    frames: u32,
+    e: &[(std::path::PathBuf, u32, Vec<crate::live::LiveRun>)],
     load: &str,
 ) -> Result {
     writeln!(
         out,
-        "\n### Part E: a live 1080p60 source ({frames} frames, {:.1} s of video; load average before {load})\n",
-        frames as f64 / 60.0
+        "\n### Part E: a live 1080p60 source (load average before {load})\n"
     )?;
     writeln!(
         out,
-        "`videotestsrc is-live=true pattern=ball ! samclipseg ... ! fakesink sync=true`, the element's \
-         default properties (threads=0): wall time from PLAYING to EOS over the video's duration \
-         (1.00 = real time). Results: the distinct model results the frames carried, and how many \
-         frames carried one.\n"
+        "`videotestsrc is-live=true pattern=ball ! samclipseg ... ! fakesink sync=true` (synchronous mode on the \
+         toy bundle only), the element's default properties (threads=0): wall time from PLAYING to EOS over \
+         the video's duration (1.00 = real time). Results: the distinct model results the frames carried, \
+         and how many frames carried one.\n"
     )?;
-    for (bundle, runs) in e {
-        writeln!(out, "{}:\n", bundle.display())?;
+    for (bundle, frames, runs) in e {
+        let video_s = *frames as f64 / 60.0;
+        writeln!(
+            out,
+            "{}, {frames} frames ({video_s:.1} s of video):\n",
+            bundle.display()
+        )?;
         writeln!(
             out,
             "| pipeline | real-time factor | frames | frames with a result | results | results/s of video |"
@@ -346,13 +349,13 @@ pub fn part_e(
         for r in runs {
             writeln!(
                 out,
-                "| {} | {:.3} | {} | {} | {} | {:.1} |",
+                "| {} | {:.3} | {} | {} | {} | {:.2} |",
                 r.label,
                 r.real_time_factor,
                 r.frames,
                 r.with_result,
                 r.results,
-                r.results as f64 / (frames as f64 / 60.0)
+                r.results as f64 / video_s
             )?;
         }
         writeln!(out)?;
