@@ -9,8 +9,8 @@ ships it) and writes:
 
 - cedict.tsv: `simplified<TAB>gloss`, sorted by the UTF-8 bytes of the
   headword: one short English gloss for each common word of one to three
-  Han characters (proper nouns, idioms, variants, surnames and verbs of two
-  or more characters left out: prompts name things, and longer words split);
+  Han characters (idioms, variants, surnames and verbs of two or more
+  characters left out: prompts name things, and longer words split);
 - trad2simp.tsv: `traditional<TAB>simplified` for each character whose
   simplified form differs, the form most CC-CEDICT words use.
 
@@ -47,7 +47,15 @@ def senses(definition):
 
 
 def gloss(definition):
-    """The first sense that reads as a short English word or phrase."""
+    """The first sense that reads as a short English word or phrase, a
+    thing rather than an action where the entry has both (prompts name
+    things: 交通 "traffic", not "to be connected")."""
+    usable = list(usable_senses(definition))
+    things = [g for g in usable if not g.startswith("to ")]
+    return (things or usable or [None])[0]
+
+
+def usable_senses(definition):
     for sense in senses(definition):
         if SKIP_SENSE.match(sense):
             continue
@@ -57,8 +65,7 @@ def gloss(definition):
             continue
         if len(text.split()) > MAX_WORDS:
             continue
-        return text
-    return None
+        yield text
 
 
 def main(source, out_dir):
@@ -73,9 +80,8 @@ def main(source, out_dir):
             trad, simp, pinyin, definition = m.groups()
             if len(trad) == len(simp):
                 for t, s in zip(trad, simp):
-                    if t != s:
-                        pairs[t][s] += 1
-            if len(simp) > MAX_CHARS or pinyin[:1].isupper() or simp in words:
+                    pairs[t][s] += 1
+            if len(simp) > MAX_CHARS:
                 continue
             if not all("\u3400" <= c <= "\u9fff" for c in simp):
                 continue
@@ -84,16 +90,25 @@ def main(source, out_dir):
             g = gloss(definition)
             if g is None or (g.startswith("to ") and len(simp) > 1):
                 continue
-            words[simp] = g
+            # Of several entries for one headword: a common word before a
+            # name (capitalised pinyin), a thing before an action (發 "to
+            # send out" and 髮 "hair" are both 发).
+            rank = (pinyin[:1].isupper(), g.startswith("to "))
+            if simp not in words or rank < words[simp][0]:
+                words[simp] = (rank, g)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "cedict.tsv", "w", encoding="utf-8") as f:
         for simp in sorted(words, key=lambda w: w.encode()):
-            f.write(f"{simp}\t{words[simp]}\n")
+            f.write(f"{simp}\t{words[simp][1]}\n")
     with open(out / "trad2simp.tsv", "w", encoding="utf-8") as f:
         for t in sorted(pairs, key=lambda c: c.encode()):
-            f.write(f"{t}\t{pairs[t].most_common(1)[0][0]}\n")
-    print(f"{len(words)} words, {len(pairs)} traditional characters")
+            # The form most words use; a character most words keep as it is
+            # (座, which a few entries simplify to 坐) is not converted.
+            simplest = pairs[t].most_common(1)[0][0]
+            if simplest != t:
+                f.write(f"{t}\t{simplest}\n")
+    print(f"{len(words)} words")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,19 @@ const IRREGULAR: &[(&str, &str)] = &[
     ("cactus", "cacti"),
 ];
 
+/// Nouns that name a substance, not things one counts: no plural after a
+/// container (a cup of coffee, a bag of apples).
+const MASS: &[&str] = &[
+    "water", "coffee", "tea", "milk", "juice", "beer", "wine", "rice", "soup", "bread", "sand",
+    "snow", "grass", "fruit", "food", "meat", "cheese", "ice", "ice cream", "paper", "money",
+    "salad", "chocolate", "soil", "mud", "smoke", "fire", "hair", "fur", "wood", "metal",
+    "plastic", "glass", "cloth", "leather", "noodles", "candy", "clothes",
+];
+
+pub fn is_mass(noun: &str) -> bool {
+    MASS.contains(&noun) || noun.rsplit(' ').next().is_some_and(|w| MASS.contains(&w))
+}
+
 /// The plural of a noun phrase: its last word made plural.
 pub fn plural(noun: &str) -> String {
     let (head, last) = match noun.rsplit_once(' ') {

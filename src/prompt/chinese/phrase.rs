@@ -105,7 +105,7 @@ fn classify(tokens: Vec<Token>, lexicon: &Lexicon, unknown: &mut Vec<String>) ->
                     // Only a measure word here, not after a count: its own
                     // meaning (杯 cup) or, failing that, CC-CEDICT's.
                     match senses.iter().find(|s| s.kind == Kind::Container) {
-                        Some(s) => Item::new(Kind::Noun, s.english),
+                        Some(s) => Item::new(Kind::Noun, s.english.trim_end_matches("|pl")),
                         None => match lexicon.gloss(&word) {
                             Some(g) => gloss_item(&word, g),
                             None => continue,
@@ -128,13 +128,26 @@ fn classify(tokens: Vec<Token>, lexicon: &Lexicon, unknown: &mut Vec<String>) ->
                 continue;
             }
         };
+        // 长长的 "long", 大大的 "big": a repeated word is said once.
+        if items
+            .last()
+            .is_some_and(|l| l.kind == item.kind && l.english == item.english && l.digits.is_empty())
+        {
+            continue;
+        }
         items.push(item);
     }
     items
 }
 
-/// A CC-CEDICT word: a noun, or a colour for the colour words (…色).
+/// A CC-CEDICT word: a noun, a colour for the colour words (…色), or, for
+/// an action (a gloss "to …", only where CC-CEDICT has no other sense of
+/// the character), left out: in a noun phrase its English reads as noise
+/// ("chair to come near to back" for 椅子的靠背).
 fn gloss_item(word: &str, gloss: &str) -> Item {
+    if gloss.starts_with("to ") {
+        return Item::new(Kind::Dropped, "");
+    }
     let gloss = gloss
         .strip_prefix("a ")
         .or_else(|| gloss.strip_prefix("an "))
@@ -145,7 +158,8 @@ fn gloss_item(word: &str, gloss: &str) -> Item {
     } else {
         Kind::Noun
     };
-    Item::new(kind, gloss)
+    // CC-CEDICT capitalises names (Spring Festival); the encoder lower-cases.
+    Item::new(kind, &gloss.to_lowercase())
 }
 
 /// How many: a count (两辆 two), a container (一杯 cup of), a word (很多
@@ -197,7 +211,7 @@ fn quantities(items: Vec<Item>) -> (Vec<Item>, Quantity) {
             }
             Kind::PluralSuffix => q.plural = true,
             Kind::Dropped | Kind::Measure => {}
-            Kind::Container => kept.push(Item::new(Kind::Noun, &item.english)),
+            Kind::Container => kept.push(Item::new(Kind::Noun, item.first())),
             _ => kept.push(item),
         }
     }
@@ -390,8 +404,17 @@ fn render(items: Vec<Item>, q: &Quantity) -> String {
             Modifier::After(text) => after.push(text),
         }
     }
-    let plural_head = q.plural && q.container.is_none();
-    let head_text = render_list(&head, &pending, plural_head && head_kind.is_some());
+    // 一群鸟 "group of birds", 一袋苹果 "bag of apples", but 一杯咖啡 "cup
+    // of coffee".
+    let head_np = Np::from(&head);
+    let countable = head_np.nouns.last().is_none_or(|n| !english::is_mass(n))
+        && head_np.nouns.last().is_some();
+    let plural_head = if q.container.is_some() {
+        countable
+    } else {
+        q.plural
+    };
+    let head_text = render_list(&head, &pending, plural_head);
 
     let mut words: Vec<String> = Vec::new();
     if let Some(w) = &q.word {
@@ -400,10 +423,11 @@ fn render(items: Vec<Item>, q: &Quantity) -> String {
         words.push(english::number(n));
     }
     if let Some(c) = &q.container {
+        let c = c.trim_end_matches("|pl");
         let c = if q.count.is_some() || q.plural {
             english::plural(c)
         } else {
-            c.clone()
+            c.to_string()
         };
         words.push(format!("{c} of"));
     }

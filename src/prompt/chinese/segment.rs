@@ -4,13 +4,19 @@
 //! Why not jieba: its segments would still have to be looked up here, and a
 //! word it finds that this dictionary lacks is no better than two that it
 //! has; its 5 MB dictionary and HMM are for running text, while prompts are
-//! short noun phrases. Costs: a glossary word 1, a CC-CEDICT word
-//! 1 + 0.55 per character (so two glossary words beat one CC-CEDICT word
-//! of two characters: 小车 is "small car", not CC-CEDICT's "small model car",
-//! while a longer CC-CEDICT word beats single characters), an unknown
-//! character 10.
+//! short noun phrases. Costs: a glossary word 1, or 0.6 for an adjective
+//! (colour, size, shape, other), a numeral or a position, whose meaning
+//! composes with the words beside it (一头牛 is 一 头 牛 "cow", not
+//! CC-CEDICT's 一头 "one head"; 河边 is 河 边 "next to river", not "river
+//! bank", 海上 "on sea", not "maritime"); a
+//! CC-CEDICT word 1 + 0.45 per character; an unknown character 10. So an
+//! adjective and a noun from the glossary beat CC-CEDICT's compound (小车 is
+//! "small car", not CC-CEDICT's "small model car"), while a compound of nouns
+//! stays a compound (雪人 "snowman", not "snow person"; 游泳池 "swimming
+//! pool"). Ties go to the longer word first (草地上 is 草地 上, "on the
+//! lawn", not 草 地上).
 
-use super::lexicon::{Lexicon, Sense};
+use super::lexicon::{Kind, Lexicon, Sense};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Token {
@@ -27,10 +33,11 @@ pub enum Token {
 }
 
 const GLOSSARY_COST: f32 = 1.0;
+const ADJECTIVE_COST: f32 = 0.6;
 const UNKNOWN_COST: f32 = 10.0;
 
 fn cedict_cost(chars: usize) -> f32 {
-    1.0 + 0.55 * chars as f32
+    1.0 + 0.45 * chars as f32
 }
 
 /// Lowers ASCII, turns full-width ASCII forms into ASCII and traditional
@@ -80,7 +87,22 @@ pub fn segment(chars: &[char], lexicon: &'static Lexicon) -> Vec<Token> {
             for len in 1..=lexicon.longest.min(n - i) {
                 let word: String = chars[i..i + len].iter().collect();
                 if let Some(senses) = lexicon.senses(&word) {
-                    candidates.push((GLOSSARY_COST, len, Some(Token::Word(word, senses))));
+                    let cost = if senses.iter().any(|s| {
+                        matches!(
+                            s.kind,
+                            Kind::Colour
+                                | Kind::Size
+                                | Kind::Adjective
+                                | Kind::Shape
+                                | Kind::Numeral
+                                | Kind::Position
+                        )
+                    }) {
+                        ADJECTIVE_COST
+                    } else {
+                        GLOSSARY_COST
+                    };
+                    candidates.push((cost, len, Some(Token::Word(word, senses))));
                 } else if let Some(gloss) = lexicon.gloss(&word) {
                     candidates.push((cedict_cost(len), len, Some(Token::Gloss(word, gloss))));
                 }
@@ -88,7 +110,8 @@ pub fn segment(chars: &[char], lexicon: &'static Lexicon) -> Vec<Token> {
         }
         for (cost, len, token) in candidates {
             let total = cost + best[i + len].0;
-            if total < best[i].0 {
+            // Candidates come shortest first: `<=` gives ties to the longer.
+            if total <= best[i].0 {
                 best[i] = (total, len, token);
             }
         }
