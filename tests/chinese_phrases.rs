@@ -46,7 +46,11 @@ fn the_committed_phrase_list_is_translated_at_95_percent_or_better() {
         assert_eq!(t.script, Script::Chinese, "{zh}");
         let ours = normalise(&t.text);
         if !answers.iter().any(|a| normalise(a) == ours) {
-            misses.push(format!("{zh}: got {:?}, accepted {}", t.text, answers.join(" | ")));
+            misses.push(format!(
+                "{zh}: got {:?}, accepted {}",
+                t.text,
+                answers.join(" | ")
+            ));
         }
     }
     let rate = 1.0 - misses.len() as f64 / cases.len() as f64;
@@ -79,5 +83,8 @@ fn a_phrase_translates_in_microseconds() {
     let per_phrase = start.elapsed() / cases.len() as u32;
     println!("{per_phrase:?} per phrase");
     // Generous for a shared, debug-built CI machine; release runs far below.
-    assert!(per_phrase < std::time::Duration::from_millis(1), "{per_phrase:?}");
+    assert!(
+        per_phrase < std::time::Duration::from_millis(1),
+        "{per_phrase:?}"
+    );
 }

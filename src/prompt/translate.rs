@@ -64,7 +64,11 @@ pub fn warning(typed: &str, t: &Translation) -> Option<String> {
             let sent = if t.text == typed {
                 format!("sent \"{typed}\" as typed, which the model may not understand")
             } else {
-                format!("sent \"{}\" without {}", t.text, if words.len() == 1 { "it" } else { "them" })
+                format!(
+                    "sent \"{}\" without {}",
+                    t.text,
+                    if words.len() == 1 { "it" } else { "them" }
+                )
             };
             Some(format!(
                 "\"{typed}\": {} not in the Chinese dictionary; {sent}",
@@ -105,6 +109,9 @@ mod tests {
         assert!(warning("собака", &t).unwrap().contains("\"собака\""));
         let t = translate("红色\u{4DB5}车");
         let w = warning("红色\u{4DB5}车", &t).unwrap();
-        assert!(w.contains("\"\u{4DB5}\" is not in") && w.contains("sent \"red car\""), "{w}");
+        assert!(
+            w.contains("\"\u{4DB5}\" is not in") && w.contains("sent \"red car\""),
+            "{w}"
+        );
     }
 }

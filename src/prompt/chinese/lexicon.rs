@@ -115,10 +115,7 @@ impl Lexicon {
                     .push(Sense { kind, english });
             }
         }
-        let cedict: Vec<(&str, &str)> = CEDICT
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .collect();
+        let cedict: Vec<(&str, &str)> = CEDICT.lines().filter_map(|l| l.split_once('\t')).collect();
         for (word, _) in &cedict {
             longest = longest.max(word.chars().count());
         }

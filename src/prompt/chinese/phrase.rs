@@ -78,10 +78,7 @@ fn classify(tokens: Vec<Token>, lexicon: &Lexicon, unknown: &mut Vec<String>) ->
     let mut last_unknown = false;
     for token in tokens {
         let after_count = items.last().is_some_and(|i| {
-            matches!(
-                i.kind,
-                Kind::Numeral | Kind::Demonstrative | Kind::Quantity
-            )
+            matches!(i.kind, Kind::Numeral | Kind::Demonstrative | Kind::Quantity)
         });
         let was_unknown = std::mem::replace(&mut last_unknown, false);
         let item = match token {
@@ -129,10 +126,9 @@ fn classify(tokens: Vec<Token>, lexicon: &Lexicon, unknown: &mut Vec<String>) ->
             }
         };
         // 长长的 "long", 大大的 "big": a repeated word is said once.
-        if items
-            .last()
-            .is_some_and(|l| l.kind == item.kind && l.english == item.english && l.digits.is_empty())
-        {
+        if items.last().is_some_and(|l| {
+            l.kind == item.kind && l.english == item.english && l.digits.is_empty()
+        }) {
             continue;
         }
         items.push(item);
@@ -407,8 +403,8 @@ fn render(items: Vec<Item>, q: &Quantity) -> String {
     // 一群鸟 "group of birds", 一袋苹果 "bag of apples", but 一杯咖啡 "cup
     // of coffee".
     let head_np = Np::from(&head);
-    let countable = head_np.nouns.last().is_none_or(|n| !english::is_mass(n))
-        && head_np.nouns.last().is_some();
+    let countable =
+        head_np.nouns.last().is_none_or(|n| !english::is_mass(n)) && head_np.nouns.last().is_some();
     let plural_head = if q.container.is_some() {
         countable
     } else {

@@ -147,7 +147,11 @@ mod tests {
         assert_eq!(words("穿红衣服的人"), ["穿", "红", "衣服", "的", "人"]);
         assert_eq!(words("黑猫的脸"), ["黑", "猫", "的", "脸"]);
         assert_eq!(words("两辆汽车"), ["两", "辆", "汽车"]);
-        assert_eq!(words("紅色圓形"), ["红色", "圆形"], "traditional characters");
+        assert_eq!(
+            words("紅色圓形"),
+            ["红色", "圆形"],
+            "traditional characters"
+        );
         assert_eq!(words("红色 car，3只"), ["红色", "car", "3", "只"]);
         assert_eq!(words("白色T恤"), ["白色", "t恤"]);
     }
