@@ -168,13 +168,13 @@ pub fn chinese_number(digits: &[u32]) -> u32 {
     for &d in digits {
         match d {
             10 | 100 => {
-                total += current.max(1) * d;
+                total = total.saturating_add(current.max(1).saturating_mul(d));
                 current = 0;
             }
-            _ => current = current * 10 + d,
+            _ => current = current.saturating_mul(10).saturating_add(d),
         }
     }
-    total + current
+    total.saturating_add(current)
 }
 
 #[cfg(test)]

@@ -87,6 +87,48 @@ mod tests {
     }
 
     #[test]
+    fn odd_input_never_panics_and_says_something_or_nothing() {
+        for odd in [
+            "",
+            "的",
+            "的的的",
+            "一",
+            "一只",
+            "两",
+            "九九九九九九九九九九九九九只猫",
+            "十十十",
+            "。！？",
+            "穿",
+            "在上",
+            "和和",
+            "有",
+            "－",
+            "：",
+            "猫 的 的 脸",
+            "红色的",
+            "\u{4DB5}\u{4DB6}",
+            "ｒｅｄ 车",
+            "123456789012345678901234567890 猫",
+            "a-b-c 猫",
+            "只",
+            "个个个",
+            "这",
+            "们",
+            "很多",
+            "一杯",
+            "坐在",
+            "左边",
+        ] {
+            let e = to_english(odd);
+            assert!(!e.text.contains("  "), "{odd:?}: {:?}", e.text);
+            assert_eq!(e.text.trim(), e.text, "{odd:?}");
+        }
+        assert_eq!(en("红色的"), "red");
+        assert_eq!(en("左边"), "on the left");
+        assert_eq!(en("ｒｅｄ 车"), "red car");
+    }
+
+    #[test]
     fn scripts() {
         assert!(is_chinese("红色 car"));
         assert!(!is_chinese("red car"));

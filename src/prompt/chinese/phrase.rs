@@ -379,6 +379,10 @@ fn render(items: Vec<Item>, q: &Quantity) -> String {
     }) {
         tail = head.split_off(k);
     }
+    // A place without a head (左边, 桌子上): the place itself.
+    if head.last().is_some_and(|i| i.kind == Kind::Position) {
+        tail.splice(0..0, head.drain(..));
+    }
     let head_kind = head.iter().rev().find(|i| i.is_noun()).map(|i| i.kind);
 
     let mut pending: Vec<Item> = Vec::new();
