@@ -241,6 +241,10 @@ mod tests {
             "red circle; blue square; dog; cat; -white triangle"
         );
         assert_eq!(set.translation_warning(), None);
+        // The example of docs/prompts.md.
+        let set = PromptSet::parse("一只猫；dog：0.6，－玩具狗", "");
+        assert_eq!(set.in_use(), "cat; dog; -toy dog");
+        assert_eq!(set.positives[1].threshold, Some(0.6));
         // A colon that is not a threshold stays text, in either width.
         assert_eq!(parse_phrases("标志：停")[0].text, "标志：停");
         assert_eq!(parse_phrases("比例16:9的屏幕")[0].text, "比例16:9的屏幕");
