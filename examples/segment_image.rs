@@ -1,6 +1,8 @@
 //! Still-image counterpart of the `samclipseg` element: segment what the
 //! prompts name in image files and write, per image, a cut-out PNG (mask as
-//! alpha), an annotated PNG and a JSON list of instances.
+//! alpha), an annotated PNG and a JSON list of instances. Each `--prompt`
+//! takes the element's prompt syntax (`red car; -toy car`, Chinese too); the
+//! phrases as the text encoder gets them are printed first ("prompt in use").
 //!
 //!     cargo run --release --example segment_image -- \
 //!         --bundle tests/fixtures/tiny-sam3 --prompt "a person" --prompt cat \
@@ -9,9 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use samclipseg::Request;
 use samclipseg::image::file::OwnedImage;
 use samclipseg::image::render::{Canvas, union_mask};
-use samclipseg::prompt::suggest::{DEFAULT_VOCABULARY, parse_vocabulary};
+use samclipseg::prompt::chinese::is_chinese;
+use samclipseg::prompt::request::DEFAULT_NEGATIVE_OVERLAP;
+use samclipseg::prompt::suggest::default_vocabulary;
 use samclipseg::{
     BackendKind, BackendOptions, Instance, PackedLayout, PostprocessOptions, Precision, Sam3Model,
 };
@@ -156,9 +161,21 @@ fn run() -> Result<(), String> {
     args.post.mask_threshold = model.manifest().decoder.mask_threshold;
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
-    let prompts: Vec<&str> = args.prompts.iter().map(String::as_str).collect();
+    let request = Request::new(
+        &args.prompts.join("; "),
+        "",
+        args.post.clone(),
+        DEFAULT_NEGATIVE_OVERLAP,
+    );
+    if let Some(w) = request.set.cap_warning() {
+        eprintln!("segment_image: warning: {w}");
+    }
+    if let Some(w) = request.set.translation_warning() {
+        eprintln!("segment_image: warning: {w}");
+    }
+    println!("prompt in use: {}", request.set.in_use());
     for path in &args.images {
-        segment_one(&model, path, &prompts, &args)?;
+        segment_one(&model, path, &request, &args)?;
     }
     Ok(())
 }
@@ -166,16 +183,19 @@ fn run() -> Result<(), String> {
 fn segment_one(
     model: &Sam3Model,
     path: &Path,
-    prompts: &[&str],
+    request: &Request,
     args: &Args,
 ) -> Result<(), String> {
     let picture = OwnedImage::open(path).map_err(|e| e.to_string())?;
     let (w, h) = (picture.width, picture.height);
     let frame = picture.frame().map_err(|e| e.to_string())?;
     let before = model.transfers();
-    let instances = model
-        .segment(&frame, prompts, &args.post)
+    let found = model
+        .segment(&frame, &request.texts(), &request.model_options())
         .map_err(|e| e.to_string())?;
+    // Labelled as typed; negative phrases remove what they cover.
+    let (instances, _negatives) = request.resolve(found);
+    let prompts = request.phrases();
     if model.remote().is_some() {
         // What crossing the network cost (protobuf message bytes).
         let after = model.transfers();
@@ -213,15 +233,16 @@ fn segment_one(
     };
     canvas.draw_overlay(&instances);
     if prompts.len() > 1 {
-        canvas.draw_legend(prompts);
+        canvas.draw_legend(&prompts);
     }
     save(&annotated, &out("annotated.png"))?;
 
     let suggestions = if args.suggest > 0 {
-        let vocabulary = parse_vocabulary(DEFAULT_VOCABULARY);
+        // In Chinese when the prompt is.
+        let vocabulary = default_vocabulary(prompts.iter().any(|p| is_chinese(p)));
         let image = model.encode_image(&frame).map_err(|e| e.to_string())?;
         let top = model
-            .suggest(&image, &vocabulary, args.suggest)
+            .suggest_entries(&image, &vocabulary, args.suggest)
             .map_err(|e| e.to_string())?;
         for s in &top {
             println!("  suggestion: {:<24} presence {:.3}", s.phrase, s.presence);
@@ -238,6 +259,7 @@ fn segment_one(
         "width": w,
         "height": h,
         "prompts": prompts,
+        "prompt_in_use": request.set.in_use(),
         "threshold": args.post.threshold,
         "instances": instances.iter().map(instance_json).collect::<Vec<_>>(),
     });

@@ -1,5 +1,6 @@
-//! Prompt handling on arbitrary strings: the cache key (`normalise_prompt`)
-//! and CLIP tokenisation with the tiny bundle's `tokenizer.json`, which must
+//! Prompt handling on arbitrary strings: the prompt syntax and the Chinese
+//! translation (`PromptSet::parse`, which must never panic), the cache key
+//! (`normalise_prompt`) and CLIP tokenisation with the tiny bundle's `tokenizer.json`, which must
 //! always give exactly `context_length` ids framed by the start and end tokens.
 #![no_main]
 
@@ -21,6 +22,11 @@ static TOKENIZER: LazyLock<PromptTokenizer> = LazyLock::new(|| {
 });
 
 fuzz_target!(|prompt: &str| {
+    // Parsing translates every phrase; what the encoder gets is never blank.
+    let set = samclipseg::prompt::syntax::PromptSet::parse(prompt, prompt);
+    assert!(set.texts().iter().all(|t| !t.trim().is_empty()));
+    let _ = set.in_use();
+
     let key = normalise_prompt(prompt);
     // The key is a fixed point: normalising it again changes nothing.
     assert_eq!(normalise_prompt(&key), key);

@@ -1,8 +1,10 @@
 //! Drawing results into packed pixels: the alpha channel (union of masks) and
 //! a preview overlay (translucent fill, outline, label and score).
 //!
-//! Labels use an embedded 8x8 bitmap font scaled by an integer factor, so they
-//! need no font file and stay crisp from 640x360 to 4K.
+//! Labels use embedded bitmap fonts scaled by an integer factor, so they
+//! need no font file and stay crisp from 640x360 to 4K: ASCII from an 8x8
+//! font, everything else (Chinese labels as typed, accented letters) from GNU
+//! Unifont's 8x16 and 16x16 glyphs.
 
 use font8x8::UnicodeFonts;
 
@@ -116,21 +118,23 @@ impl Canvas<'_> {
         }
     }
 
-    /// Draws text with its top-left corner at (x, y), `scale` pixels per font dot.
+    /// Draws text with its top-left corner at (x, y), `scale` pixels per font
+    /// dot, on a line of [`text_size`]'s height (8x8 glyphs centred on it).
     pub fn draw_text(&mut self, x: usize, y: usize, text: &str, scale: usize, colour: [u8; 3]) {
-        for (i, ch) in text.chars().enumerate() {
-            let glyph = font8x8::BASIC_FONTS
-                .get(ch)
-                .or_else(|| font8x8::BASIC_FONTS.get('?'));
-            let Some(glyph) = glyph else { continue };
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits & (1 << col) != 0 {
-                        let px = x + (i * 8 + col) * scale;
-                        self.fill_rect(px, y + row * scale, scale, scale, colour, 256);
+        let line = line_height(text);
+        let mut pen = x;
+        for ch in text.chars() {
+            let glyph = Glyph::of(ch);
+            let top = y + (line - glyph.height()) / 2 * scale;
+            for row in 0..glyph.height() {
+                for col in 0..glyph.width() {
+                    if glyph.dot(col, row) {
+                        let px = pen + col * scale;
+                        self.fill_rect(px, top + row * scale, scale, scale, colour, 256);
                     }
                 }
             }
+            pen += glyph.width() * scale;
         }
     }
 
@@ -165,7 +169,8 @@ impl Canvas<'_> {
                 0 => format!("{} {:.2}", inst.label, inst.score),
                 id => format!("#{id} {} {:.2}", inst.label, inst.score),
             };
-            let (tw, th) = (text.chars().count() * 8 * scale + 2 * scale, 10 * scale);
+            let (w, h) = text_size(&text);
+            let (tw, th) = ((w + 2) * scale, (h + 2) * scale);
             let x = (inst.bbox[0].max(0.0) as usize).min(self.width.saturating_sub(tw));
             let y = (inst.bbox[1].max(0.0) as usize).min(self.height.saturating_sub(th));
             // Opaque, so that a tag drawn over another stays readable.
@@ -179,8 +184,9 @@ impl Canvas<'_> {
     /// A key in the top-right corner: each phrase in its colour.
     pub fn draw_legend(&mut self, phrases: &[&str]) {
         let scale = (self.height.min(self.width) / 240).max(1);
-        let widest = phrases.iter().map(|p| p.chars().count()).max().unwrap_or(0);
-        let (w, line) = ((widest + 2) * 8 * scale + 2 * scale, 10 * scale);
+        let widest = phrases.iter().map(|p| text_size(p).0).max().unwrap_or(0);
+        let tallest = phrases.iter().map(|p| text_size(p).1).max().unwrap_or(8);
+        let (w, line) = ((widest + 16) * scale + 2 * scale, (tallest + 2) * scale);
         let x = self.width.saturating_sub(w + scale);
         self.fill_rect(x, scale, w, line * phrases.len() + scale, [0, 0, 0], 180);
         for (i, phrase) in phrases.iter().enumerate() {
@@ -190,6 +196,64 @@ impl Canvas<'_> {
             self.draw_text(x + 2 * 8 * scale, y, phrase, scale, colour);
         }
     }
+}
+
+/// One character's bitmap.
+enum Glyph {
+    /// ASCII, 8x8.
+    Small([u8; 8]),
+    /// GNU Unifont: 8x16 (half width) or 16x16 (CJK and other wide scripts).
+    Unifont(&'static unifont::Glyph),
+}
+
+impl Glyph {
+    /// The glyph for `ch`; '?' for a character neither font has.
+    fn of(ch: char) -> Glyph {
+        if ch.is_ascii() {
+            if let Some(g) = font8x8::BASIC_FONTS.get(ch) {
+                return Glyph::Small(g);
+            }
+        } else if let Some(g) = unifont::get_glyph(ch) {
+            return Glyph::Unifont(g);
+        }
+        Glyph::Small(font8x8::BASIC_FONTS.get('?').unwrap_or([0; 8]))
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            Glyph::Small(_) => 8,
+            Glyph::Unifont(g) => g.get_width(),
+        }
+    }
+
+    fn height(&self) -> usize {
+        match self {
+            Glyph::Small(_) => 8,
+            Glyph::Unifont(_) => 16,
+        }
+    }
+
+    fn dot(&self, x: usize, y: usize) -> bool {
+        match self {
+            Glyph::Small(rows) => rows[y] & (1 << x) != 0,
+            Glyph::Unifont(g) => g.get_pixel(x, y),
+        }
+    }
+}
+
+/// Height of a line of `text` in font dots: 16 when a Unifont glyph is in
+/// it, else 8.
+fn line_height(text: &str) -> usize {
+    text.chars()
+        .map(|c| Glyph::of(c).height())
+        .max()
+        .unwrap_or(8)
+}
+
+/// Width and height of `text` in font dots (multiply by the scale).
+pub fn text_size(text: &str) -> (usize, usize) {
+    let width = text.chars().map(|c| Glyph::of(c).width()).sum();
+    (width, line_height(text))
 }
 
 /// Whether a set pixel lies within `t` pixels of an unset one or the border.
@@ -336,5 +400,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The pixels `draw_text` sets for `text` at scale 1 on a black canvas.
+    fn drawn(text: &str) -> Vec<bool> {
+        let (w, h) = (40, 20);
+        let mut px = vec![0u8; w * h * 3];
+        let mut c = Canvas {
+            data: &mut px,
+            width: w,
+            height: h,
+            stride: w * 3,
+            layout: PackedLayout::Rgb,
+        };
+        c.draw_text(0, 0, text, 1, [255, 255, 255]);
+        px.chunks(3).map(|p| p[0] != 0).collect()
+    }
+
+    #[test]
+    fn chinese_labels_are_drawn_with_their_own_glyphs() {
+        assert_eq!(text_size("cat"), (24, 8));
+        assert_eq!(text_size("红色"), (32, 16));
+        assert_eq!(text_size("红 cat"), (16 + 4 * 8, 16));
+        let red = drawn("红");
+        let unknown = drawn("?");
+        assert!(red.iter().filter(|p| **p).count() > 20, "红 is drawn");
+        assert_ne!(red, unknown, "not as a question mark");
+        assert_ne!(drawn("红"), drawn("绿"));
+        // The 8x8 ASCII is centred on a 16-dot line beside CJK: dot rows 4..12.
+        let mixed = drawn("红a");
+        let a_rows: Vec<usize> = (0..20)
+            .filter(|y| (16..24).any(|x| mixed[y * 40 + x]))
+            .collect();
+        assert!(a_rows.iter().all(|y| (4..12).contains(y)), "{a_rows:?}");
     }
 }

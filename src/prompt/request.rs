@@ -51,7 +51,7 @@ impl Request {
         self.set.texts()
     }
 
-    /// The positive phrases, as the overlay's legend lists them.
+    /// The positive phrases as typed, as the overlay's legend lists them.
     pub fn phrases(&self) -> Vec<&str> {
         self.set.positives.iter().map(|p| p.text.as_str()).collect()
     }
@@ -66,10 +66,10 @@ impl Request {
     }
 
     /// One model run's instances to (kept positives, negatives), labelled with
-    /// this request's phrases: the model's text cache may hold another
-    /// spelling of the same prompt.
+    /// this request's phrases as typed: the model's text cache may hold
+    /// another spelling of the same prompt (or its English, for Chinese).
     pub fn resolve(&self, mut instances: Vec<Instance>) -> (Vec<Instance>, Vec<Instance>) {
-        let texts = self.texts();
+        let texts = self.set.labels();
         for inst in &mut instances {
             if let Some(t) = texts.get(inst.prompt_index) {
                 inst.label = t.to_string();

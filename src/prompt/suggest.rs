@@ -1,12 +1,56 @@
 //! Prompt suggestions: phrases of a vocabulary ranked by the model's presence
-//! score on one picture ("is there a ... in this image?").
+//! score on one picture ("is there a ... in this image?"). A phrase is
+//! scored by what the text encoder gets for it ([`translate`]: a Chinese
+//! vocabulary is scored in English) and answered as written.
 
 use crate::error::Result;
 use crate::image::postprocess::sigmoid;
 use crate::model::sam3::{ImageFeatures, Sam3Model};
+use crate::prompt::translate::translate;
 
 /// A few hundred common object names, shipped with the library.
 pub const DEFAULT_VOCABULARY: &str = include_str!("../../data/vocabulary.txt");
+
+/// The built-in vocabulary in Chinese, `English<TAB>Chinese` per line, in
+/// the order of [`DEFAULT_VOCABULARY`].
+pub const DEFAULT_VOCABULARY_ZH: &str = include_str!("../../data/vocabulary-zh.tsv");
+
+/// A vocabulary phrase: as shown, and as the text encoder gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub phrase: String,
+    pub encoder_text: String,
+}
+
+impl Entry {
+    /// A phrase scored as the encoder gets it (Chinese translated).
+    pub fn of(phrase: &str) -> Entry {
+        Entry {
+            phrase: phrase.to_string(),
+            encoder_text: translate(phrase).text,
+        }
+    }
+}
+
+/// The built-in vocabulary: English, or its Chinese phrases scored with the
+/// English they were written for.
+pub fn default_vocabulary(chinese: bool) -> Vec<Entry> {
+    if !chinese {
+        return parse_vocabulary(DEFAULT_VOCABULARY)
+            .iter()
+            .map(|p| Entry::of(p))
+            .collect();
+    }
+    DEFAULT_VOCABULARY_ZH
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(en, zh)| Entry {
+            phrase: zh.to_string(),
+            encoder_text: en.to_string(),
+        })
+        .collect()
+}
 
 /// Phrases to try at once in the decoder. A stream sharing the model waits
 /// for at most one such run (engine locks are fair), so it must cost less
@@ -47,12 +91,25 @@ impl Sam3Model {
     }
 
     /// The `k` phrases with the highest presence scores, best first (ties keep
-    /// vocabulary order). Runs at background priority on a thread of its own,
-    /// as it is asked for while frames flow (`crate::priority`).
+    /// vocabulary order). Each is scored as the text encoder gets it (a
+    /// Chinese phrase in English) and answered as written.
     pub fn suggest(
         &self,
         image: &ImageFeatures,
         vocabulary: &[String],
+        k: usize,
+    ) -> Result<Vec<Suggestion>> {
+        let entries: Vec<Entry> = vocabulary.iter().map(|p| Entry::of(p)).collect();
+        self.suggest_entries(image, &entries, k)
+    }
+
+    /// [`Sam3Model::suggest`] for phrases whose encoder text is known. Runs
+    /// at background priority on a thread of its own, as it is asked for
+    /// while frames flow (`crate::priority`).
+    pub fn suggest_entries(
+        &self,
+        image: &ImageFeatures,
+        vocabulary: &[Entry],
         k: usize,
     ) -> Result<Vec<Suggestion>> {
         crate::priority::in_background("samclipseg-suggest", || self.rank(image, vocabulary, k))
@@ -61,16 +118,16 @@ impl Sam3Model {
     fn rank(
         &self,
         image: &ImageFeatures,
-        vocabulary: &[String],
+        vocabulary: &[Entry],
         k: usize,
     ) -> Result<Vec<Suggestion>> {
-        let phrases: Vec<&str> = vocabulary.iter().map(String::as_str).collect();
-        let scores = self.presence_scores(image, &phrases)?;
+        let texts: Vec<&str> = vocabulary.iter().map(|e| e.encoder_text.as_str()).collect();
+        let scores = self.presence_scores(image, &texts)?;
         let mut ranked: Vec<Suggestion> = vocabulary
             .iter()
             .zip(scores)
-            .map(|(p, s)| Suggestion {
-                phrase: p.clone(),
+            .map(|(e, s)| Suggestion {
+                phrase: e.phrase.clone(),
                 presence: s,
             })
             .collect();
@@ -93,5 +150,30 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), v.len(), "duplicates in the vocabulary");
         assert!(v.iter().all(|p| !p.contains(';')));
+    }
+
+    #[test]
+    fn the_chinese_vocabulary_pairs_every_english_phrase() {
+        let en: Vec<String> = default_vocabulary(false)
+            .into_iter()
+            .map(|e| e.phrase)
+            .collect();
+        let zh = default_vocabulary(true);
+        assert_eq!(
+            zh.iter()
+                .map(|e| e.encoder_text.clone())
+                .collect::<Vec<_>>(),
+            en,
+            "same phrases, same order"
+        );
+        let mut phrases: Vec<&str> = zh.iter().map(|e| e.phrase.as_str()).collect();
+        assert!(
+            phrases
+                .iter()
+                .all(|p| crate::prompt::chinese::is_chinese(p))
+        );
+        phrases.sort();
+        phrases.dedup();
+        assert_eq!(phrases.len(), en.len(), "duplicates in vocabulary-zh.tsv");
     }
 }

@@ -8,6 +8,14 @@
 //! Phrases are separated by `;`. A trailing `:N` with 0 <= N <= 1 is that
 //! phrase's score threshold. A leading `-` makes the phrase negative: its
 //! instances are not reported, they remove the positive instances they cover.
+//!
+//! Chinese punctuation means the same: `；`, `，` and `、` separate phrases,
+//! `－` makes a phrase negative and `：０.６` (full-width digits too) is a
+//! threshold. Each phrase keeps the text as typed (labels, messages) and
+//! gets the text the encoder is given ([`super::translate`]: Chinese in
+//! English, anything else unchanged).
+
+use super::translate::{translate, warning};
 
 /// Most phrases one prompt may ask for, positives and negatives together.
 ///
@@ -22,8 +30,14 @@ pub const MAX_PHRASES: usize = 16;
 /// One phrase of a prompt list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phrase {
-    /// The text sent to the model, trimmed.
+    /// The phrase as typed, trimmed: what labels and messages show.
     pub text: String,
+    /// What the text encoder gets: `text` translated into English where it
+    /// is Chinese, else `text` itself.
+    pub encoder_text: String,
+    /// What to tell the user about the translation (words left out, a
+    /// script the model may not understand).
+    pub note: Option<String>,
     /// Overrides the global threshold for this phrase.
     pub threshold: Option<f32>,
     pub negative: bool,
@@ -32,25 +46,48 @@ pub struct Phrase {
 /// Splits a prompt list into phrases. Empty phrases are skipped, so an empty or
 /// all-blank string gives none.
 pub fn parse_phrases(list: &str) -> Vec<Phrase> {
-    list.split(';').filter_map(parse_one).collect()
+    list.split([';', '；', '，', '、'])
+        .filter_map(parse_one)
+        .collect()
+}
+
+/// Full-width ASCII forms (０-９, ．) as ASCII, for reading a threshold.
+fn half_width(text: &str) -> String {
+    text.chars()
+        .map(|c| match u32::from(c) {
+            0xFF01..=0xFF5E => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
 }
 
 fn parse_one(raw: &str) -> Option<Phrase> {
     let mut text = raw.trim();
-    let negative = text.starts_with('-');
-    if negative {
-        text = text[1..].trim_start();
+    let negative = text.starts_with(['-', '－']);
+    if let Some(c) = text.chars().next()
+        && negative
+    {
+        text = text[c.len_utf8()..].trim_start();
     }
     let mut threshold = None;
-    if let Some((head, tail)) = text.rsplit_once(':')
-        && let Ok(t) = tail.trim().parse::<f32>()
+    if let Some((at, colon)) = text
+        .char_indices()
+        .rev()
+        .find(|(_, c)| matches!(c, ':' | '：'))
+        && let Ok(t) = half_width(text[at + colon.len_utf8()..].trim()).parse::<f32>()
         && (0.0..=1.0).contains(&t)
     {
         threshold = Some(t);
-        text = head.trim_end();
+        text = text[..at].trim_end();
     }
-    (!text.is_empty()).then(|| Phrase {
+    if text.is_empty() {
+        return None;
+    }
+    let translation = translate(text);
+    Some(Phrase {
         text: text.to_string(),
+        note: warning(text, &translation),
+        encoder_text: translation.text,
         threshold,
         negative,
     })
@@ -120,13 +157,50 @@ impl PromptSet {
         self.warning.as_deref()
     }
 
-    /// Every phrase the model must see, positives first: one batched decoder run.
+    /// Every phrase the model must see, positives first, as the text
+    /// encoder gets them: one batched decoder run.
     pub fn texts(&self) -> Vec<&str> {
+        self.positives
+            .iter()
+            .chain(&self.negatives)
+            .map(|p| p.encoder_text.as_str())
+            .collect()
+    }
+
+    /// The same phrases as typed: the labels of their instances.
+    pub fn labels(&self) -> Vec<&str> {
         self.positives
             .iter()
             .chain(&self.negatives)
             .map(|p| p.text.as_str())
             .collect()
+    }
+
+    /// The phrases exactly as the text encoder gets them, `;`-separated,
+    /// negatives as `-phrase` (the element's `prompt-in-use`).
+    pub fn in_use(&self) -> String {
+        self.positives
+            .iter()
+            .map(|p| p.encoder_text.clone())
+            .chain(
+                self.negatives
+                    .iter()
+                    .map(|p| format!("-{}", p.encoder_text)),
+            )
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// One warning for the whole prompt about its phrases' translation
+    /// (words left out and what was sent instead, other scripts), if any.
+    pub fn translation_warning(&self) -> Option<String> {
+        let notes: Vec<&str> = self
+            .positives
+            .iter()
+            .chain(&self.negatives)
+            .filter_map(|p| p.note.as_deref())
+            .collect();
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,9 +215,54 @@ mod tests {
     fn phrase(text: &str, threshold: Option<f32>, negative: bool) -> Phrase {
         Phrase {
             text: text.into(),
+            encoder_text: text.into(),
+            note: None,
             threshold,
             negative,
         }
+    }
+
+    #[test]
+    fn chinese_punctuation_means_the_same() {
+        let set = PromptSet::parse("红色圆形；蓝色正方形：０.６，－白色三角形、dog; 猫:0.3", "");
+        assert_eq!(
+            set.labels(),
+            ["红色圆形", "蓝色正方形", "dog", "猫", "白色三角形"]
+        );
+        assert_eq!(
+            set.texts(),
+            ["red circle", "blue square", "dog", "cat", "white triangle"]
+        );
+        assert_eq!(set.positives[1].threshold, Some(0.6));
+        assert_eq!(set.positives[3].threshold, Some(0.3));
+        assert!(set.negatives[0].negative);
+        assert_eq!(
+            set.in_use(),
+            "red circle; blue square; dog; cat; -white triangle"
+        );
+        assert_eq!(set.translation_warning(), None);
+        // The example of docs/prompts.md.
+        let set = PromptSet::parse("一只猫；dog：0.6，－玩具狗", "");
+        assert_eq!(set.in_use(), "cat; dog; -toy dog");
+        assert_eq!(set.positives[1].threshold, Some(0.6));
+        // A colon that is not a threshold stays text, in either width.
+        assert_eq!(parse_phrases("标志：停")[0].text, "标志：停");
+        assert_eq!(parse_phrases("比例16:9的屏幕")[0].text, "比例16:9的屏幕");
+    }
+
+    #[test]
+    fn the_in_use_prompt_and_the_warning() {
+        let set = PromptSet::parse("dog; -cat", "toy；собака");
+        assert_eq!(set.in_use(), "dog; -cat; -toy; -собака");
+        let w = set.translation_warning().expect("a warning");
+        assert!(
+            w.contains("\"собака\" is neither English nor Chinese"),
+            "{w}"
+        );
+        let set = PromptSet::parse("红色\u{4DB5}车; 蓝色\u{4DB5}", "");
+        let w = set.translation_warning().expect("a warning");
+        assert!(w.contains("sent \"red car\""), "{w}");
+        assert!(w.contains("sent \"blue\""), "{w}");
     }
 
     #[test]

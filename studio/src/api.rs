@@ -643,6 +643,7 @@ async fn post_image(
         "width": width,
         "height": height,
         "prompt": prompt,
+        "prompt_in_use": samclipseg::prompt::syntax::PromptSet::parse(&prompt, "").in_use(),
         "threshold": s.facts.threshold(threshold),
         "smoothness": smoothness,
         "instances": instances,

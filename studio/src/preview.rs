@@ -77,6 +77,9 @@ pub struct Update {
 struct SettingsAnswer<'a> {
     prompt: &'a str,
     negative_prompt: &'a str,
+    /// The phrases as the text encoder gets them (Chinese in English), as
+    /// the element's `prompt-in-use` shows them.
+    prompt_in_use: String,
     threshold: f32,
     smoothness: u32,
     max_instances: u32,
@@ -118,6 +121,11 @@ impl Settings {
         SettingsAnswer {
             prompt: &self.prompt,
             negative_prompt: &self.negative_prompt,
+            prompt_in_use: samclipseg::prompt::syntax::PromptSet::parse(
+                &self.prompt,
+                &self.negative_prompt,
+            )
+            .in_use(),
             threshold: bundle.threshold(self.threshold),
             smoothness: self.smoothness,
             max_instances: self.max_instances,

@@ -416,6 +416,21 @@ fn live_changes_show_on_the_next_frames() {
         "{square} vs {truth:?}"
     );
 
+    // The same in Chinese: the English for the model beside the typed
+    // phrase, the same square labelled as typed.
+    let (status, v) = studio.post_json("/api/live", r#"{"prompt": "蓝色正方形"}"#);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["settings"]["prompt"], "蓝色正方形");
+    assert_eq!(v["settings"]["prompt_in_use"], "blue square");
+    let v = studio.wait_live("the blue square in Chinese", |v| {
+        labels(&v["frame"]) == ["蓝色正方形"]
+    });
+    assert!(
+        boxes_close(&instances(&v["frame"])[0]["box"], truth, 12.0),
+        "{v}"
+    );
+    studio.post_json("/api/live", r#"{"prompt": "blue square"}"#);
+
     // A threshold above the square's score (the toy model's is 0.99 or more)
     // empties the frames; lowering it brings the square back.
     let above = (square["score"].as_f64().unwrap() + 1.0) / 2.0;

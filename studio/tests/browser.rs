@@ -307,6 +307,22 @@ fn the_page_segments_the_live_picture_and_uploads() {
     );
     page.screenshot("live.png");
 
+    // The same in Chinese: the table lists the square as typed, and the
+    // English for the model shows under the prompt.
+    page.clear("#prompt");
+    page.type_into("#prompt", &format!("蓝色正方形{ENTER}"));
+    page.wait("the square as typed in Chinese", ROWS, |v| {
+        let r = rows(v);
+        r.len() == 1 && r[0].0 == "蓝色正方形"
+    });
+    page.wait(
+        "the English beside it",
+        "const p = document.getElementById('prompt-in-use');
+         return p && !p.hidden ? p.textContent : null;",
+        |v| v.as_str().is_some_and(|t| t.contains("blue square")),
+    );
+    page.screenshot("live-chinese.png");
+
     // Move the threshold slider up: the weaker instances leave the table.
     page.clear("#prompt");
     page.type_into("#prompt", &format!("shape{ENTER}"));

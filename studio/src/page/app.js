@@ -88,7 +88,16 @@ const el = {
   smoothness: $('smoothness'), smoothnessValue: $('smoothness-value'),
   maxInstances: $('max-instances'), reuse: $('reuse'), async: $('async'), viewAlpha: $('view-alpha'),
   suggest: $('suggest'), chips: $('chips'), body: $('instances-body'),
+  inUse: $('prompt-in-use'),
 };
+
+// The English the text encoder gets (the element's prompt-in-use), shown
+// beside a prompt typed in another script (Chinese is translated).
+function showInUse(node, typed, inUse) {
+  const other = /[^\x00-\x7f]/.test(typed || '');
+  node.hidden = !(other && inUse);
+  node.textContent = node.hidden ? '' : `English for the model: ${inUse}`;
+}
 
 // ---------- live: talking to the server ----------
 
@@ -156,6 +165,7 @@ function setControl(input, prop, value) {
 function applySettings(s) {
   setControl(el.prompt, 'value', s.prompt ?? '');
   setControl(el.negative, 'value', s.negative_prompt ?? '');
+  showInUse(el.inUse, `${s.prompt ?? ''}${s.negative_prompt ?? ''}`, s.prompt_in_use);
   if (typeof s.threshold === 'number') setControl(el.threshold, 'value', s.threshold);
   if (typeof s.smoothness === 'number') setControl(el.smoothness, 'value', s.smoothness);
   if (typeof s.max_instances === 'number') setControl(el.maxInstances, 'value', s.max_instances);
@@ -356,7 +366,7 @@ const picture = (() => {
     smoothness: $('picture-smoothness'), smoothnessValue: $('picture-smoothness-value'),
     run: $('picture-run'), status: $('picture-status'), error: $('picture-error'),
     wrap: $('picture-wrap'), img: $('picture-result'), highlight: $('picture-highlight'),
-    labels: $('picture-labels'),
+    labels: $('picture-labels'), inUse: $('picture-in-use'),
     downloads: [['cutout', $('download-cutout')], ['mask', $('download-mask')], ['json', $('download-json')]],
   };
   let result = null, selectedId = null, thresholdTouched = false;
@@ -386,6 +396,7 @@ const picture = (() => {
     p.wrap.hidden = true;
     p.highlight.hidden = true;
     p.labels.textContent = '';
+    showInUse(p.inUse, '', '');
     for (const [, a] of p.downloads) { a.hidden = true; a.removeAttribute('href'); }
   }
 
@@ -396,6 +407,7 @@ const picture = (() => {
     p.wrap.hidden = false;
     p.highlight.hidden = true;
     p.labels.textContent = '';
+    showInUse(p.inUse, r.prompt, r.prompt_in_use);
     if (result.instances.length === 0) {
       const s = document.createElement('span');
       s.className = 'muted';

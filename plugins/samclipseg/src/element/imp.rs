@@ -25,8 +25,8 @@ use super::{draw, properties, suggest, video};
 use crate::logger::CAT;
 use crate::meta::Segmentation;
 
-/// How many prompt values the "not English" warning remembers, so that it is
-/// logged once per value (bounded for applications that change the prompt a lot).
+/// How many prompt values the translation warning remembers, so that it is
+/// posted once per value (bounded for applications that change the prompt a lot).
 const WARNED_PROMPTS: usize = 64;
 
 /// What exists between start() and stop(); only ever locked briefly.
@@ -49,7 +49,7 @@ pub struct SamClipSeg {
     state: Mutex<Option<State>>,
     /// The stream layer, held by the streaming thread for a whole frame.
     stream: Mutex<Option<Stream>>,
-    /// Prompt values already warned about as not English.
+    /// Prompt values already warned about (see `warn_about_translation`).
     warned_prompts: Mutex<VecDeque<String>>,
 }
 
@@ -207,8 +207,14 @@ impl SamClipSeg {
 
     /// Ranks the vocabulary for the `suggest` action and posts the result.
     fn suggest(&self, k: u32) -> gst::Structure {
-        let vocabulary = lock(&self.settings).frame.vocabulary.clone();
-        let s = suggest::suggestions(self.stream_handle(), &vocabulary, k as usize);
+        let (vocabulary, prompt) = {
+            let settings = lock(&self.settings);
+            (
+                settings.frame.vocabulary.clone(),
+                settings.frame.prompt.clone(),
+            )
+        };
+        let s = suggest::suggestions(self.stream_handle(), &vocabulary, &prompt, k as usize);
         if let Ok(e) = s.get::<String>("error") {
             gst::warning!(CAT, imp = self, "suggest: {e}");
         }
@@ -232,32 +238,27 @@ impl SamClipSeg {
         }
     }
 
-    /// Warns, once per prompt value, about phrases the English vocabulary of
-    /// the model may not understand. The prompt is still used as it is.
-    fn warn_if_not_english(&self, prompt: &str) {
-        let foreign: Vec<String> = samclipseg::prompt::syntax::parse_phrases(prompt)
-            .into_iter()
-            .filter(|p| samclipseg::prompt::tokenizer::likely_not_english(&p.text))
-            .map(|p| p.text)
-            .collect();
-        if foreign.is_empty() {
+    /// Warns on the bus, once per prompt value, about what the translation
+    /// of its phrases could not do: Chinese words the dictionaries do not
+    /// have (named, with what was sent instead), and phrases in other
+    /// scripts, which are sent as typed. Latin script passes untouched.
+    fn warn_about_translation(&self, prompt: &str, negative_prompt: &str) {
+        let set = samclipseg::prompt::syntax::PromptSet::parse(prompt, negative_prompt);
+        let Some(warning) = set.translation_warning() else {
             return;
+        };
+        {
+            let key = format!("{prompt}\u{0}{negative_prompt}");
+            let mut warned = lock(&self.warned_prompts);
+            if warned.iter().any(|w| *w == key) {
+                return;
+            }
+            if warned.len() >= WARNED_PROMPTS {
+                warned.pop_front();
+            }
+            warned.push_back(key);
         }
-        let mut warned = lock(&self.warned_prompts);
-        if warned.iter().any(|w| w == prompt) {
-            return;
-        }
-        if warned.len() >= WARNED_PROMPTS {
-            warned.pop_front();
-        }
-        warned.push_back(prompt.to_owned());
-        let quoted: Vec<String> = foreign.iter().map(|f| format!("\"{f}\"")).collect();
-        gst::warning!(
-            CAT,
-            imp = self,
-            "the model's vocabulary is English; {} may not be understood",
-            quoted.join(", ")
-        );
+        gst::element_imp_warning!(self, gst::LibraryError::Settings, ("prompt: {}", warning));
     }
 
     /// A string property's value as UTF-8. GLib does not check that a
@@ -387,10 +388,8 @@ impl ObjectImpl for SamClipSeg {
             drop(settings);
             if name == "prompt" {
                 gst::info!(CAT, imp = self, "prompt set to {prompt:?}");
-                self.warn_if_not_english(&prompt);
-            } else {
-                self.warn_if_not_english(&negative);
             }
+            self.warn_about_translation(&prompt, &negative);
             self.warn_if_capped(&prompt, &negative);
         }
     }

@@ -381,8 +381,8 @@ fn table() -> Vec<Property> {
             spec: glib::ParamSpecString::builder("prompt")
                 .nick("Prompt")
                 .blurb(
-                    "What to segment, in plain English (e.g. \"red car\"); empty = no inference, \
-                     empty metadata",
+                    "What to segment, in plain English (e.g. \"red car\") or in Chinese (translated \
+                     offline into English, see prompt-in-use); empty = no inference, empty metadata",
                 )
                 .default_value(Some(""))
                 .mutable_playing()
@@ -392,6 +392,23 @@ fn table() -> Vec<Property> {
                 s.frame.prompt = string(v)?;
                 Ok(())
             },
+        },
+        Property {
+            spec: glib::ParamSpecString::builder("prompt-in-use")
+                .nick("Prompt in use")
+                .blurb(
+                    "The phrases of prompt and negative-prompt exactly as the text encoder gets \
+                     them, ';'-separated, negatives as -phrase: Chinese translated into English, \
+                     anything else as typed",
+                )
+                .read_only()
+                .build(),
+            get: |s| {
+                samclipseg::prompt::syntax::PromptSet::parse(&s.frame.prompt, &s.frame.negative_prompt)
+                    .in_use()
+                    .to_value()
+            },
+            set: |_, _| Err("prompt-in-use is read-only".into()),
         },
         Property {
             spec: glib::ParamSpecFloat::builder("threshold")
@@ -674,7 +691,7 @@ mod tests {
         let mut s = Settings::default();
         for p in all() {
             let name = p.spec.name();
-            if name == "precision-in-use" {
+            if !p.spec.flags().contains(glib::ParamFlags::WRITABLE) {
                 continue;
             }
             let default = p.spec.default_value();
