@@ -93,9 +93,11 @@ fn prefix_of_libdir(libdir: &Path) -> Option<PathBuf> {
         return libdir.parent().map(Path::to_path_buf);
     }
     let parent = libdir.parent()?;
-    (is_lib(parent) && parent.file_name() == Some(OsStr::new("lib")))
-        .then(|| parent.parent().map(Path::to_path_buf))
-        .flatten()
+    if parent.file_name() == Some(OsStr::new("lib")) {
+        parent.parent().map(Path::to_path_buf)
+    } else {
+        None
+    }
 }
 
 /// Debian's multiarch directory name for this build's target, where it has one.
@@ -134,13 +136,13 @@ fn own_object() -> Option<PathBuf> {
 /// program itself (glibc then names `argv[0]`, which may not be a path).
 fn containing_shared_object() -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: Dl_info is pointers and integers, for which zero is valid.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let here = containing_shared_object as *const libc::c_void;
-    // SAFETY: dladdr only reads the address and fills `info`, which is
-    // zeroed and valid for writes; on success `dli_fname` is a C string
-    // owned by the dynamic linker that lives as long as the object, which
-    // holds this very function.
-    let (found, info) = unsafe { (libc::dladdr(here, info.as_mut_ptr()), info.assume_init()) };
+    // SAFETY: dladdr only reads the address and writes into `info`; on
+    // success `dli_fname` is a C string owned by the dynamic linker that
+    // lives as long as the object, which holds this very function.
+    let found = unsafe { libc::dladdr(here, &mut info) };
     if found == 0 || info.dli_fname.is_null() {
         return None;
     }
