@@ -5,13 +5,15 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 TINY := tests/fixtures/tiny-sam3
 OUT ?= out
-PLUGIN_DIR := $(CURDIR)/target/release
+# Where cargo puts release builds (CARGO_TARGET_DIR moves it).
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
+PLUGIN_DIR := $(RELEASE_DIR)
 # What make runs from this tree (gst-launch-1.0 in the demo, cargo) loads ONNX
 # Runtime from .deps/onnxruntime; an installed plugin does not look there
 # unless asked (src/runtime.rs). A value already in the environment wins.
 export SAMCLIPSEG_DEV_ORT ?= 1
 
-.PHONY: deps engines-deps build test lint demo studio fixtures bench toy eval-toy
+.PHONY: deps engines-deps build release install uninstall deb test lint demo studio fixtures bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -21,6 +23,30 @@ engines-deps:
 
 build: deps
 	cargo build --release -p gst-plugin-samclipseg
+
+# Installing (docs/install.md): `make release`, then `sudo make install`,
+# which does not build. The plugin goes into GStreamer's plugin directory
+# with PREFIX as its prefix (`pkg-config --variable=pluginsdir gstreamer-1.0`
+# for PREFIX=/usr: GStreamer finds it with no variable set), its own ONNX
+# Runtime into ../samclipseg beside it, the studio into PREFIX/bin and the toy
+# bundle into PREFIX/share/samclipseg; DESTDIR stages the lot (no root
+# needed). `make deb` packages the same for PREFIX=/usr: out/deb/*.deb.
+PREFIX ?= /usr
+INSTALL_VARS = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' RELEASE_DIR='$(RELEASE_DIR)' \
+	$(if $(PLUGINSDIR),PLUGINSDIR='$(PLUGINSDIR)') $(if $(PLUGIN_SO),PLUGIN_SO='$(PLUGIN_SO)') \
+	$(if $(STUDIO_BIN),STUDIO_BIN='$(STUDIO_BIN)')
+
+release: deps
+	cargo build --release -p gst-plugin-samclipseg -p samclipseg-studio
+
+install:
+	$(INSTALL_VARS) bash scripts/install.sh
+
+uninstall:
+	$(INSTALL_VARS) bash scripts/install.sh --uninstall
+
+deb: release
+	OUT='$(OUT)' RELEASE_DIR='$(RELEASE_DIR)' bash scripts/deb.sh
 
 # The studio's browser tests need Debian's chromium and chromium-driver.
 test:

@@ -10,11 +10,13 @@
 //! - [`stream`]: what each frame of a video carries (reuse, asynchronous
 //!   runs, tracking, cancelling runs);
 //! - [`remote`]: the engines on a KServe v2 (Triton) server;
-//! - [`gpu`]: CUDA kernels and device memory.
+//! - [`gpu`]: CUDA kernels and device memory;
+//! - [`installed`]: where an installed plugin or studio finds its own files.
 
 pub mod error;
 pub mod gpu;
 pub mod image;
+pub mod installed;
 pub mod model;
 pub mod priority;
 pub mod prompt;

@@ -1,9 +1,11 @@
 //! Finding and loading the ONNX Runtime shared library (ort's `load-dynamic`).
 //!
 //! `ORT_DYLIB_PATH`, when set, is the only candidate: a user who names a library
-//! wants that one, not a silent substitute. Otherwise the system's, and, only
-//! when `SAMCLIPSEG_DEV_ORT=1`, first the copy the project's set-up (`make
-//! deps`) puts in the source tree's `.deps/onnxruntime/`.
+//! wants that one, not a silent substitute. Otherwise, in order: only when
+//! `SAMCLIPSEG_DEV_ORT=1`, the copy the project's set-up (`make deps`) puts in
+//! the source tree's `.deps/onnxruntime/`; an installed plugin's or studio's
+//! private copy (`<libdir>/samclipseg/`, found from where the code was loaded:
+//! [`crate::installed`]); the system's.
 //!
 //! No library to be found is [`Error::MissingLibrary`]; a library that is
 //! there and does not load or start is [`Error::RuntimeLibrary`], a failure.
@@ -27,7 +29,8 @@ pub const SETUP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/onnxrunt
 /// Set to `1` to search [`SETUP_DIR`] (development runs from the source tree).
 pub const DEV_ORT_VAR: &str = "SAMCLIPSEG_DEV_ORT";
 
-const INSTALL_HINT: &str = "install ONNX Runtime system-wide (libonnxruntime.so in /usr/local/lib or /usr/lib), \
+const INSTALL_HINT: &str = "install samclipseg with `make install` or its Debian package, which bring their own ONNX Runtime \
+     (docs/install.md), or install ONNX Runtime system-wide (libonnxruntime.so in /usr/local/lib or /usr/lib), \
      or `pip install onnxruntime` and set ORT_DYLIB_PATH to its onnxruntime/capi/libonnxruntime.so.1.*; \
      in a source tree, `make deps` places it in .deps/onnxruntime, which is searched when SAMCLIPSEG_DEV_ORT=1 \
      (cargo, the Makefile and the project's scripts set it)";
@@ -40,23 +43,35 @@ struct Loaded {
 }
 
 /// The candidate library paths, in the order they are tried, from the
-/// environment (`ORT_DYLIB_PATH`, `SAMCLIPSEG_DEV_ORT`).
+/// environment (`ORT_DYLIB_PATH`, `SAMCLIPSEG_DEV_ORT`) and the installation
+/// this code runs from.
 pub fn candidates() -> Vec<PathBuf> {
+    let private = crate::installed::layout()
+        .map(|l| l.private_lib_dirs.as_slice())
+        .unwrap_or_default();
     candidates_for(
         std::env::var_os("ORT_DYLIB_PATH"),
         std::env::var_os(DEV_ORT_VAR).is_some_and(|v| v == "1"),
+        private,
     )
 }
 
-/// [`candidates`] for a given `ORT_DYLIB_PATH` and whether the source tree's
-/// copy may be used.
-pub fn candidates_for(ort_dylib_path: Option<OsString>, dev_tree: bool) -> Vec<PathBuf> {
+/// [`candidates`] for a given `ORT_DYLIB_PATH`, whether the source tree's
+/// copy may be used, and an installation's private library directories.
+pub fn candidates_for(
+    ort_dylib_path: Option<OsString>,
+    dev_tree: bool,
+    private_dirs: &[PathBuf],
+) -> Vec<PathBuf> {
     if let Some(p) = ort_dylib_path.filter(|p| !p.is_empty()) {
         return vec![PathBuf::from(p)];
     }
     let mut out = Vec::new();
     if dev_tree {
         out.extend(libraries_in(Path::new(SETUP_DIR)));
+    }
+    for dir in private_dirs {
+        out.extend(libraries_in(dir));
     }
     for dir in [
         "/usr/local/lib",
@@ -231,28 +246,53 @@ mod tests {
 
     #[test]
     fn the_source_tree_is_searched_only_when_asked() {
-        let without = candidates_for(None, false);
+        let without = candidates_for(None, false, &[]);
         assert!(!in_tree(&without), "{without:?}");
         assert_eq!(without.last(), Some(&PathBuf::from("libonnxruntime.so")));
         if libraries_in(Path::new(SETUP_DIR)).is_empty() {
             println!("{SETUP_DIR} has no library (no `make deps`): the opt-in case is not checked");
         } else {
-            let with = candidates_for(None, true);
+            let with = candidates_for(None, true, &[]);
             assert!(with[0].starts_with(SETUP_DIR), "{with:?}");
         }
+    }
+
+    #[test]
+    fn an_installation_s_private_copy_comes_before_the_system_s() {
+        let dir =
+            std::env::temp_dir().join(format!("samclipseg-private-ort-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("libonnxruntime.so.1.24.1");
+        std::fs::write(&lib, b"").unwrap();
+        std::fs::write(dir.join("libonnxruntime_providers_shared.so"), b"").unwrap();
+        let private = [dir.join("absent"), dir.clone()];
+        let c = candidates_for(None, false, &private);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c[0], lib, "{c:?}");
+        assert_eq!(c.iter().filter(|p| p.starts_with(&dir)).count(), 1, "{c:?}");
+        // The developer's opt-in still comes first; a named library stays the only one.
+        if !libraries_in(Path::new(SETUP_DIR)).is_empty() {
+            let c = candidates_for(None, true, &private);
+            assert!(c[0].starts_with(SETUP_DIR), "{c:?}");
+        }
+        let named = OsString::from("/opt/ort/libonnxruntime.so.1");
+        assert_eq!(
+            candidates_for(Some(named.clone()), false, &private),
+            [PathBuf::from(named)]
+        );
     }
 
     #[test]
     fn a_named_library_is_the_only_candidate() {
         let named = OsString::from("/opt/ort/libonnxruntime.so.1.23.0");
         assert_eq!(
-            candidates_for(Some(named.clone()), true),
+            candidates_for(Some(named.clone()), true, &[]),
             [PathBuf::from(&named)]
         );
         // Empty is unset.
         assert_eq!(
-            candidates_for(Some(OsString::new()), false),
-            candidates_for(None, false)
+            candidates_for(Some(OsString::new()), false, &[]),
+            candidates_for(None, false, &[])
         );
     }
 

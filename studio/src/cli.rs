@@ -12,6 +12,15 @@ pub const TOY_BUNDLE: &str = concat!(
     "/../tests/fixtures/toy-shapes-sam3"
 );
 
+/// The default bundle: the toy bundle installed with this program
+/// (`PREFIX/share/samclipseg/toy-shapes-sam3`) when it is installed, else
+/// the tree's.
+pub fn toy_bundle() -> PathBuf {
+    samclipseg::installed::layout()
+        .and_then(|l| l.toy_bundle())
+        .unwrap_or_else(|| PathBuf::from(TOY_BUNDLE))
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "samclipseg-studio",
@@ -19,7 +28,8 @@ pub const TOY_BUNDLE: &str = concat!(
     about = "A web page to try samclipseg prompts on a live pipeline and on pictures"
 )]
 pub struct Args {
-    /// Engine bundle directory (default: the toy shapes-world bundle of this tree)
+    /// Engine bundle directory (default: the toy shapes-world bundle installed
+    /// with the studio, or of the tree it was built in)
     #[arg(long)]
     pub bundle: Option<PathBuf>,
     /// Live source: a video or image file, a URI (file://, http://, rtsp://),
@@ -52,10 +62,7 @@ pub struct Args {
 
 impl Args {
     pub fn bundle_path(&self) -> Result<PathBuf, String> {
-        let path = self
-            .bundle
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(TOY_BUNDLE));
+        let path = self.bundle.clone().unwrap_or_else(toy_bundle);
         if !path.join("bundle.toml").is_file() {
             return Err(format!(
                 "no bundle at {} (bundle.toml missing); name one with --bundle DIR",

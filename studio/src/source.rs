@@ -10,6 +10,15 @@ pub const TOY_CLIP: &str = concat!(
     "/../tests/fixtures/toy-shapes-sam3/golden/clip/frame-%03d.png"
 );
 
+/// The default source: the clip of the toy bundle [`crate::cli::toy_bundle`]
+/// names.
+fn toy_clip() -> String {
+    match samclipseg::installed::layout().and_then(|l| l.toy_bundle()) {
+        Some(b) => format!("{}/golden/clip/frame-%03d.png", b.display()),
+        None => TOY_CLIP.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     /// `frame-%03d.png`: a numbered image sequence from `start` (0 or 1),
@@ -31,7 +40,14 @@ pub enum Source {
 
 impl Source {
     pub fn from_arg(arg: Option<&str>) -> Result<Source, String> {
-        let arg = arg.unwrap_or(TOY_CLIP);
+        let installed;
+        let arg = match arg {
+            Some(a) => a,
+            None => {
+                installed = toy_clip();
+                installed.as_str()
+            }
+        };
         if arg.contains('"') {
             return Err(format!(
                 "--source {arg:?}: a name with '\"' is not supported"

@@ -469,6 +469,23 @@ impl BaseTransformImpl for SamClipSeg {
             start.backend.kind,
             start.backend.intra_threads
         );
+        if super::installed_toy_bundle()
+            .is_some_and(|toy| toy == std::path::Path::new(&start.bundle))
+        {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "running the toy shapes-world bundle {} (the default when no SAM 3 bundle is \
+                 installed in {}): it finds only shapes such as \"red circle\"; docs/models.md \
+                 says how to build the real one",
+                start.bundle,
+                super::bundle_search_path()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         // Elements on the same bundle and backend share one loaded model.
         let model = samclipseg::shared_model(std::path::Path::new(&start.bundle), &start.backend)
             .map_err(|e| {

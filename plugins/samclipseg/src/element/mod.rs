@@ -14,7 +14,7 @@ mod video;
 pub use properties::MAX_INSTANCES_LIMIT;
 pub use result::{MESSAGE_NAME, ROI_PARAM_NAME};
 pub use samclipseg::BackendKind;
-pub use settings::{OutputMode, bundle_search_path, default_bundle_path};
+pub use settings::{OutputMode, bundle_search_path, default_bundle_path, installed_toy_bundle};
 pub use suggest::SUGGESTIONS_NAME;
 
 glib::wrapper! {

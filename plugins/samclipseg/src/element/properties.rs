@@ -109,8 +109,9 @@ fn table() -> Vec<Property> {
                 .nick("Bundle")
                 .blurb(&format!(
                     "Directory of the SAM 3 engine bundle (bundle.toml, three .onnx engines, \
-                     tokenizer.json). Default: the first of {} that holds a bundle, else the \
-                     last. Build one with engines/export_sam3.py",
+                     tokenizer.json). Default: the first of {} that holds a bundle, else the toy \
+                     shapes bundle installed with the plugin (it knows only shapes: \"red circle\"), \
+                     else the last. Build one with engines/export_sam3.py",
                     search.join(", ")
                 ))
                 .default_value(Some(default_bundle.as_str()))

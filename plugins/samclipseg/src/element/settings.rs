@@ -43,7 +43,9 @@ impl OutputMode {
 }
 
 /// Where the real SAM 3 bundle is installed, in the order searched: the user's
-/// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), then
+/// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), the data
+/// directory of the installation this plugin belongs to when that is neither
+/// of the next two (`make install PREFIX=/opt/x`: `/opt/x/share`), then
 /// `/usr/local/share`, then `/usr/share`, each followed by `samclipseg/sam3`.
 pub fn bundle_search_path() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -56,22 +58,43 @@ pub fn bundle_search_path() -> Vec<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".local/share"))
         });
     dirs.extend(user_data);
-    dirs.push(PathBuf::from("/usr/local/share"));
-    dirs.push(PathBuf::from("/usr/share"));
+    let system = [
+        PathBuf::from("/usr/local/share"),
+        PathBuf::from("/usr/share"),
+    ];
+    let installed = samclipseg::installed::layout()
+        .and_then(|l| l.prefix.as_ref())
+        .map(|p| p.join("share"))
+        .filter(|d| !system.contains(d));
+    dirs.extend(installed);
+    dirs.extend(system);
     dirs.into_iter()
         .map(|d| d.join("samclipseg").join("sam3"))
         .collect()
 }
 
+/// The toy shapes-world bundle installed with this plugin (`make install`,
+/// the Debian package: `PREFIX/share/samclipseg/toy-shapes-sam3`), when the
+/// plugin runs from an installation that has it.
+pub fn installed_toy_bundle() -> Option<PathBuf> {
+    samclipseg::installed::layout()?
+        .toy_bundle()
+        .filter(|d| d.join("bundle.toml").is_file())
+}
+
 /// The default of property `bundle`: the first search-path entry holding a
-/// `bundle.toml`, else `/usr/share/samclipseg/sam3` (the system location, so
-/// that the error for a missing bundle names where it is expected).
+/// `bundle.toml`; else the installed toy bundle, so that an installed plugin
+/// runs out of the box (on shapes only); else `/usr/share/samclipseg/sam3`
+/// (the system location, so that the error for a missing bundle names where
+/// it is expected).
 pub fn default_bundle_path() -> String {
     let search = bundle_search_path();
     search
         .iter()
         .find(|d| d.join("bundle.toml").is_file())
-        .or(search.last())
+        .cloned()
+        .or_else(installed_toy_bundle)
+        .or(search.last().cloned())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
