@@ -10,6 +10,10 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # Runtime from .deps/onnxruntime; an installed plugin does not look there
 # unless asked (src/runtime.rs). A value already in the environment wins.
 export SAMCLIPSEG_DEV_ORT ?= 1
+# GStreamer >= 1.26 (Debian 13): the plugin also attaches GstAnalytics Mtds
+# (feature `analytics`). Asked when a recipe runs, after setup.sh installed
+# the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
+FEATURES = $$(bash scripts/cargo-features.sh)
 
 .PHONY: deps engines-deps build test lint demo studio fixtures bench toy eval-toy
 
@@ -20,17 +24,17 @@ engines-deps:
 	bash scripts/setup.sh engines
 
 build: deps
-	cargo build --release -p gst-plugin-samclipseg
+	cargo build --release -p gst-plugin-samclipseg $(FEATURES)
 
 # The studio's browser tests need Debian's chromium and chromium-driver.
 test:
 	bash scripts/setup.sh test
-	cargo test --workspace --all-targets
-	cargo test --workspace --doc
+	cargo test --workspace --all-targets $(FEATURES)
+	cargo test --workspace --doc $(FEATURES)
 
 lint: deps
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 demo: build
 	OUT=$(OUT) GST_PLUGIN_PATH=$(PLUGIN_DIR) bash examples/demo.sh
