@@ -15,7 +15,7 @@ export SAMCLIPSEG_DEV_ORT ?= 1
 # the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
 FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build test lint demo studio fixtures bench toy eval-toy
+.PHONY: deps engines-deps build test test-analytics debian-ci lint demo studio fixtures bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -31,6 +31,20 @@ test:
 	bash scripts/setup.sh test
 	cargo test --workspace --all-targets $(FEATURES)
 	cargo test --workspace --doc $(FEATURES)
+
+# The GstAnalytics tests (GStreamer >= 1.26: Debian 13 and newer), in the
+# release profile that `make demo` built.
+test-analytics: deps
+	cargo test --release -p gst-plugin-samclipseg --features analytics --lib --test analytics
+
+# Debian 13 (trixie) in CI: a fresh root made with mmdebstrap from Debian's
+# packages under build/debian (needs root), a clone of HEAD in it, and there
+# `make demo`, `make test-analytics` and tests/debian/*.sh
+# (scripts/debian-ci.sh, scripts/debian-check.sh). DEBIAN_SUITE=forky for the
+# next release.
+DEBIAN_SUITE ?= trixie
+debian-ci:
+	bash scripts/debian-ci.sh $(DEBIAN_SUITE)
 
 lint: deps
 	cargo fmt --all -- --check

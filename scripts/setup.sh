@@ -85,5 +85,12 @@ fi
 if { [ "${1:-}" = "triton" ] || [ "${1:-}" = "test" ]; } && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
   echo "setup: installing the Triton server and client (nvidia-pytriton, tritonclient) into .venv-triton (~1 GB)"
   python3 -m venv .venv-triton
-  .venv-triton/bin/pip install -q -r engines/requirements-triton.txt
+  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+    # nvidia-pytriton's numpy<2 has no wheels for Python 3.13: its own
+    # dependencies are listed in this file instead (numpy 2).
+    .venv-triton/bin/pip install -q --no-deps nvidia-pytriton==0.7.0
+    .venv-triton/bin/pip install -q -r engines/requirements-triton-py313.txt
+  else
+    .venv-triton/bin/pip install -q -r engines/requirements-triton.txt
+  fi
 fi

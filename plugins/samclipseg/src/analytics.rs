@@ -138,6 +138,7 @@ impl<T: AnalyticsMtd> MetaPtr for AnalyticsMtdRef<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use gst_analytics::AnalyticsMetaRefExt;
 

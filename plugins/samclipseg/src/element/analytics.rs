@@ -84,7 +84,7 @@ pub fn attach(
     earlier: &[u32],
 ) -> Result<Vec<u32>, glib::BoolError> {
     if !earlier.is_empty() && only_these(buffer, earlier) {
-        buffer.foreach_meta_mut(|meta| {
+        buffer.foreach_meta_mut(|mut meta| {
             std::ops::ControlFlow::Continue(
                 if meta.downcast_ref::<AnalyticsRelationMeta>().is_some() {
                     gst::buffer::BufferMetaForeachAction::Remove
@@ -210,6 +210,7 @@ fn only_these(buffer: &gst::BufferRef, ods: &[u32]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn t(s: u64) -> gst::ClockTime {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What CI runs inside a Debian 13 (or newer) root, from a fresh clone
+# (scripts/debian-ci.sh): README's `make demo` as a newcomer runs it, the
+# GstAnalytics tests (the plugin built with its `analytics` feature against
+# the release's GStreamer) and the Python reader of docs/metadata.md
+# (examples/read_analytics.py), then every tests/debian/*.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { echo "debian-check: $* ($(date +%T))"; }
+
+step "make demo"
+make demo
+for f in out/sample.mkv out/overlay.mkv out/overlay-000.png out/alpha-000.png; do
+  [ -s "$f" ] || { echo "debian-check: make demo did not write $f" >&2; exit 1; }
+done
+
+step "GstAnalytics tests"
+make test-analytics
+GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 samclipseg | grep -q "GstAnalytics Mtds" || {
+  echo "debian-check: gst-inspect-1.0 samclipseg does not say it attaches GstAnalytics Mtds" >&2
+  exit 1
+}
+
+step "the Python reader (examples/read_analytics.py)"
+GST_PLUGIN_PATH=$PWD/target/release python3 examples/read_analytics.py
+
+for s in tests/debian/*.sh; do
+  [ -e "$s" ] || continue
+  step "$s"
+  bash "$s"
+done
+step "done"
