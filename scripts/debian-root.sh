@@ -77,7 +77,7 @@ mirror() {
 
 if [ ! -f "$tarball" ]; then
   echo "debian-root: making a Debian $suite root with mmdebstrap (about a minute)"
-  mmdebstrap --variant=important --include=git,make,ca-certificates,sudo \
+  mmdebstrap --format=tar --variant=important --include=git,make,ca-certificates,sudo \
     "$suite" "$tarball.part" "deb $(mirror) $suite main"
   mv "$tarball.part" "$tarball"
 fi
