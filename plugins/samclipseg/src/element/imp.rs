@@ -539,6 +539,11 @@ impl BaseTransformImpl for SamClipSeg {
         });
         drop(settings);
         *lock(&self.stream) = Some(stream);
+        // A new stream's tracker starts its ids again.
+        #[cfg(feature = "analytics")]
+        {
+            *lock(&self.tracks) = super::analytics::Tracks::default();
+        }
         Ok(())
     }
 
