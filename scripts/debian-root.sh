@@ -49,6 +49,14 @@ tarball=$base/$suite.tar
 apt_cache=$base/$suite-apt
 mkdir -p "$base" "$apt_cache"
 
+# One run per root at a time: a second one's mounts (and its clean-up on
+# exit) would pull the first one's from under it.
+exec 9>"$base/$suite.lock"
+if ! flock -n 9; then
+  echo "debian-root: $root is in use by another run; waiting for it"
+  flock 9
+fi
+
 # Mount points under the root, deepest first.
 mounts_under() {
   awk -v r="$1" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r
