@@ -16,7 +16,9 @@ done
 
 step "GstAnalytics tests"
 make test-analytics
-GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 samclipseg | grep -q "GstAnalytics Mtds" || {
+# Read whole first: grep -q would stop gst-inspect with SIGPIPE (pipefail).
+inspect=$(GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 samclipseg)
+grep -q "GstAnalytics Mtds" <<<"$inspect" || {
   echo "debian-check: gst-inspect-1.0 samclipseg does not say it attaches GstAnalytics Mtds" >&2
   exit 1
 }
