@@ -6,6 +6,9 @@
 # (examples/read_analytics.py), then every tests/debian/*.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The plugin is run from this tree: it loads .deps/onnxruntime (make deps), not
+# an ONNX Runtime the system may have (Debian 13 packages 1.21, too old).
+export SAMCLIPSEG_DEV_ORT=${SAMCLIPSEG_DEV_ORT:-1}
 step() { echo "debian-check: $* ($(date +%T))"; }
 
 step "make demo"
