@@ -12,8 +12,12 @@ PLUGIN_DIR := $(RELEASE_DIR)
 # Runtime from .deps/onnxruntime; an installed plugin does not look there
 # unless asked (src/runtime.rs). A value already in the environment wins.
 export SAMCLIPSEG_DEV_ORT ?= 1
+# GStreamer >= 1.26 (Debian 13): the plugin also attaches GstAnalytics Mtds
+# (feature `analytics`). Asked when a recipe runs, after setup.sh installed
+# the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
+FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build release install uninstall deb test lint demo studio fixtures bench toy eval-toy
+.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -22,7 +26,7 @@ engines-deps:
 	bash scripts/setup.sh engines
 
 build: deps
-	cargo build --release -p gst-plugin-samclipseg
+	cargo build --release -p gst-plugin-samclipseg $(FEATURES)
 
 # Installing (docs/install.md): `make release`, then `sudo make install`,
 # which does not build. The plugin goes into GStreamer's plugin directory
@@ -37,7 +41,7 @@ INSTALL_VARS = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' RELEASE_DIR='$(RELEASE_DI
 	$(if $(STUDIO_BIN),STUDIO_BIN='$(STUDIO_BIN)')
 
 release: deps
-	cargo build --release -p gst-plugin-samclipseg -p samclipseg-studio
+	cargo build --release -p gst-plugin-samclipseg -p samclipseg-studio $(FEATURES)
 
 install:
 	$(INSTALL_VARS) bash scripts/install.sh
@@ -51,12 +55,26 @@ deb: release
 # The studio's browser tests need Debian's chromium and chromium-driver.
 test:
 	bash scripts/setup.sh test
-	cargo test --workspace --all-targets
-	cargo test --workspace --doc
+	cargo test --workspace --all-targets $(FEATURES)
+	cargo test --workspace --doc $(FEATURES)
+
+# The GstAnalytics tests (GStreamer >= 1.26: Debian 13 and newer), in the
+# release profile that `make demo` built.
+test-analytics: deps
+	cargo test --release -p gst-plugin-samclipseg --features analytics --lib --test analytics
+
+# Debian 13 (trixie) in CI: a fresh root made with mmdebstrap from Debian's
+# packages under build/debian (needs root), a clone of HEAD in it, and there
+# `make demo`, `make test-analytics` and tests/debian/*.sh
+# (scripts/debian-ci.sh, scripts/debian-check.sh). DEBIAN_SUITE=forky for the
+# next release.
+DEBIAN_SUITE ?= trixie
+debian-ci:
+	bash scripts/debian-ci.sh $(DEBIAN_SUITE)
 
 lint: deps
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 demo: build
 	OUT=$(OUT) GST_PLUGIN_PATH=$(PLUGIN_DIR) bash examples/demo.sh

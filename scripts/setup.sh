@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what building, testing and the demo need on Debian 12, and nothing
+# Installs what building, testing and the demo need on Debian 12 or 13, and nothing
 # twice: apt packages, a Rust toolchain check, and the ONNX Runtime library
 # with OpenVINO (from the `onnxruntime-openvino` wheel on PyPI) into
 # .deps/onnxruntime.
@@ -25,15 +25,25 @@ if [ "${1:-}" = "test" ]; then
   APT_PACKAGES+=(chromium chromium-driver)
 fi
 
-need_apt=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+# Installs the packages of "$@" that are missing.
+apt_install() {
+  local need_apt=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+  done
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+  fi
+}
+apt_install "${APT_PACKAGES[@]}"
+# GStreamer 1.26 or newer (Debian 13): the analytics library's development
+# files, for the plugin's `analytics` feature (scripts/cargo-features.sh), and
+# its Python bindings (gi.repository.GstAnalytics, read by the tests).
+if pkg-config --atleast-version=1.26 gstreamer-1.0; then
+  apt_install libgstreamer-plugins-bad1.0-dev gir1.2-gst-plugins-bad-1.0 python3-gst-1.0
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -75,5 +85,12 @@ fi
 if { [ "${1:-}" = "triton" ] || [ "${1:-}" = "test" ]; } && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
   echo "setup: installing the Triton server and client (nvidia-pytriton, tritonclient) into .venv-triton (~1 GB)"
   python3 -m venv .venv-triton
-  .venv-triton/bin/pip install -q -r engines/requirements-triton.txt
+  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+    # nvidia-pytriton's numpy<2 has no wheels for Python 3.13: its own
+    # dependencies are listed in this file instead (numpy 2).
+    .venv-triton/bin/pip install -q --no-deps nvidia-pytriton==0.7.0
+    .venv-triton/bin/pip install -q -r engines/requirements-triton-py313.txt
+  else
+    .venv-triton/bin/pip install -q -r engines/requirements-triton.txt
+  fi
 fi

@@ -404,6 +404,13 @@ impl Stream {
         })
     }
 
+    /// The tracking ids still held (seen, or absent for up to
+    /// `track-patience` results); an id reported earlier and missing here
+    /// will not come back.
+    pub fn live_ids(&self) -> Vec<u64> {
+        self.tracker.live_ids()
+    }
+
     /// Notices since the last call, oldest first.
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)

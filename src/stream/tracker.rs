@@ -40,6 +40,12 @@ impl Tracker {
         self.tracks.clear();
     }
 
+    /// The ids the tracker holds: those just seen and those absent for up to
+    /// `patience` results. An id missing here is gone for good.
+    pub fn live_ids(&self) -> Vec<u64> {
+        self.tracks.iter().map(|t| t.id).collect()
+    }
+
     /// Sets each instance's `id` (also returned, in the same order) and, with
     /// smoothing on, replaces each tracked mask by its blend. One call per new
     /// model result: `patience` counts results, not frames.
@@ -201,6 +207,7 @@ mod tests {
             t.update(&mut []);
         }
         assert_eq!(t.update(&mut [square("cat", 4, 10)]), [4]);
+        assert_eq!(t.live_ids(), [4]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! GStreamer plugin `samclipseg`: element `samclipseg` segments the objects a
 //! plain-English prompt names in video (SAM 3, through the `samclipseg` core
 //! library) and attaches the result to every buffer as [`SamClipSegMeta`]
-//! plus one `GstVideoRegionOfInterestMeta` per object.
+//! plus one `GstVideoRegionOfInterestMeta` per object, and with the
+//! `analytics` feature (GStreamer >= 1.26) GstAnalytics Mtds in the buffer's
+//! `GstAnalyticsRelationMeta` ([`analytics`] reads their masks).
 //!
 //! Use it as a loadable plugin (`libgstsamclipseg.so` on `GST_PLUGIN_PATH`) or
 //! link it and call [`plugin_register_static`]; read results with
@@ -10,6 +12,8 @@
 
 use gst::glib;
 
+#[cfg(feature = "analytics")]
+pub mod analytics;
 mod element;
 mod logger;
 pub mod meta;

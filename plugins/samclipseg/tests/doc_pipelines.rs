@@ -40,6 +40,11 @@
 //!    dropped.
 //! 7. Endless sources end: `imagefreeze`, `videotestsrc` and `audiotestsrc`
 //!    without `num-buffers` get `num-buffers=10`.
+//! 8. An element that only a newer GStreamer than the one running has
+//!    (`objectdetectionoverlay`: 1.24; `segmentationoverlay`, `ioutracker`:
+//!    1.28; the GstAnalytics readers) cannot even be parsed: the pipeline is
+//!    counted and reported as needing that version, and runs where it exists
+//!    (Debian 13's CI root runs the `objectdetectionoverlay` ones).
 //!
 //! Each pipeline must reach EOS without an error within 60 s; a failure names
 //! the document, the line, the pipeline as run and the error. The test fails
@@ -279,9 +284,18 @@ fn get<'a>(props: &'a [(String, Word)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.text.as_str())
 }
 
+/// Rule 8: elements of a newer GStreamer, with the version that brought them.
+const NEWER_ELEMENTS: &[(&str, (u32, u32))] = &[
+    ("objectdetectionoverlay", (1, 24)),
+    ("segmentationoverlay", (1, 28)),
+    ("ioutracker", (1, 28)),
+];
+
 /// What the test does with one pipeline.
 #[derive(Debug)]
 enum Plan {
+    /// Rule 8: needs a newer GStreamer (the reason says which).
+    TooNew { description: String, why: String },
     /// Rule 1: parsed as written (options dropped), with the reason.
     ParseOnly { description: String, why: String },
     /// Run with the user's inputs replaced; `inputs` are the files to
@@ -306,6 +320,19 @@ fn plan(command: &str, toy_bundle: &Path, dir: &Path) -> Result<Plan, String> {
         return Err("an empty pipeline".into());
     }
     let mut items = items(&words);
+
+    let (major, minor, _, _) = gst::version();
+    for item in &items {
+        if let Item::Element { factory, .. } = item
+            && let Some((_, (m, n))) = NEWER_ELEMENTS.iter().find(|(f, _)| f == factory)
+            && (major, minor) < (*m, *n)
+        {
+            return Ok(Plan::TooNew {
+                description: describe(&items),
+                why: format!("{factory} needs GStreamer {m}.{n}, this is {major}.{minor}"),
+            });
+        }
+    }
 
     let mut hardware = Vec::new();
     for item in &items {
@@ -521,7 +548,7 @@ fn every_documented_pipeline_runs() {
     std::fs::create_dir_all(dir.join("in")).unwrap();
     std::fs::create_dir_all(dir.join("out")).unwrap();
 
-    let (mut ran, mut parsed) = (0, 0);
+    let (mut ran, mut parsed, mut too_new) = (0, 0, 0);
     let mut failures = Vec::new();
     for f in &found {
         let at = format!("{}:{}", f.doc, f.line);
@@ -533,6 +560,10 @@ fn every_documented_pipeline_runs() {
             }
         };
         match plan {
+            Plan::TooNew { description, why } => {
+                too_new += 1;
+                report(&format!("{at}: not run (rule 8: {why}): {description}"));
+            }
             Plan::ParseOnly { description, why } => {
                 match gst::parse::launch_full(&description, None, gst::ParseFlags::FATAL_ERRORS) {
                     Ok(pipeline) => {
@@ -600,7 +631,7 @@ fn every_documented_pipeline_runs() {
     let _ = std::fs::remove_dir_all(&dir);
     report(&format!(
         "doc pipelines: {} found, {ran} ran to EOS, {parsed} parsed only (hardware or network \
-         not present), {} failed",
+         not present), {too_new} not run (a newer GStreamer's elements), {} failed",
         found.len(),
         failures.len()
     ));
@@ -645,6 +676,18 @@ fn extraction_and_rules() {
             assert!(description.starts_with("videotestsrc ! samclipseg backend=remote"));
         }
         other => panic!("{other:?}"),
+    }
+    // Rule 8: run only where GStreamer has the element.
+    let overlay = "gst-launch-1.0 videotestsrc ! samclipseg prompt=cat ! objectdetectionoverlay \
+                   ! fakesink";
+    let (major, minor, _, _) = gst::version();
+    match plan(overlay, toy, dir).unwrap() {
+        Plan::TooNew { why, .. } if (major, minor) < (1, 24) => assert_eq!(
+            why,
+            format!("objectdetectionoverlay needs GStreamer 1.24, this is {major}.{minor}")
+        ),
+        Plan::Run { .. } if (major, minor) >= (1, 24) => {}
+        other => panic!("{major}.{minor}: {other:?}"),
     }
     assert!(input_pipeline(Path::new("x.avi")).is_err());
     assert!(

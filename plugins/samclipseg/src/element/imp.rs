@@ -44,6 +44,17 @@ struct State {
     precision: String,
 }
 
+/// What gst-inspect-1.0 says the element does, and which metadata this build attaches.
+#[cfg(feature = "analytics")]
+const METADATA_DESCRIPTION: &str = "Segments the objects a plain-English prompt names (SAM 3), \
+     as buffer metadata, alpha masks or an overlay. Metadata: SamClipSegMeta, one \
+     GstVideoRegionOfInterestMeta per object and GstAnalytics Mtds (object detection, \
+     tracking, segmentation, classification; built for GStreamer >= 1.26)";
+#[cfg(not(feature = "analytics"))]
+const METADATA_DESCRIPTION: &str = "Segments the objects a plain-English prompt names (SAM 3), \
+     as buffer metadata, alpha masks or an overlay. Metadata: SamClipSegMeta and one \
+     GstVideoRegionOfInterestMeta per object (built without GstAnalytics)";
+
 pub struct SamClipSeg {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
@@ -51,6 +62,9 @@ pub struct SamClipSeg {
     stream: Mutex<Option<Stream>>,
     /// Prompt values already warned about (see `warn_about_translation`).
     warned_prompts: Mutex<VecDeque<String>>,
+    /// When each tracking id was first and last reported (the tracking Mtds).
+    #[cfg(feature = "analytics")]
+    tracks: Mutex<super::analytics::Tracks>,
 }
 
 impl Default for SamClipSeg {
@@ -60,6 +74,8 @@ impl Default for SamClipSeg {
             state: Mutex::default(),
             stream: Mutex::default(),
             warned_prompts: Mutex::default(),
+            #[cfg(feature = "analytics")]
+            tracks: Mutex::default(),
         }
     }
 }
@@ -414,8 +430,7 @@ impl ElementImpl for SamClipSeg {
             gst::subclass::ElementMetadata::new(
                 "SAM 3 text-prompted segmentation",
                 "Filter/Analyzer/Video",
-                "Segments the objects a plain-English prompt names (SAM 3), \
-                 as buffer metadata, alpha masks or an overlay",
+                METADATA_DESCRIPTION,
                 "samclipseg developers",
             )
         });
@@ -540,6 +555,11 @@ impl BaseTransformImpl for SamClipSeg {
         });
         drop(settings);
         *lock(&self.stream) = Some(stream);
+        // A new stream's tracker starts its ids again.
+        #[cfg(feature = "analytics")]
+        {
+            *lock(&self.tracks) = super::analytics::Tracks::default();
+        }
         Ok(())
     }
 
@@ -656,7 +676,26 @@ impl BaseTransformImpl for SamClipSeg {
             let obj = self.obj();
             let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
         }
-        result::attach(buf, seg).map_err(|e| {
+        #[cfg(feature = "analytics")]
+        let live = lock(&self.stream)
+            .as_ref()
+            .map(|s| s.live_ids())
+            .unwrap_or_default();
+        #[cfg(feature = "analytics")]
+        let mut tracks = lock(&self.tracks);
+        let name = self.obj().name();
+        result::attach(
+            buf,
+            seg,
+            name.as_str(),
+            #[cfg(feature = "analytics")]
+            result::AnalyticsFrame {
+                pts: pts.unwrap_or(gst::ClockTime::ZERO),
+                live: &live,
+                tracks: &mut tracks,
+            },
+        )
+        .map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,

@@ -3,6 +3,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+#[cfg(feature = "analytics")]
+mod analytics;
 mod draw;
 mod imp;
 mod properties;
