@@ -83,7 +83,6 @@ def wrappers(video_model):
     import torch
     import torch.nn.functional as F
 
-    from export_sam3 import ImageEncoder  # noqa: F401  (same package; keeps the detector outputs identical)
     from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import get_1d_sine_pe
 
     vm = video_model
