@@ -13,7 +13,7 @@
    tokenizer.json, bundle.toml with its [tracker] table; each engine verified.
 3. A scripted 16-frame clip of the shapes world (``golden/frame-NN.png``) streamed
    through ``Sam3VideoModel.forward(frame=...)`` with one prompt; every frame's
-   output is the golden (``golden/video.json`` + ``golden/video.npz``).
+   output is the golden (``golden/video.json`` + ``golden/video.safetensors``).
 
 The tracker needs hidden size > 64 (its memories are 64 wide and transformers
 splits each object pointer into hidden/64 tokens; at hidden == 64 its own
@@ -259,15 +259,19 @@ def write_golden(model, processor, golden_dir: str) -> dict:
         print(f"[make_tiny_video] frame {f:2d}: tracked {frames_json[-1]['object_ids']}, "
               f"out {frames_json[-1]['output_ids']} scores {[round(s, 3) for s in frames_json[-1]['output_scores']]}, "
               f"pixels {frames_json[-1]['output_mask_pixels']}", flush=True)
-    np.savez_compressed(os.path.join(golden_dir, "video.npz"), **arrays)
+    # safetensors, like tiny-sam3's goldens: the Rust tests read it with the safetensors crate
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, os.path.join(golden_dir, "video.safetensors"))
     return {
         "prompt": PROMPT,
         "input_ids": enc.input_ids[0].tolist(),
         "attention_mask": enc.attention_mask[0].tolist(),
         "image_size": IMAGE_SIZE,
         "frames": frames_json,
-        "arrays": "video.npz: frameNN_low_res_masks f32 [K, 32, 32] mask logits of mask_ids (obj_id_to_mask); "
-                  "frameNN_masks u8 [N, H, W/8] np.packbits(axis=-1) of the post-processed masks of output_ids",
+        "arrays": "video.safetensors: frameNN_low_res_masks f32 [K, 32, 32] mask logits of mask_ids "
+                  "(obj_id_to_mask); frameNN_masks u8 [N, H, W/8] np.packbits(axis=-1) of the post-processed "
+                  "masks of output_ids",
     }
 
 

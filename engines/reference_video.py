@@ -511,7 +511,9 @@ def run_golden(bundle: str, threads: int = 2, verbose: bool = True) -> dict:
     gdir = os.path.join(bundle, "golden")
     with open(os.path.join(gdir, "video.json")) as f:
         golden = json.load(f)
-    arrays = np.load(os.path.join(gdir, "video.npz"))
+    from safetensors.numpy import load_file
+
+    arrays = load_file(os.path.join(gdir, "video.safetensors"))
     loop = VideoLoop(bundle, threads)
     loop.add_prompt(golden["input_ids"], golden["attention_mask"])
     worst = {"score": 0.0, "tracker_score": 0.0, "low_res_mask": 0.0, "mask_iou": 1.0, "mismatches": 0}
