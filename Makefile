@@ -17,7 +17,7 @@ export SAMCLIPSEG_DEV_ORT ?= 1
 # the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
 FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures bench toy eval-toy
+.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench toy eval-toy
 
 deps:
 	bash scripts/setup.sh
@@ -92,6 +92,16 @@ studio: deps
 # Regenerates the tiny bundle and its golden outputs with the PyTorch reference.
 fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
+
+# The tiny video bundle (SAM 3's tracker engines) and its golden clip from
+# transformers' streaming Sam3VideoModel (issue 28; docs/video-tracker.md),
+# then the ONNX-only reference loop checked against those goldens.
+video-fixture: engines-deps
+	.venv/bin/python engines/make_tiny_sam3_video.py
+	.venv/bin/python engines/reference_video.py
+
+video-reference: engines-deps
+	.venv/bin/python engines/reference_video.py
 
 # The toy model trained on the shapes world (engines/README.md, "The toy
 # shapes-world model"): the recorded run, one phase of 19,271 steps (two hours

@@ -15,6 +15,11 @@ tolerance:
 i.e. an absolute criterion for outputs of magnitude <= 1 and a relative one
 (relative to the output's largest magnitude) for larger outputs.
 
+With ``--tracker`` (a ``sam3_video`` checkpoint, e.g. facebook/sam3) the bundle
+also gets SAM 3's video tracker: the image encoder gains the tracker's features
+and four ``tracker_*`` engines plus a ``[tracker]`` table are written
+(``export_sam3_tracker.py``, BUNDLE.md "Video tracker engines").
+
 Exit codes: 0 ok, 2 bad arguments / refused input, 3 verification failed.
 """
 
@@ -400,13 +405,18 @@ def rotate_pairwise_as_matmul(x):
     return x @ r
 
 
-def export_all(model, processor, out_dir: str) -> None:
+def export_all(model, processor, out_dir: str, video_model=None) -> None:
+    """The three detector engines; with ``video_model`` (a Sam3VideoModel whose
+    detector is ``model``) the image encoder also outputs the tracker's features."""
     import torch
     from torch.export import Dim
     from transformers.models.sam3 import modeling_sam3
+    from transformers.models.sam3_tracker_video import modeling_sam3_tracker_video
 
-    # The ViT's rotary embedding, exported as one product (see above).
+    # The ViT's rotary embedding, exported as one product (see above); the tracker's
+    # memory attention uses the same pairwise rotation.
     modeling_sam3.rotate_pairwise = rotate_pairwise_as_matmul
+    modeling_sam3_tracker_video.rotate_pairwise = rotate_pairwise_as_matmul
 
     s = processor.image_processor.size["height"]
     enc = processor(text=["a person", "a photo of a cat"], return_tensors="pt")
@@ -419,12 +429,19 @@ def export_all(model, processor, out_dir: str) -> None:
         TEXT_INPUTS, TEXT_OUTPUTS, {"input_ids": {0: batch}, "attention_mask": {0: batch}}, "batch",
     )
     pv = torch.randn(2, 3, s, s)
+    if video_model is None:
+        image_encoder, image_outputs = ImageEncoder.make(model), IMAGE_OUTPUTS
+    else:
+        import export_sam3_tracker
+
+        image_encoder = export_sam3_tracker.wrappers(video_model)["image_encoder"]
+        image_outputs = IMAGE_OUTPUTS + export_sam3_tracker.TRACKER_IMAGE_OUTPUTS
     export_onnx(
-        ImageEncoder.make(model), (pv,), os.path.join(out_dir, "image_encoder.onnx"),
-        IMAGE_INPUTS, IMAGE_OUTPUTS, {"pixel_values": {0: image_batch}}, "image_batch",
+        image_encoder, (pv,), os.path.join(out_dir, "image_encoder.onnx"),
+        IMAGE_INPUTS, image_outputs, {"pixel_values": {0: image_batch}}, "image_batch",
     )
     with torch.no_grad():
-        feats = ImageEncoder.make(model)(pv[:1])
+        feats = ImageEncoder.make(model)(pv[:1])[:4]
         text = TextEncoder.make(model)(ids, mask)
     export_onnx(
         Decoder.make(model), (*feats, text, mask), os.path.join(out_dir, "decoder.onnx"),
@@ -484,7 +501,8 @@ def resample_name(resample) -> str:
         return str(getattr(resample, "value", resample)).lower()
 
 
-def write_manifest(out_dir: str, *, name, source, sha, licence, processor, model_cfg, signatures) -> str:
+def write_manifest(out_dir: str, *, name, source, sha, licence, processor, model_cfg, signatures,
+                   tracker: dict | None = None) -> str:
     import onnx
     import torch
     import transformers
@@ -524,7 +542,11 @@ def write_manifest(out_dir: str, *, name, source, sha, licence, processor, model
         lines.append(f"\n[{section}]")
         for k, v in kv.items():
             lines.append(f"{k} = {_toml_value(v)}")
-    for engine in ("text_encoder", "image_encoder", "decoder"):
+    if tracker is not None:
+        lines.append("\n[tracker]")
+        for k, v in tracker.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+    for engine in signatures:
         lines.append(f"\n[engines.{engine}]")
         lines.append(f'file = "{engine}.onnx"')
         for io in ("inputs", "outputs"):
@@ -547,9 +569,17 @@ def check_signatures(signatures: dict, model_cfg, image_size: int) -> None:
         "image_encoder": (IMAGE_INPUTS, IMAGE_OUTPUTS),
         "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
     }
+    if "tracker_memory_attention" in signatures:
+        import export_sam3_tracker
+
+        expect.update(export_sam3_tracker.ENGINES)
     for eng, (ins, outs) in expect.items():
         got_in = [t["name"] for t in signatures[eng]["inputs"]]
         got_out = [t["name"] for t in signatures[eng]["outputs"]]
+        if eng == "image_encoder" and "tracker_memory_attention" in signatures:
+            import export_sam3_tracker
+
+            outs = outs + export_sam3_tracker.TRACKER_IMAGE_OUTPUTS
         if got_in != ins or got_out != outs:
             raise RuntimeError(f"{eng}: tensors {got_in} -> {got_out}, expected {ins} -> {outs}")
     sig = {(e, t["name"], io): t for e in signatures for io in ("inputs", "outputs") for t in signatures[e][io]}
@@ -674,7 +704,9 @@ def verify(model, processor, out_dir: str, tol: float, threads: int, bench: int)
 
 
 ENGINE_FILES = ("text_encoder.onnx", "image_encoder.onnx", "decoder.onnx")
-BUNDLE_FILES = ("bundle.toml", "tokenizer.json") + ENGINE_FILES
+TRACKER_FILES = ("tracker_memory_attention.onnx", "tracker_mask_decoder.onnx", "tracker_mask_prompt.onnx",
+                 "tracker_memory_encoder.onnx")
+BUNDLE_FILES = ("bundle.toml", "tokenizer.json") + ENGINE_FILES + TRACKER_FILES
 
 
 def reset_bundle_dir(out_dir: str, subdirs: list[str]) -> None:
@@ -725,6 +757,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime / torch CPU threads (default 2)")
     ap.add_argument("--bench", type=int, default=0, help="after verification, time N runs per engine (batch 1)")
     ap.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime check")
+    ap.add_argument("--tracker", action="store_true",
+                    help="also export SAM 3's video tracker (needs a sam3_video checkpoint, e.g. facebook/sam3)")
     args = ap.parse_args(argv)
 
     try:
@@ -733,6 +767,9 @@ def main(argv=None) -> int:
         log(f"hashing {len(weight_files)} weight file(s)")
         sha = weights_sha256(weight_files)
         check_out_dir(args.out_dir, name, sha)
+        if args.tracker and cfg_json.get("model_type") != "sam3_video":
+            raise Refused(f"--tracker needs a sam3_video checkpoint (Sam3VideoModel); "
+                          f"{args.checkpoint_dir} is {cfg_json.get('model_type')!r}")
     except Refused as e:
         print(f"export_sam3: error: {e}", file=sys.stderr)
         return 2
@@ -742,7 +779,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     t0 = time.time()
-    model = load_model(args.checkpoint_dir)
+    video_model = None
+    if args.tracker:
+        import export_sam3_tracker
+
+        video_model = export_sam3_tracker.load_video_model(args.checkpoint_dir)
+        model = video_model.detector_model
+    else:
+        model = load_model(args.checkpoint_dir)
     image_size = int(model.config.vision_config.backbone_config.image_size)
     processor = load_processor(args.checkpoint_dir, image_size)
     if int(processor.image_processor.size["height"]) != image_size:
@@ -756,12 +800,18 @@ def main(argv=None) -> int:
     write_tokenizer_json(args.checkpoint_dir, tok_path, processor.tokenizer)
     check_tokenizer(tok_path, processor)
 
-    export_all(model, processor, args.out_dir)
-    signatures = {e: onnx_signature(os.path.join(args.out_dir, f"{e}.onnx")) for e in ("text_encoder", "image_encoder", "decoder")}
+    export_all(model, processor, args.out_dir, video_model)
+    engines = ["text_encoder", "image_encoder", "decoder"]
+    tracker_table = None
+    if video_model is not None:
+        export_sam3_tracker.export_tracker(video_model, args.out_dir, log)
+        engines += list(export_sam3_tracker.TRACKER_ENGINES)
+        tracker_table = export_sam3_tracker.tracker_table(video_model)
+    signatures = {e: onnx_signature(os.path.join(args.out_dir, f"{e}.onnx")) for e in engines}
     check_signatures(signatures, model.config, image_size)
     path = write_manifest(
         args.out_dir, name=name, source=args.source or args.checkpoint_dir, sha=sha, licence=args.licence,
-        processor=processor, model_cfg=model.config, signatures=signatures,
+        processor=processor, model_cfg=model.config, signatures=signatures, tracker=tracker_table,
     )
     log(f"wrote {path}")
     if args.no_verify:
@@ -769,6 +819,13 @@ def main(argv=None) -> int:
     if not verify(model, processor, args.out_dir, args.tolerance, args.threads, args.bench):
         print("export_sam3: error: ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
         return 3
+    if video_model is not None:
+        ok = export_sam3_tracker.verify_video_image_encoder(video_model, processor, args.out_dir, args.threads,
+                                                            args.tolerance, log)
+        ok &= export_sam3_tracker.verify_tracker(video_model, args.out_dir, args.threads, args.tolerance, log)[0]
+        if not ok:
+            print("export_sam3: error: tracker ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
+            return 3
     log("verification passed")
     return 0
 

@@ -173,6 +173,118 @@ pub struct Engines {
     pub text_encoder: EngineSpec,
     pub image_encoder: EngineSpec,
     pub decoder: EngineSpec,
+    /// SAM 3's video tracker (optional, with `[tracker]`; BUNDLE.md "Video
+    /// tracker engines"): recorded and checked here, not run yet.
+    #[serde(default)]
+    pub tracker_memory_attention: Option<EngineSpec>,
+    #[serde(default)]
+    pub tracker_mask_decoder: Option<EngineSpec>,
+    #[serde(default)]
+    pub tracker_mask_prompt: Option<EngineSpec>,
+    #[serde(default)]
+    pub tracker_memory_encoder: Option<EngineSpec>,
+}
+
+/// The tracker engines, by their `[engines.*]` key, with the tensors the
+/// streaming loop feeds and reads (the manifest may declare more).
+pub const TRACKER_ENGINES: [(&str, &[&str], &[&str]); 4] = [
+    (
+        "tracker_memory_attention",
+        &[
+            "tracker_feat_2",
+            "tracker_pos_2",
+            "memory",
+            "memory_offset",
+            "object_pointers",
+            "pointer_offset",
+        ],
+        &["conditioned_feat"],
+    ),
+    (
+        "tracker_mask_decoder",
+        &["conditioned_feat", "tracker_feat_0", "tracker_feat_1"],
+        &[
+            "mask_logits",
+            "high_res_mask_logits",
+            "object_pointer",
+            "object_score_logits",
+        ],
+    ),
+    (
+        "tracker_mask_prompt",
+        &["mask", "tracker_feat_0", "tracker_feat_1", "tracker_feat_2"],
+        &[
+            "mask_logits",
+            "high_res_mask_logits",
+            "object_pointer",
+            "object_score_logits",
+        ],
+    ),
+    (
+        "tracker_memory_encoder",
+        &[
+            "tracker_feat_2",
+            "mask_logits",
+            "object_score_logits",
+            "binarize",
+        ],
+        &["memory"],
+    ),
+];
+
+/// The image encoder outputs a bundle with tracker engines adds.
+pub const TRACKER_IMAGE_OUTPUTS: [&str; 4] = [
+    "tracker_feat_0",
+    "tracker_feat_1",
+    "tracker_feat_2",
+    "tracker_pos_2",
+];
+
+impl Engines {
+    /// A tracker engine by its `[engines.*]` key, if the bundle has it.
+    pub fn tracker(&self, key: &str) -> Option<&EngineSpec> {
+        match key {
+            "tracker_memory_attention" => self.tracker_memory_attention.as_ref(),
+            "tracker_mask_decoder" => self.tracker_mask_decoder.as_ref(),
+            "tracker_mask_prompt" => self.tracker_mask_prompt.as_ref(),
+            "tracker_memory_encoder" => self.tracker_memory_encoder.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// `[tracker]`: the numbers of SAM 3's streaming video loop (`Sam3VideoConfig`
+/// and the tracker's config), written by `engines/export_sam3_tracker.py`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrackerSpec {
+    /// Feature width C and the memories' width (64 in SAM 3).
+    pub hidden_size: usize,
+    pub memory_dim: usize,
+    /// Side of the tracker's lowest-resolution features (h = w) and of its masks (4 h).
+    pub feature_size: usize,
+    pub mask_size: usize,
+    /// Memory frames an object attends to: the conditioning frame(s) plus
+    /// `num_maskmem - 1` recent ones; conditioning frames used, at most.
+    pub num_maskmem: usize,
+    pub max_cond_frame_num: usize,
+    /// Object pointers of past frames an object attends to, at most.
+    pub max_object_pointers: usize,
+    pub score_threshold_detection: f32,
+    pub det_nms_thresh: f32,
+    pub assoc_iou_thresh: f32,
+    pub trk_assoc_iou_thresh: f32,
+    pub new_det_thresh: f32,
+    pub high_conf_thresh: f32,
+    pub high_iou_thresh: f32,
+    pub recondition_every_nth_frame: usize,
+    pub recondition_on_trk_masks: bool,
+    pub init_trk_keep_alive: i64,
+    pub max_trk_keep_alive: i64,
+    pub min_trk_keep_alive: i64,
+    pub decrease_trk_keep_alive_for_empty_masklets: bool,
+    pub suppress_overlapping_based_on_recent_occlusion_threshold: f32,
+    pub fill_hole_area: usize,
+    pub max_num_objects: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +294,9 @@ pub struct Manifest {
     pub text: TextSpec,
     pub decoder: DecoderSpec,
     pub engines: Engines,
+    /// Present when the bundle has SAM 3's video tracker engines.
+    #[serde(default)]
+    pub tracker: Option<TrackerSpec>,
 }
 
 impl Manifest {
@@ -191,6 +306,12 @@ impl Manifest {
             EngineRole::ImageEncoder => &self.engines.image_encoder,
             EngineRole::Decoder => &self.engines.decoder,
         }
+    }
+
+    /// Whether the bundle carries SAM 3's video tracker (`[tracker]` and its
+    /// four engines; [`validate`] refuses one without the other).
+    pub fn has_tracker(&self) -> bool {
+        self.tracker.is_some()
     }
 }
 
@@ -348,6 +469,19 @@ impl Bundle {
                              remove its [engines.{}.variants.{name}] table",
                             role.key(),
                             role.key()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (key, _, _) in TRACKER_ENGINES {
+            if let Some(spec) = self.manifest.engines.tracker(key) {
+                let path = self.dir.join(&spec.file);
+                if !path.is_file() {
+                    return Err(Error::bundle_file(
+                        &path,
+                        format!(
+                            "tracker engine `{key}` is missing from the bundle (bundle.toml names it)"
                         ),
                     ));
                 }
@@ -555,6 +689,96 @@ fn validate(m: &Manifest) -> std::result::Result<(), String> {
             }
         }
         check_declared_sizes(m, role)?;
+    }
+    validate_tracker(m)
+}
+
+/// Upper bounds on `[tracker]`'s counts (SAM 3: 7 memory frames, 4 conditioning
+/// frames, 16 pointers; `max_num_objects` 10,000 means "no limit" there).
+const MAX_TRACKER_MEMORY: usize = 64;
+const MAX_TRACKER_OBJECTS: usize = 10_000;
+
+/// The tracker is all or nothing: `[tracker]` with its four engines (each with
+/// the tensors the loop uses) and the image encoder's tracker outputs, or none.
+fn validate_tracker(m: &Manifest) -> std::result::Result<(), String> {
+    let declared: Vec<&str> = TRACKER_ENGINES
+        .iter()
+        .filter(|(k, _, _)| m.engines.tracker(k).is_some())
+        .map(|(k, _, _)| *k)
+        .collect();
+    let Some(t) = &m.tracker else {
+        if let Some(k) = declared.first() {
+            return Err(format!(
+                "engines.{k} is declared but the [tracker] table is missing; re-export with \
+                 `export_sam3.py --tracker` or remove the tracker engines"
+            ));
+        }
+        return Ok(());
+    };
+    for (key, ins, outs) in TRACKER_ENGINES {
+        let Some(spec) = m.engines.tracker(key) else {
+            return Err(format!(
+                "[tracker] is present but engines.{key} is not declared (a tracker needs all of {})",
+                TRACKER_ENGINES.map(|(k, _, _)| k).join(", ")
+            ));
+        };
+        check_file_name(&format!("engines.{key}.file"), &spec.file)?;
+        for (side, want, have) in [
+            ("input", ins, &spec.inputs),
+            ("output", outs, &spec.outputs),
+        ] {
+            for name in want {
+                if !have.iter().any(|t| t.name == *name) {
+                    return Err(format!(
+                        "engines.{key}: required {side} tensor `{name}` is not declared (declared: {})",
+                        names(have)
+                    ));
+                }
+            }
+        }
+    }
+    for name in TRACKER_IMAGE_OUTPUTS {
+        if m.engines.image_encoder.output(name).is_none() {
+            return Err(format!(
+                "[tracker] is present but engines.image_encoder does not declare output `{name}` \
+                 (the tracker's features); re-export with `export_sam3.py --tracker`"
+            ));
+        }
+    }
+    in_range("tracker.num_maskmem", t.num_maskmem, MAX_TRACKER_MEMORY)?;
+    in_range(
+        "tracker.max_cond_frame_num",
+        t.max_cond_frame_num,
+        MAX_TRACKER_MEMORY,
+    )?;
+    in_range(
+        "tracker.max_object_pointers",
+        t.max_object_pointers,
+        MAX_TRACKER_MEMORY,
+    )?;
+    in_range(
+        "tracker.max_num_objects",
+        t.max_num_objects,
+        MAX_TRACKER_OBJECTS,
+    )?;
+    in_range("tracker.feature_size", t.feature_size, MAX_MASK_SIZE)?;
+    in_range("tracker.mask_size", t.mask_size, MAX_MASK_SIZE)?;
+    for (name, v) in [
+        (
+            "tracker.score_threshold_detection",
+            t.score_threshold_detection,
+        ),
+        ("tracker.det_nms_thresh", t.det_nms_thresh),
+        ("tracker.assoc_iou_thresh", t.assoc_iou_thresh),
+        ("tracker.trk_assoc_iou_thresh", t.trk_assoc_iou_thresh),
+        ("tracker.new_det_thresh", t.new_det_thresh),
+        ("tracker.high_iou_thresh", t.high_iou_thresh),
+        (
+            "tracker.suppress_overlapping_based_on_recent_occlusion_threshold",
+            t.suppress_overlapping_based_on_recent_occlusion_threshold,
+        ),
+    ] {
+        check_bundle_threshold(name, v)?;
     }
     Ok(())
 }
@@ -799,6 +1023,90 @@ outputs = [{ name = "pred_logits", dtype = "float32", shape = ["batch", 20] },
             .to_string();
         assert!(
             err.contains("/nonexistent/sam3-bundle") && err.contains("export_sam3.py"),
+            "{err}"
+        );
+    }
+
+    /// The committed tiny video bundle (engines/make_tiny_sam3_video.py): its
+    /// manifest loads with the tracker recorded, and its engine files exist.
+    #[test]
+    fn the_tiny_video_bundle_loads_with_its_tracker() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-sam3-video"
+        );
+        let b = Bundle::open(dir).unwrap();
+        let m = &b.manifest;
+        assert!(m.has_tracker());
+        let t = m.tracker.as_ref().unwrap();
+        assert_eq!(
+            (t.num_maskmem, t.max_cond_frame_num, t.max_object_pointers),
+            (7, 4, 16)
+        );
+        assert_eq!((t.feature_size, t.mask_size, t.memory_dim), (8, 32, 64));
+        assert_eq!(t.max_num_objects, 4);
+        for name in TRACKER_IMAGE_OUTPUTS {
+            assert!(m.engines.image_encoder.output(name).is_some(), "{name}");
+        }
+        let att = m.engines.tracker("tracker_memory_attention").unwrap();
+        assert_eq!(
+            att.input("memory").unwrap().shape_string(),
+            format!("[objects, memory_frames, 64, 8, 8]")
+        );
+        assert_eq!(
+            att.input("object_pointers").unwrap().shape_string(),
+            format!("[objects, pointers, {}]", t.hidden_size)
+        );
+        for (key, _, _) in TRACKER_ENGINES {
+            let spec = m.engines.tracker(key).unwrap();
+            assert!(b.dir.join(&spec.file).is_file(), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_bundle_without_tracker_has_none() {
+        let m = parse_manifest(GOOD).unwrap();
+        assert!(!m.has_tracker());
+        assert!(m.engines.tracker("tracker_mask_decoder").is_none());
+    }
+
+    #[test]
+    fn the_tracker_is_all_or_nothing() {
+        let engine = r#"
+[engines.tracker_mask_decoder]
+file = "tracker_mask_decoder.onnx"
+inputs = [{ name = "conditioned_feat", dtype = "float32", shape = ["objects", 128, 8, 8] },
+          { name = "tracker_feat_0", dtype = "float32", shape = [1, 16, 32, 32] },
+          { name = "tracker_feat_1", dtype = "float32", shape = [1, 32, 16, 16] }]
+outputs = [{ name = "mask_logits", dtype = "float32", shape = ["objects", 1, 32, 32] },
+           { name = "high_res_mask_logits", dtype = "float32", shape = ["objects", 1, 112, 112] },
+           { name = "object_pointer", dtype = "float32", shape = ["objects", 128] },
+           { name = "object_score_logits", dtype = "float32", shape = ["objects", 1] }]
+"#;
+        let err = parse_manifest(&format!("{GOOD}{engine}")).unwrap_err();
+        assert!(
+            err.contains("engines.tracker_mask_decoder") && err.contains("[tracker]"),
+            "{err}"
+        );
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-sam3-video"
+        );
+        let text = std::fs::read_to_string(format!("{dir}/bundle.toml")).unwrap();
+        let start = text.find("[engines.tracker_mask_prompt]").unwrap();
+        let end = text[start..]
+            .find("\n[engines.tracker_memory_encoder]")
+            .unwrap()
+            + start;
+        let without = format!("{}{}", &text[..start], &text[end..]);
+        let err = parse_manifest(&without).unwrap_err();
+        assert!(err.contains("engines.tracker_mask_prompt"), "{err}");
+        let err =
+            parse_manifest(&text.replace("num_maskmem = 7", "num_maskmem = 100000")).unwrap_err();
+        assert!(err.contains("tracker.num_maskmem"), "{err}");
+        let err = parse_manifest(&text.replace("\"memory_offset\"", "\"offsets\"")).unwrap_err();
+        assert!(
+            err.contains("engines.tracker_memory_attention") && err.contains("`memory_offset`"),
             "{err}"
         );
     }
