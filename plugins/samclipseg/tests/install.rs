@@ -123,7 +123,6 @@ fn make_install_lays_out_a_plugin_that_finds_its_own_files() {
         "image_encoder.int8.onnx",
         "image_encoder.int8_dynamic.onnx",
         "decoder.onnx",
-        "decoder.int8_dynamic.onnx",
         "tokenizer.json",
         "vocabulary.txt",
         "golden/scene.png",
