@@ -84,10 +84,7 @@ pub fn chosen(asked: Option<&[String]>, native_bf16: bool) -> (Vec<Variant>, Opt
 
 /// The reference peer: the fastest configuration by `frame` (its whole-frame
 /// time), with that time.
-pub fn fastest<'a>(
-    refs: &'a [Reference],
-    frame: impl Fn(&Reference) -> f64,
-) -> Option<(&'a Reference, f64)> {
+pub fn fastest(refs: &[Reference], frame: impl Fn(&Reference) -> f64) -> Option<(&Reference, f64)> {
     refs.iter()
         .map(|r| (r, frame(r)))
         .filter(|(_, t)| t.is_finite() && *t > 0.0)
