@@ -153,15 +153,18 @@ eval-toy: deps
 
 # Per-stage times, pipeline frames/s and the PyTorch reference side by side
 # (engines/BENCHMARK.md). Builds the bench bundle (engines/work/bench, ~3 min)
-# and its int8 variants (~3 min) once; the run takes about 10 minutes on 2
+# and its int8 variants (static ~3 min, dynamic ~1 min) once; BENCH_BUNDLE=DIR
+# runs another bundle; the run takes about 10 minutes on 2
 # cores, and should start on an idle machine (it warns above load 0.5).
 # Extra options: BENCH_ARGS=...
-BENCH_BUNDLE := engines/work/bench
+BENCH_BUNDLE ?= engines/work/bench
 bench: engines-deps
 	bash scripts/setup.sh triton
 	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
-	grep -q "variants.int8" $(BENCH_BUNDLE)/bundle.toml || \
-		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE)
+	grep -q "variants.int8]" $(BENCH_BUNDLE)/bundle.toml || \
+		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE) --kinds static
+	grep -q "variants.int8_dynamic]" $(BENCH_BUNDLE)/bundle.toml || \
+		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE) --kinds dynamic
 	mkdir -p $(OUT)
 	set -o pipefail; cargo run --release -p samclipseg-bench -- \
 		--bundle $(BENCH_BUNDLE) --reference --remote --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt

@@ -1,35 +1,50 @@
 #!/usr/bin/env python3
-"""int8 variants of a bundle's image encoder (and, if asked, decoder) (issue 15).
+"""int8 variants of a bundle's image encoder and decoder (issues 15 and 29).
 
-    .venv/bin/python engines/quantize_bundle.py BUNDLE [--engines image_encoder[,decoder]] [--photos GLOB ...]
-        [--encoder-ops MatMul,Gemm] [--decoder-ops MatMul,Gemm,Conv] [--score-delta 0.05]
+    .venv/bin/python engines/quantize_bundle.py BUNDLE [--kinds static,dynamic]
+        [--engines image_encoder[,decoder]] [--dynamic-engines image_encoder[,decoder]] [--photos GLOB ...]
+        [--encoder-ops MatMul,Gemm] [--decoder-ops MatMul,Gemm,Conv] [--dynamic-ops MatMul,Gemm] [--score-delta 0.05]
 
-By default only the image encoder, where a frame's time goes: on the medium
-bundle an int8 decoder was no faster than its fp32 file run in bf16, and its
-masks moved (IoU 0.89 with fp32's). For each engine, ONNX Runtime's static quantisation (``quantize_static``, QDQ
-format) writes ``NAME.int8.onnx`` beside the fp32 file: weights int8 per
-output channel, activations int8 symmetric with ranges calibrated (MinMax) on
-photos run through the bundle's own fp32 engines (the decoder on the image
-encoder's features of those photos and the text encoder's features of the
-bundle's vocabulary, or of a few generic phrases). The quantised operators are
-the matrix products (and the decoder's convolutions), where the time goes;
-normalisation, softmax and the rest stay float.
+Two kinds, for two kinds of CPU (src/model/precision.rs chooses at run time):
+
+- ``static`` (variant ``int8``, ``NAME.int8.onnx``), for OpenVINO on CPUs with
+  AMX-INT8 or VNNI: ONNX Runtime's static quantisation (``quantize_static``,
+  QDQ format), weights int8 per output channel, activations int8 symmetric
+  with ranges calibrated (MinMax) on photos run through the bundle's own fp32
+  engines (the decoder on the image encoder's features of those photos and the
+  text encoder's features of the bundle's vocabulary, or of a few generic
+  phrases). By default only the image encoder, where a frame's time goes: on
+  the medium bundle an int8 decoder was no faster than its fp32 file run in
+  bf16, and its masks moved (IoU 0.89 with fp32's).
+- ``dynamic`` (variant ``int8_dynamic``, ``NAME.int8_dynamic.onnx``), for ONNX
+  Runtime's CPU provider on CPUs with AVX2 but no VNNI, where the static files
+  through OpenVINO gain nothing: ``quantize_dynamic``, weights int8 per tensor,
+  activations quantised to uint8 as each product runs (no calibration). Image
+  encoder and decoder by default: on an AVX2-only EPYC both gain (the medium
+  encoder 1.7x, the decoder 1.2x; engines/README.md, "int8 on AVX2").
+
+The quantised operators are the weights' matrix products (and the static
+decoder's convolutions), where the time goes; the rotary embedding's constant
+0/+-1 products, attention's activation-by-activation products, normalisation,
+softmax and the rest stay float. A kind not asked for keeps what
+``bundle.toml`` records of it.
 
 Each variant is then checked against fp32 on held-out photos with ONNX
 Runtime's CPU provider, and recorded in ``bundle.toml`` as
-``[engines.NAME.variants.int8]`` only if it is within the tolerances below;
+``[engines.NAME.variants.KIND]`` only if it is within the tolerances below;
 otherwise the script fails (exit 1) and the manifest is left as it was.
 
 - image encoder: cosine similarity of every output with fp32 >= 0.998;
-- decoder: cosine of ``pred_logits`` and ``pred_masks`` >= 0.99, and the
+- decoder (its int8 file if there is one, else fp32) on the int8 encoder's
+  features: cosine of ``pred_logits`` and ``pred_masks`` >= 0.99, and the
   score ``sigmoid(logit) * sigmoid(presence)`` of every query within 0.05.
 
 bf16 needs no file: the OpenVINO execution provider runs the fp32 engines with
-bf16 arithmetic on CPUs that have it (src/precision.rs chooses). The int8
-files run there too, their float parts in bf16 or fp32.
+bf16 arithmetic on CPUs that have it. The static int8 files run there too,
+their float parts in bf16 or fp32.
 
-Progress goes to stdout; about a minute for the medium benchmark bundle on 2
-cores, seconds for the toy bundle.
+Progress goes to stdout; about a minute per kind for the medium benchmark
+bundle on 2 cores (static: calibration), seconds for the toy bundle.
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
     QuantType,
+    quantize_dynamic,
     quantize_static,
 )
 from PIL import Image
@@ -66,6 +82,10 @@ MARKER = "# Reduced-precision variants, written by engines/quantize_bundle.py."
 IMAGE_COSINE = 0.998
 DECODER_COSINE = 0.99
 SCORE_DELTA = 0.05
+# The dynamic variant's settings, chosen by measurement on an AVX2-only EPYC
+# (engines/README.md, "int8 on AVX2").
+DYNAMIC_PER_CHANNEL = False
+DYNAMIC_ENGINES = "image_encoder,decoder"
 
 
 def log(msg: str) -> None:
@@ -186,33 +206,76 @@ def quantize(src: str, dst: str, feeds: list[dict], ops: list[str]) -> None:
     log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s")
 
 
-def record(manifest_path: str, variants: dict[str, str], ops: dict[str, list[str]], n_photos: int) -> None:
+def quantize_dyn(src: str, dst: str, ops: list[str]) -> None:
+    """ONNX Runtime's dynamic quantisation: weights int8 (signed, per tensor),
+    activations quantised to uint8 as each product runs, so no calibration.
+    What ONNX Runtime's CPU provider runs fast without VNNI: its AVX2 u8 x s8
+    kernels (engines/README.md, "int8 on AVX2", has the measurements behind
+    each setting)."""
+    t = time.time()
+    skip = rotation_matmuls(src)
+    quantize_dynamic(
+        src,
+        dst,
+        op_types_to_quantize=ops,
+        nodes_to_exclude=skip,
+        per_channel=DYNAMIC_PER_CHANNEL,
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
+        # Weights' products only (also quantize_dynamic's default): attention's
+        # activation-by-activation products gained nothing, measured.
+        extra_options={"MatMulConstBOnly": True},
+    )
+    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB, dynamic) in {time.time() - t:.0f} s")
+
+
+# What each variant is, for the comment above its tables in bundle.toml.
+KIND_NOTES = {
+    "int8": "static QDQ int8 for OpenVINO (weights per channel, activations symmetric, MinMax calibration on {n} photos)",
+    "int8_dynamic": "dynamic int8 for ONNX Runtime's CPU provider (weights per tensor, activations quantised at run time)",
+}
+
+
+def record(manifest_path: str, manifest: dict, variants: dict[str, dict[str, str]], ops: dict[str, dict[str, list[str]]],
+           n_photos: int) -> None:
+    """Writes ``variants`` ({kind: {engine: file}}) into bundle.toml, keeping the
+    variants of other kinds that an earlier run recorded."""
     with open(manifest_path) as f:
         text = f.read()
     text = text.split(MARKER)[0].rstrip() + "\n"
-    lines = [
-        "",
-        MARKER,
-        "# Static QDQ int8 (weights per channel, activations symmetric, MinMax",
-        f"# calibration on {n_photos} photos); checked against fp32.",
-    ]
-    for engine, file in variants.items():
-        lines += ["", f"[engines.{engine}.variants.int8]", f'file = "{file}"', f"quantized_ops = {json.dumps(ops[engine])}"]
+    tables: dict[str, dict[str, dict]] = {}
+    for engine, spec in manifest["engines"].items():
+        for kind, v in spec.get("variants", {}).items():
+            if kind not in variants:
+                tables.setdefault(kind, {})[engine] = {"file": v["file"], "quantized_ops": v.get("quantized_ops", [])}
+    for kind, files in variants.items():
+        tables[kind] = {e: {"file": f, "quantized_ops": ops[kind][e]} for e, f in files.items()}
+    lines = ["", MARKER, "# Each is checked against fp32 before it is recorded."]
+    for kind in sorted(tables):
+        lines += ["", f"# {kind}: " + KIND_NOTES.get(kind, kind).format(n=n_photos) + "."]
+        for engine, v in tables[kind].items():
+            lines += [f"[engines.{engine}.variants.{kind}]", f'file = "{v["file"]}"',
+                      f"quantized_ops = {json.dumps(v['quantized_ops'])}"]
     with open(manifest_path, "w") as f:
         f.write(text + "\n".join(lines) + "\n")
-    log(f"recorded {', '.join(variants)} in {os.path.relpath(manifest_path)}")
+    log(f"recorded {', '.join(f'{k} ({chr(44).join(v)})' for k, v in variants.items())} in {os.path.relpath(manifest_path)}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
     ap.add_argument("--photos", nargs="*", default=DEFAULT_PHOTOS, help="globs, relative to the repository")
+    ap.add_argument("--kinds", default="static,dynamic",
+                    help="static (QDQ, calibrated: OpenVINO on VNNI/AMX CPUs) and/or dynamic (ONNX Runtime's "
+                         "CPU provider on AVX2 CPUs); a kind not asked keeps what bundle.toml records of it")
     # Measured on the medium bundle (engines/README.md): an int8 decoder is no
     # faster than the fp32 one run in bf16, and its masks move (IoU 0.89 with
     # fp32's), so by default only the image encoder is quantised.
-    ap.add_argument("--engines", default="image_encoder", help="image_encoder[,decoder]")
+    ap.add_argument("--engines", default="image_encoder", help="static: image_encoder[,decoder]")
+    ap.add_argument("--dynamic-engines", default=DYNAMIC_ENGINES, help="dynamic: image_encoder[,decoder]")
     ap.add_argument("--encoder-ops", default="MatMul,Gemm")
     ap.add_argument("--decoder-ops", default="MatMul,Gemm,Conv")
+    ap.add_argument("--dynamic-ops", default="MatMul,Gemm", help="dynamic: the operator types quantised")
     ap.add_argument("--held-out", type=int, default=3, help="photos kept for the check, not calibration")
     ap.add_argument(
         "--score-delta",
@@ -225,7 +288,19 @@ def main() -> int:
 
     manifest_path, m = load_manifest(a.bundle)
     pre, engines = m["preprocess"], m["engines"]
-    ops = {"image_encoder": a.encoder_ops.split(","), "decoder": a.decoder_ops.split(",")}
+    kinds = a.kinds.split(",")
+    if not kinds or not set(kinds) <= {"static", "dynamic"}:
+        log(f"--kinds {a.kinds}: expected static, dynamic or static,dynamic")
+        return 1
+    chosen = {"int8": a.engines.split(","), "int8_dynamic": a.dynamic_engines.split(",")}
+    for kind, engs in chosen.items():
+        if "image_encoder" not in engs or not set(engs) <= {"image_encoder", "decoder"}:
+            log(f"{kind} engines {','.join(engs)}: expected image_encoder or image_encoder,decoder")
+            return 1
+    ops = {
+        "int8": {"image_encoder": a.encoder_ops.split(","), "decoder": a.decoder_ops.split(",")},
+        "int8_dynamic": {e: a.dynamic_ops.split(",") for e in ("image_encoder", "decoder")},
+    }
     photos = sorted({p for g in a.photos for p in glob.glob(os.path.join(ROOT, g))})
     if len(photos) < a.held_out + 2:
         log(f"only {len(photos)} photos found for {a.photos}: need at least {a.held_out + 2}")
@@ -234,73 +309,82 @@ def main() -> int:
     step = max(1, len(photos) // a.held_out)
     check = photos[::step][: a.held_out]
     calib = [p for p in photos if p not in check]
-    log(f"{m['bundle']['name']}: {len(calib)} calibration photos, {len(check)} held out; ops {ops}")
+    log(f"{m['bundle']['name']}: {len(calib)} calibration photos, {len(check)} held out; kinds {kinds}")
 
-    enc_file = engines["image_encoder"]["file"]
     dec_file = engines["decoder"]["file"]
-    enc_path = os.path.join(a.bundle, enc_file)
+    enc_path = os.path.join(a.bundle, engines["image_encoder"]["file"])
     dec_path = os.path.join(a.bundle, dec_file)
-    chosen = a.engines.split(",")
-    if "image_encoder" not in chosen or not set(chosen) <= {"image_encoder", "decoder"}:
-        log(f"--engines {a.engines}: expected image_encoder or image_encoder,decoder")
-        return 1
-    int8 = {k: re.sub(r"\.onnx$", ".int8.onnx", engines[k]["file"]) for k in chosen}
+    variants: dict[str, dict[str, str]] = {}
+    if "static" in kinds:
+        variants["int8"] = {k: re.sub(r"\.onnx$", ".int8.onnx", engines[k]["file"]) for k in chosen["int8"]}
+    if "dynamic" in kinds:
+        variants["int8_dynamic"] = {
+            k: re.sub(r"\.onnx$", ".int8_dynamic.onnx", engines[k]["file"]) for k in chosen["int8_dynamic"]
+        }
 
     enc = session(enc_path)
     names = [o.name for o in enc.get_outputs()]
     t = time.time()
-    calib_x = [pixel_values(p, pre) for p in calib]
     check_x = [pixel_values(p, pre) for p in check]
-    calib_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in calib_x]
     check_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in check_x]
-    log(f"fp32 image features of {len(photos)} photos in {time.time() - t:.0f} s")
     texts = text_features(a.bundle, m, prompts_of(a.bundle))
-    log(f"text features of {len(texts)} prompts")
-
-    quantize(enc_path, os.path.join(a.bundle, int8["image_encoder"]), [{"pixel_values": x} for x in calib_x], ops["image_encoder"])
     dec_inputs = [i["name"] for i in engines["decoder"]["inputs"]]
 
     def dec_feed(feats: dict, text: dict) -> dict:
         f = {**feats, **text}
         return {k: f[k] for k in dec_inputs}
 
-    calib_dec = [dec_feed(f, texts[i % len(texts)]) for i, f in enumerate(calib_feats)]
-    calib_dec += [dec_feed(calib_feats[0], t) for t in texts]
-    if "decoder" in int8:
-        quantize(dec_path, os.path.join(a.bundle, int8["decoder"]), calib_dec, ops["decoder"])
+    if "int8" in variants:
+        calib_x = [pixel_values(p, pre) for p in calib]
+        calib_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in calib_x]
+        log(f"fp32 image features of {len(photos)} photos in {time.time() - t:.0f} s; text features of {len(texts)} prompts")
+        files = variants["int8"]
+        quantize(enc_path, os.path.join(a.bundle, files["image_encoder"]), [{"pixel_values": x} for x in calib_x],
+                 ops["int8"]["image_encoder"])
+        calib_dec = [dec_feed(f, texts[i % len(texts)]) for i, f in enumerate(calib_feats)]
+        calib_dec += [dec_feed(calib_feats[0], t) for t in texts]
+        if "decoder" in files:
+            quantize(dec_path, os.path.join(a.bundle, files["decoder"]), calib_dec, ops["int8"]["decoder"])
+    if "int8_dynamic" in variants:
+        for engine, file in variants["int8_dynamic"].items():
+            src = enc_path if engine == "image_encoder" else dec_path
+            quantize_dyn(src, os.path.join(a.bundle, file), ops["int8_dynamic"][engine])
 
     ok = True
-    q_enc = session(os.path.join(a.bundle, int8["image_encoder"]))
-    worst = 1.0
-    for x, ref in zip(check_x, check_feats):
-        got = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
-        worst = min(worst, *(cosine(got[k], ref[k]) for k in names))
-    log(f"image encoder int8 vs fp32 on {len(check)} held-out photos: worst cosine {worst:.5f} (needs >= {IMAGE_COSINE})")
-    ok &= worst >= IMAGE_COSINE
+    for kind, files in variants.items():
+        q_enc = session(os.path.join(a.bundle, files["image_encoder"]))
+        worst = 1.0
+        for x, ref in zip(check_x, check_feats):
+            got = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
+            worst = min(worst, *(cosine(got[k], ref[k]) for k in names))
+        log(f"{kind}: image encoder vs fp32 on {len(check)} held-out photos: worst cosine {worst:.5f} "
+            f"(needs >= {IMAGE_COSINE})")
+        ok &= worst >= IMAGE_COSINE
 
-    dec = session(dec_path)
-    # The decoder as the int8 precision runs it: its own int8 file, or fp32.
-    q_dec = session(os.path.join(a.bundle, int8.get("decoder", dec_file)))
-    out_names = [o.name for o in dec.get_outputs()]
-    worst_cos, worst_score = 1.0, 0.0
-    for x, feats in zip(check_x, check_feats):
-        # The decoder on the int8 encoder's features: the whole int8 path.
-        q_feats = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
-        for text in texts[:4]:
-            ref = dict(zip(out_names, dec.run(None, dec_feed(feats, text))))
-            got = dict(zip(out_names, q_dec.run(None, dec_feed(q_feats, text))))
-            worst_cos = min(worst_cos, cosine(got["pred_logits"], ref["pred_logits"]), cosine(got["pred_masks"], ref["pred_masks"]))
-            score = lambda o: sigmoid(o["pred_logits"]) * sigmoid(o["presence_logits"])
-            worst_score = max(worst_score, float(np.abs(score(got) - score(ref)).max()))
-    log(
-        f"decoder ({'int8' if 'decoder' in int8 else 'fp32'}) on the int8 features vs fp32: worst cosine {worst_cos:.5f} (needs >= {DECODER_COSINE}), "
-        f"largest score change {worst_score:.4f} (needs <= {a.score_delta})"
-    )
-    ok &= worst_cos >= DECODER_COSINE and worst_score <= a.score_delta
+        dec = session(dec_path)
+        # The decoder as this int8 route runs it: its own int8 file, or fp32.
+        q_dec = session(os.path.join(a.bundle, files.get("decoder", dec_file)))
+        out_names = [o.name for o in dec.get_outputs()]
+        worst_cos, worst_score = 1.0, 0.0
+        for x, feats in zip(check_x, check_feats):
+            # The decoder on the int8 encoder's features: the whole int8 path.
+            q_feats = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
+            for text in texts[:4]:
+                ref = dict(zip(out_names, dec.run(None, dec_feed(feats, text))))
+                got = dict(zip(out_names, q_dec.run(None, dec_feed(q_feats, text))))
+                worst_cos = min(worst_cos, cosine(got["pred_logits"], ref["pred_logits"]),
+                                cosine(got["pred_masks"], ref["pred_masks"]))
+                score = lambda o: sigmoid(o["pred_logits"]) * sigmoid(o["presence_logits"])
+                worst_score = max(worst_score, float(np.abs(score(got) - score(ref)).max()))
+        log(
+            f"{kind}: decoder ({'int8' if 'decoder' in files else 'fp32'}) on the int8 features vs fp32: worst cosine "
+            f"{worst_cos:.5f} (needs >= {DECODER_COSINE}), largest score change {worst_score:.4f} (needs <= {a.score_delta})"
+        )
+        ok &= worst_cos >= DECODER_COSINE and worst_score <= a.score_delta
     if not ok:
         log("FAILED: a variant is outside its tolerance; bundle.toml is unchanged")
         return 1
-    record(manifest_path, int8, ops, len(calib))
+    record(manifest_path, m, variants, ops, len(calib))
     return 0
 
 

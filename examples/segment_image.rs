@@ -24,7 +24,7 @@ use samclipseg::{
 const USAGE: &str = "usage: segment_image --bundle DIR --prompt TEXT [--prompt TEXT]... \
 [--threshold 0.5] [--smoothness 1] [--suggest K] [--max-instances 0] [--threads 0] [--backend cpu|cuda|tensorrt|remote] [--server grpc://HOST:PORT] [--request-timeout MS] [--authorization VALUE] [--model-prefix NAME] [--ca-file PEM] [--precision auto|fp32|bf16|int8] [--strict-gpu] [--trt-cache DIR] [--out-dir .] IMAGE...
 
---precision (backend cpu, default auto): int8 or bf16 where this CPU runs them natively, else fp32 (exact).
+--precision (backend cpu, default auto): int8 or bf16 where this CPU runs them natively, int8 on ONNX Runtime where it has AVX2 only (with the bundle's dynamic int8 engines), else fp32 (exact).
 --strict-gpu: on cuda / tensorrt, refuse to load an engine with nodes that would run on the CPU.
 --server (backend remote): a Triton server with the repository engines/triton_repo.py wrote for the bundle.";
 

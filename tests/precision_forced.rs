@@ -1,7 +1,9 @@
-//! `precision=auto` on a CPU without bf16 or VNNI runs fp32, exactly; an
-//! explicit bf16 or int8 there is refused with a reason. These machines have
-//! AMX, so the CPU's flags are replaced (SAMCLIPSEG_CPU_FLAGS) before anything
-//! reads them: the only test of this binary, so no other thread sees it.
+//! `precision=auto` on a CPU without bf16, VNNI or AVX2 runs fp32, exactly,
+//! even though the toy bundle has both kinds of int8 engines; an explicit
+//! bf16 or int8 there is refused with a reason. The CPU's flags are replaced
+//! (SAMCLIPSEG_CPU_FLAGS) before anything reads them: the only test of this
+//! binary, so no other thread sees it. (tests/precision_avx2.rs: a CPU with
+//! AVX2.)
 
 use std::path::PathBuf;
 
@@ -10,9 +12,9 @@ use samclipseg::model::precision::CPU_FLAGS_VAR;
 use samclipseg::{BackendOptions, PostprocessOptions, Precision, Sam3Model};
 
 #[test]
-fn a_cpu_without_bf16_or_vnni_runs_fp32() {
+fn a_cpu_without_bf16_vnni_or_avx2_runs_fp32() {
     // SAFETY: this binary's only test sets it before any thread reads it.
-    unsafe { std::env::set_var(CPU_FLAGS_VAR, "fpu sse4_2 avx avx2 fma") };
+    unsafe { std::env::set_var(CPU_FLAGS_VAR, "fpu sse4_2 avx") };
     let toy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy-shapes-sam3");
     let load = |precision| {
         Sam3Model::load(
@@ -28,7 +30,7 @@ fn a_cpu_without_bf16_or_vnni_runs_fp32() {
     assert!(
         auto.precision()
             .reason
-            .contains("no AMX, AVX512-BF16 or VNNI"),
+            .contains("no AMX, AVX512-BF16 or VNNI nor AVX2"),
         "{:?}",
         auto.precision()
     );

@@ -105,7 +105,7 @@ pub struct EngineSpec {
     pub file: String,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
-    /// Other precisions of the same engine, by name (`int8`).
+    /// Other precisions of the same engine, by name (`int8`, `int8_dynamic`).
     #[serde(default)]
     pub variants: std::collections::BTreeMap<String, VariantSpec>,
     /// The dimensions of this engine's tensors that manifest numbers fix
@@ -432,7 +432,7 @@ impl Bundle {
         self.dir.join(&self.manifest.engine(role).file)
     }
 
-    /// The file of `role`'s `variant` (`int8`), if the bundle has one.
+    /// The file of `role`'s `variant` (`int8`, `int8_dynamic`), if the bundle has one.
     pub fn variant_path(&self, role: EngineRole, variant: &str) -> Option<PathBuf> {
         let v = self.manifest.engine(role).variants.get(variant)?;
         Some(self.dir.join(&v.file))
@@ -498,8 +498,13 @@ impl Bundle {
     }
 }
 
-/// The precisions an engine file may have besides fp32 (src/precision.rs).
-pub const KNOWN_VARIANTS: &[&str] = &["int8"];
+/// The precisions an engine file may have besides fp32 (src/precision.rs):
+/// static QDQ int8 (OpenVINO) and dynamically quantised int8 (ONNX Runtime's
+/// CPU provider).
+pub const KNOWN_VARIANTS: &[&str] = &[
+    crate::model::precision::INT8_STATIC,
+    crate::model::precision::INT8_DYNAMIC,
+];
 
 /// Parses and validates a manifest; the error is a message about `bundle.toml`.
 pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {

@@ -235,8 +235,9 @@ pub struct Sam3Model {
     precision: Choice,
 }
 
-/// The file and runtime of `role` under `choice`: the int8 variant where
-/// chosen, OpenVINO for the reduced precisions, the fp32 file on ONNX
+/// The file and runtime of `role` under `choice`: the int8 variant of the
+/// chosen route where the bundle has one (static on OpenVINO, dynamic on ONNX
+/// Runtime's CPU provider), OpenVINO for bf16, the fp32 file on ONNX
 /// Runtime's CPU provider otherwise (and for the text encoder).
 fn engine_plan(
     bundle: &Bundle,
@@ -245,13 +246,15 @@ fn engine_plan(
     caps: &CpuCaps,
 ) -> (std::path::PathBuf, CpuRuntime) {
     let fp32 = bundle.engine_path(role);
-    match (choice.precision, choice.openvino_hint(caps)) {
-        (Precision::Int8, Some(hint)) => (
-            bundle.variant_path(role, "int8").unwrap_or(fp32),
-            CpuRuntime::OpenVino { hint },
-        ),
-        (_, Some(hint)) => (fp32, CpuRuntime::OpenVino { hint }),
-        (_, None) => (fp32, CpuRuntime::Ort),
+    let file = match choice.int8 {
+        Some(route) if choice.precision == Precision::Int8 => {
+            bundle.variant_path(role, route.variant()).unwrap_or(fp32)
+        }
+        _ => fp32,
+    };
+    match choice.openvino_hint(caps) {
+        Some(hint) => (file, CpuRuntime::OpenVino { hint }),
+        None => (file, CpuRuntime::Ort),
     }
 }
 
@@ -290,6 +293,7 @@ impl Sam3Model {
                 text_batch: Mutex::new(None),
                 precision: Choice {
                     precision: Precision::Fp32,
+                    int8: None,
                     reason: format!(
                         "remote: the server at {} runs the engines",
                         options.remote.server
@@ -301,7 +305,7 @@ impl Sam3Model {
         let mut precision = precision::choose(
             options.precision,
             &caps,
-            bundle.has_variant("int8"),
+            precision::Int8Files::of(&bundle),
             options.kind != BackendKind::Cpu,
         )?;
         log::info!(
@@ -332,6 +336,7 @@ impl Sam3Model {
                 log::warn!("precision=auto: {message}; running fp32");
                 precision = Choice {
                     precision: Precision::Fp32,
+                    int8: None,
                     reason: format!("auto: OpenVINO is not available ({message})"),
                 };
                 load(EngineRole::ImageEncoder, &precision)?
@@ -364,7 +369,7 @@ impl Sam3Model {
     /// runs ignore ONNX Runtime's terminate flag: a cancelled frame's run
     /// ends only when the engine in progress does.
     pub fn runs_on_openvino(&self) -> bool {
-        self.precision.precision != Precision::Fp32
+        self.precision.on_openvino()
     }
 
     /// The server, when the engines run on one.

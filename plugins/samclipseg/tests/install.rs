@@ -121,6 +121,7 @@ fn make_install_lays_out_a_plugin_that_finds_its_own_files() {
         "text_encoder.onnx",
         "image_encoder.onnx",
         "image_encoder.int8.onnx",
+        "image_encoder.int8_dynamic.onnx",
         "decoder.onnx",
         "tokenizer.json",
         "vocabulary.txt",

@@ -8,7 +8,7 @@ use common::{harness_on, load_rgba, toy_bundle};
 use gst::prelude::*;
 use gstsamclipseg::OutputMode;
 use samclipseg::Precision;
-use samclipseg::model::precision::{CpuCaps, choose};
+use samclipseg::model::precision::{CpuCaps, Int8Files, choose};
 
 #[test]
 fn auto_is_the_default_and_says_what_it_runs() {
@@ -19,7 +19,7 @@ fn auto_is_the_default_and_says_what_it_runs() {
     let spec = e.find_property("precision-in-use").unwrap();
     assert!(!spec.flags().contains(glib::ParamFlags::WRITABLE));
 
-    let expected = choose(Precision::Auto, &CpuCaps::detect(), true, false).unwrap();
+    let expected = choose(Precision::Auto, &CpuCaps::detect(), Int8Files::BOTH, false).unwrap();
     let mut h = harness_on(
         &toy_bundle(),
         &[

@@ -1,7 +1,8 @@
-//! On a CPU without bf16 or VNNI (its flags replaced through
+//! On a CPU with AVX2 but without bf16 or VNNI (its flags replaced through
 //! SAMCLIPSEG_CPU_FLAGS before anything reads them: the only test of this
-//! binary), `precision=auto` runs fp32, and an explicit bf16 is an element
-//! error saying why.
+//! binary), `precision=auto` runs the toy bundle's dynamic int8 engines on
+//! ONNX Runtime's CPU provider and says so, and an explicit bf16 is an
+//! element error saying why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +12,7 @@ use gst::prelude::*;
 use samclipseg::Precision;
 
 #[test]
-fn without_bf16_or_vnni_auto_is_fp32_and_bf16_is_refused() {
+fn on_avx2_without_vnni_auto_is_dynamic_int8_and_bf16_is_refused() {
     // SAFETY: this binary's only test sets it before any thread reads it.
     unsafe {
         std::env::set_var(
@@ -25,7 +26,9 @@ fn without_bf16_or_vnni_auto_is_fp32_and_bf16_is_refused() {
     h.push_and_pull(scene.rgba_buffer(0)).unwrap();
     let in_use = h.element().unwrap().property::<String>("precision-in-use");
     assert!(
-        in_use.starts_with("fp32 (auto: ") && in_use.contains("no AMX, AVX512-BF16 or VNNI"),
+        in_use.starts_with("int8 (auto: ")
+            && in_use.contains("no AMX, AVX512-BF16 or VNNI but avx2")
+            && in_use.contains("dynamic int8 engines on ONNX Runtime's CPU provider"),
         "{in_use}"
     );
     drop(h);

@@ -60,6 +60,11 @@ pub struct Args {
     /// Run engines/bench_reference.py (PyTorch), alternating passes with ours, and compare.
     #[arg(long)]
     pub reference: bool,
+    /// The PyTorch configurations --reference runs (fp32, bf16, autocast); by
+    /// default all where the CPU has native bf16, fp32 only where PyTorch
+    /// would emulate bf16.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["fp32", "bf16", "autocast"])]
+    pub reference_variants: Option<Vec<String>>,
     /// Compare with a JSON that bench_reference.py wrote earlier (instead of running it).
     #[arg(long, value_name = "FILE")]
     pub reference_json: Option<PathBuf>,

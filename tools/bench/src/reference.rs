@@ -18,32 +18,78 @@ use crate::stats::Stats;
 pub struct Variant {
     /// Its name in the comparison table's header.
     pub name: &'static str,
+    /// Its name in `--reference-variants`.
+    pub key: &'static str,
     /// The file under `--work` that its JSON goes to.
     pub json: &'static str,
     /// Arguments of bench_reference.py besides the bundle, threads, photo and prompt.
     pub args: &'static [&'static str],
+    /// Runs bf16 arithmetic: emulated, and slower than fp32, on a CPU without
+    /// AMX-BF16 or AVX512-BF16.
+    pub bf16: bool,
 }
 
-/// What `--reference` runs, in column order; `--reference-json` stands for the first.
+/// What `--reference` can run, in column order; `--reference-json` stands for the first.
 pub const VARIANTS: &[Variant] = &[
     Variant {
-        name: "PyTorch",
+        name: "PyTorch fp32",
+        key: "fp32",
         json: "reference.json",
         args: &[],
+        bf16: false,
     },
-    // The strongest CPU peers of our reduced precisions: the model in bf16,
-    // and fp32 weights under autocast.
+    // The strongest CPU peers of our reduced precisions where the CPU has
+    // bf16: the model in bf16, and fp32 weights under autocast.
     Variant {
         name: "PyTorch bf16",
+        key: "bf16",
         json: "reference-bf16.json",
         args: &["--precision", "bf16"],
+        bf16: true,
     },
     Variant {
         name: "PyTorch autocast",
+        key: "autocast",
         json: "reference-autocast.json",
         args: &["--precision", "autocast"],
+        bf16: true,
     },
 ];
+
+/// The variants to run: those `--reference-variants` names, else every one
+/// on a CPU with native bf16 and the fp32 one elsewhere, where PyTorch's bf16
+/// is emulated (on an AVX2-only EPYC several times slower than its fp32) and
+/// so never the fastest peer. The note says what was left out and why.
+pub fn chosen(asked: Option<&[String]>, native_bf16: bool) -> (Vec<Variant>, Option<String>) {
+    if let Some(keys) = asked {
+        let picked = VARIANTS
+            .iter()
+            .filter(|v| keys.iter().any(|k| k == v.key))
+            .copied()
+            .collect();
+        return (picked, None);
+    }
+    let (run, skipped): (Vec<Variant>, Vec<Variant>) =
+        VARIANTS.iter().partition(|v| native_bf16 || !v.bf16);
+    let note = (!skipped.is_empty()).then(|| {
+        let names: Vec<&str> = skipped.iter().map(|v| v.name).collect();
+        format!(
+            "{} not run: this CPU has no AMX-BF16 or AVX512-BF16, so PyTorch emulates bf16, slower \
+             than its fp32 (--reference-variants fp32,bf16,autocast runs them)",
+            names.join(" and ")
+        )
+    });
+    (run, note)
+}
+
+/// The reference peer: the fastest configuration by `frame` (its whole-frame
+/// time), with that time.
+pub fn fastest(refs: &[Reference], frame: impl Fn(&Reference) -> f64) -> Option<(&Reference, f64)> {
+    refs.iter()
+        .map(|r| (r, frame(r)))
+        .filter(|(_, t)| t.is_finite() && *t > 0.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
 
 /// One variant's timings, as read from its JSON.
 #[derive(Debug, Clone)]
@@ -104,11 +150,15 @@ pub struct Servers(Vec<Server>);
 impl Servers {
     /// Starts every variant when `--reference` asks to run them (none when
     /// `--reference-json` gives earlier timings instead).
-    pub fn start(a: &Args, png: &Path) -> BoxResult<Servers> {
+    pub fn start(a: &Args, png: &Path, native_bf16: bool) -> BoxResult<Servers> {
         if !a.reference || a.reference_json.is_some() {
             return Ok(Servers(Vec::new()));
         }
-        let servers = VARIANTS
+        let (variants, note) = chosen(a.reference_variants.as_deref(), native_bf16);
+        if let Some(note) = note {
+            println!("(Reference: {note}.)");
+        }
+        let servers = variants
             .iter()
             .map(|v| Server::start(a, png, v))
             .collect::<BoxResult<_>>()?;
@@ -277,8 +327,59 @@ mod tests {
     fn variants_have_distinct_names_and_files() {
         for (i, v) in VARIANTS.iter().enumerate() {
             for w in &VARIANTS[i + 1..] {
-                assert!(v.name != w.name && v.json != w.json, "{v:?} vs {w:?}");
+                assert!(
+                    v.name != w.name && v.key != w.key && v.json != w.json,
+                    "{v:?} vs {w:?}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn emulated_bf16_peers_are_left_out_unless_asked() {
+        let names = |(v, _): &(Vec<Variant>, Option<String>)| -> Vec<&str> {
+            v.iter().map(|v| v.name).collect()
+        };
+        let native = chosen(None, true);
+        assert_eq!(names(&native).len(), VARIANTS.len());
+        assert!(native.1.is_none());
+        let avx2 = chosen(None, false);
+        assert_eq!(names(&avx2), ["PyTorch fp32"]);
+        let note = avx2.1.expect("a note on what was left out");
+        assert!(
+            note.contains("PyTorch bf16 and PyTorch autocast") && note.contains("emulates"),
+            "{note}"
+        );
+        let asked = chosen(Some(&["autocast".to_string(), "fp32".to_string()]), false);
+        assert_eq!(names(&asked), ["PyTorch fp32", "PyTorch autocast"]);
+    }
+
+    #[test]
+    fn the_peer_is_the_fastest_configuration() {
+        let r = |name, ms: f64| Reference {
+            name,
+            stages: [(
+                "image_encoder".to_string(),
+                Stats {
+                    median: ms,
+                    p90: ms,
+                },
+            )]
+            .into(),
+            summary: String::new(),
+        };
+        let refs = [
+            r("PyTorch fp32", 3070.0),
+            r("PyTorch bf16", 9100.0),
+            r("PyTorch autocast", 0.0),
+        ];
+        let frame = |x: &Reference| x.stages["image_encoder"].median;
+        let (peer, ms) = fastest(&refs, frame).expect("a peer");
+        assert_eq!(
+            (peer.name, ms),
+            ("PyTorch fp32", 3070.0),
+            "a configuration without timings is no peer"
+        );
+        assert!(fastest(&[], frame).is_none());
     }
 }

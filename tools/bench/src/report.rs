@@ -169,7 +169,19 @@ fn comparison(out: &mut impl Write, ours: &[OursRun], refs: &[Reference]) -> Res
         auto.label(),
         ms(base),
         ratios.join(", ")
-    )
+    )?;
+    match crate::reference::fastest(refs, |r| their_sum(r, &FRAME)) {
+        Some((peer, t)) => writeln!(
+            out,
+            "\nReference peer, the fastest PyTorch configuration run on this machine: **{}** ({} ms a \
+             frame with the text cached); {} is **{:.2}x** faster.",
+            peer.name,
+            ms(t),
+            auto.label(),
+            t / base
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Part B's table, the reuse speed-up and the memory of the sharing runs.

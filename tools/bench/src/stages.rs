@@ -121,7 +121,7 @@ pub struct PartA {
 /// of each, interleaved with each other and with the references'.
 pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
     let caps = CpuCaps::detect();
-    let int8 = samclipseg::Bundle::open(&a.bundle)?.has_variant("int8");
+    let int8 = precision::Int8Files::of(&samclipseg::Bundle::open(&a.bundle)?);
     let auto = precision::choose(Precision::Auto, &caps, int8, false)?;
     println!(
         "Precisions: {} on this CPU: {}.",
@@ -162,7 +162,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
             last: Vec::new(),
         });
     }
-    let mut servers = Servers::start(a, png)?;
+    let mut servers = Servers::start(a, png, caps.bf16)?;
     for o in &mut ours {
         let (warm, _) = o.pass()?;
         eprintln!(

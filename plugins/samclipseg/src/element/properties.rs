@@ -148,9 +148,11 @@ fn table() -> Vec<Property> {
                 .nick("Precision")
                 .blurb(
                     "backend=cpu: arithmetic of the image encoder and decoder. auto = int8 where the CPU \
-                     has AMX-INT8 or VNNI and the bundle has int8 engines, else bf16 where it has \
-                     AMX-BF16 or AVX512-BF16 (both through OpenVINO), else fp32; fp32 = exact, ONNX \
-                     Runtime's CPU provider. An explicit precision the CPU or bundle lacks is an error",
+                     has AMX-INT8 or VNNI and the bundle has static int8 engines, else bf16 where it \
+                     has AMX-BF16 or AVX512-BF16 (both through OpenVINO), else int8 where it has AVX2 \
+                     and the bundle has dynamic int8 engines (ONNX Runtime's CPU provider), else fp32; \
+                     fp32 = exact, ONNX Runtime's CPU provider. An explicit precision the CPU or \
+                     bundle lacks is an error",
                 )
                 .mutable_ready()
                 .build(),

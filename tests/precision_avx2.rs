@@ -1,0 +1,125 @@
+//! On a CPU with AVX2 but no VNNI, AMX or bf16 (AMD Zen 2/3, older Intel),
+//! `precision=auto` and `precision=int8` run the bundle's dynamic int8 image
+//! encoder on ONNX Runtime's CPU provider, for real, and keep fp32's
+//! instances on the toy scene. The CPU's flags are replaced
+//! (SAMCLIPSEG_CPU_FLAGS) before anything reads them, so this runs the AVX2
+//! branch on any machine: the only test of this binary, so no other thread
+//! sees the variable. ONNX Runtime picks its kernels from the real CPU, so on
+//! a VNNI machine the same file runs on its VNNI kernels; the choice and the
+//! file are what is tested here, the arithmetic in tests/precision.rs.
+
+use std::path::PathBuf;
+
+use samclipseg::image::file::OwnedImage;
+use samclipseg::model::precision::{CPU_FLAGS_VAR, INT8_DYNAMIC, Int8Route};
+use samclipseg::stream::mask_iou;
+use samclipseg::{BackendOptions, Instance, PostprocessOptions, Precision, Sam3Model};
+
+/// As tests/precision.rs allows int8 against fp32 on this scene (the toy's
+/// 48x48 masks move a lot per cell).
+const MIN_IOU: f64 = 0.94;
+const MAX_SCORE_CHANGE: f32 = 0.10;
+
+const PROMPTS: [&str; 4] = ["red circle", "blue square", "green triangle", "shape"];
+
+#[test]
+fn an_avx2_cpu_runs_the_dynamic_int8_engines() {
+    // SAFETY: this binary's only test sets it before any thread reads it.
+    unsafe { std::env::set_var(CPU_FLAGS_VAR, "fpu sse4_2 avx f16c avx2 fma") };
+    let toy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy-shapes-sam3");
+    let bundle = samclipseg::Bundle::open(&toy).unwrap();
+    assert!(
+        bundle.has_variant(INT8_DYNAMIC),
+        "{}: the toy bundle ships a dynamic int8 image encoder \
+         (engines/quantize_bundle.py --kinds dynamic)",
+        toy.display()
+    );
+    let load = |precision| {
+        Sam3Model::load(
+            &toy,
+            &BackendOptions {
+                precision,
+                intra_threads: 2,
+                ..Default::default()
+            },
+        )
+    };
+    let auto = load(Precision::Auto).unwrap();
+    let choice = auto.precision();
+    assert_eq!(
+        (choice.precision, choice.int8),
+        (Precision::Int8, Some(Int8Route::Dynamic)),
+        "{choice:?}"
+    );
+    assert!(
+        choice.reason.starts_with("auto: ")
+            && choice.reason.contains("avx2")
+            && choice.reason.contains("ONNX Runtime's CPU provider"),
+        "{choice:?}"
+    );
+    // On ONNX Runtime, not OpenVINO: a cancelled frame stops between nodes.
+    assert!(!auto.runs_on_openvino());
+    let asked = load(Precision::Int8).unwrap();
+    assert_eq!(asked.precision().int8, Some(Int8Route::Dynamic));
+    assert!(
+        asked.precision().reason.starts_with("asked for"),
+        "{:?}",
+        asked.precision()
+    );
+    let e = load(Precision::Bf16).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("no AMX-BF16")),
+        "{e:?}"
+    );
+
+    let fp32 = load(Precision::Fp32).unwrap();
+    let picture = OwnedImage::open(&toy.join("golden/scene.png")).unwrap();
+    let frame = picture.frame().unwrap();
+    let d = &fp32.manifest().decoder;
+    let opts = PostprocessOptions {
+        threshold: d.default_threshold,
+        mask_threshold: d.mask_threshold,
+        ..Default::default()
+    };
+    let segment =
+        |m: &Sam3Model, prompt| -> Vec<Instance> { m.segment(&frame, &[prompt], &opts).unwrap() };
+    let mut largest_change = 0f32;
+    for prompt in PROMPTS {
+        let want = segment(&fp32, prompt);
+        let got = segment(&auto, prompt);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{prompt:?}: dynamic int8 kept {} instances, fp32 {}",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(got, segment(&asked, prompt), "auto and int8 run the same");
+        for w in &want {
+            // Paired by decoder query: near-equal scores may swap ranks.
+            let g = got.iter().find(|g| g.query == w.query).unwrap_or_else(|| {
+                panic!(
+                    "{prompt:?}: fp32 kept query {}, dynamic int8 did not",
+                    w.query
+                )
+            });
+            let iou = mask_iou(&g.mask, &w.mask) as f64;
+            let change = (g.score - w.score).abs();
+            eprintln!(
+                "{prompt:?}: query {} mask IoU {iou:.4}, score {:.4} vs fp32 {:.4}",
+                w.query, g.score, w.score
+            );
+            assert!(iou >= MIN_IOU, "{prompt:?}: mask IoU {iou:.4} < {MIN_IOU}");
+            assert!(
+                change <= MAX_SCORE_CHANGE,
+                "{prompt:?}: score moved {change:.4} > {MAX_SCORE_CHANGE}"
+            );
+            largest_change = largest_change.max(change);
+        }
+    }
+    // The int8 file really ran: its scores are not fp32's bit for bit.
+    assert!(
+        largest_change > 0.0,
+        "every score equals fp32's exactly: the dynamic int8 file did not run"
+    );
+}
