@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -82,8 +83,45 @@ def backend_dir(work: Path) -> tuple[Path, Path, Path]:
     py = backends / "python"
     shutil.copytree(root / "backends" / "python", py, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(stub, py / "triton_python_backend_stub")
+    link_system_libpython(py / "triton_python_backend_stub")
     libs = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
     return root / "bin" / "tritonserver", libs, backends
+
+
+def link_system_libpython(stub: Path) -> None:
+    """Points the stub at this Python's own libpython when it links another one.
+
+    The wheel's stubs for Python 3.8-3.12 link `libpython3.X.so.1.0`, which is
+    Debian's (package libpython3.X). The 3.13 stub links a libpython bundled in
+    the wheel (auditwheel-renamed `libpython3-<hash>.13.so.1.0`, a pyenv 3.13.0
+    build) whose extension modules live in its own lib-dynload, absent here.
+    Debian builds `math`, `_struct`, `_datetime`, `_json`, `select`, `zlib` and
+    more into its libpython instead, so under the bundled one `import math`
+    fails, and numpy fails with `PyCapsule_Import could not import module
+    "datetime"`, which numpy reports as "you should not try to import numpy
+    from its source directory". Debian's libpython3.13 has the same ABI (the
+    stub is a pybind11 program built against 3.13 headers), so the copy's
+    DT_NEEDED entry is replaced with it (patchelf, installed by
+    scripts/setup.sh).
+    """
+    soname = sysconfig.get_config_var("INSTSONAME")  # libpython3.13.so.1.0
+    if not soname or not soname.startswith("libpython"):
+        return  # a Python without a shared libpython: keep the stub as it is
+    # readelf (binutils, from build-essential) lists the DT_NEEDED entries.
+    dynamic = subprocess.run(["readelf", "-d", str(stub)], check=True, capture_output=True, text=True).stdout
+    other = [lib for lib in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
+             if lib.startswith("libpython") and lib != soname]
+    if not other:
+        return
+    patchelf = shutil.which("patchelf")
+    if patchelf is None:
+        raise RuntimeError(
+            f"the python backend stub links {other[0]} (the nvidia-pytriton wheel's own libpython, which cannot "
+            f"import numpy with this system's standard library); patchelf (Debian package patchelf) is needed "
+            f"to point it at {soname}: run `bash scripts/setup.sh test`"
+        )
+    for lib in other:
+        subprocess.run([patchelf, "--replace-needed", lib, soname, str(stub)], check=True)
 
 
 def server_env(libs: Path) -> dict:

@@ -472,12 +472,48 @@ batcher hands over together are concatenated along the batch dimension, run
 once and split again.
 """
 
+import ctypes
 import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+# Tensors cross the stub through DLPack, not through Tensor.as_numpy() and
+# Tensor(name, array): the stub's NumPy interface is compiled with a pybind11
+# that predates NumPy 2 and reads NumPy 2's dtype structure at NumPy 1's
+# offsets (item size 0), so under NumPy 2 (Python 3.13, Debian 13) inputs came
+# in with every element equal to the first and outputs went out empty.
+# DLPack needs no dtype structure and works with NumPy 1 as well.
+#
+# The stub marks a consumed capsule "used_dlpack" where the DLPack protocol
+# says "used_dltensor", so NumPy's capsule destructor does not see it as
+# consumed and prints a ValueError for every output; the stub owns the tensor
+# by then (it calls the tensor's deleter itself), so the name is corrected.
+_USED = b"used_dltensor"  # kept alive: the capsule keeps a pointer to it
+_set_capsule_name = ctypes.pythonapi.PyCapsule_SetName
+_set_capsule_name.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_set_capsule_name.restype = ctypes.c_int
+
+
+def to_numpy(tensor):
+    return np.from_dlpack(tensor)
+
+
+def to_tensor(name, array):
+    array = np.ascontiguousarray(array)
+    if array.size == 0:
+        # Nothing to carry (the byte size is 0 whatever the item size), and the
+        # stub refuses some empty DLPack tensors as non-contiguous.
+        return pb_utils.Tensor(name, array)
+    if array.strides != np.empty(array.shape, array.dtype).strides:
+        # C-contiguous with a length-1 axis of another stride: the stub checks every stride.
+        array = array.copy()
+    capsule = array.__dlpack__()
+    tensor = pb_utils.Tensor.from_dlpack(name, capsule)
+    _set_capsule_name(capsule, _USED)
+    return tensor
 
 
 class TritonPythonModel:
@@ -495,7 +531,7 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def _feeds(self, request):
-        return {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.inputs}
+        return {n: to_numpy(pb_utils.get_input_tensor_by_name(request, n)) for n in self.inputs}
 
     def execute(self, requests):
         feeds = [self._feeds(r) for r in requests]
@@ -509,7 +545,7 @@ class TritonPythonModel:
             per_request = [self.session.run(self.outputs, f) for f in feeds]
         return [
             pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(o)) for n, o in zip(self.outputs, outs)]
+                output_tensors=[to_tensor(n, o) for n, o in zip(self.outputs, outs)]
             )
             for outs in per_request
         ]

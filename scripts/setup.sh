@@ -82,6 +82,13 @@ if [ "${1:-}" = "engines" ] && ! .venv/bin/python -c "import transformers, torch
   .venv/bin/pip install -q -r engines/requirements.txt
 fi
 
+if { [ "${1:-}" = "triton" ] || [ "${1:-}" = "test" ]; } && python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+  # The wheel's python-backend stub for 3.13 links a libpython bundled in the
+  # wheel that lacks the modules Debian builds into its own (math, _datetime:
+  # numpy cannot be imported under it); engines/triton_check.py points each
+  # copy of the stub at Debian's libpython3.13 with patchelf.
+  apt_install patchelf "libpython$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+fi
 if { [ "${1:-}" = "triton" ] || [ "${1:-}" = "test" ]; } && ! .venv-triton/bin/python -c "import pytriton, tritonclient.grpc, onnx, onnxruntime, PIL, tokenizers" 2>/dev/null; then
   echo "setup: installing the Triton server and client (nvidia-pytriton, tritonclient) into .venv-triton (~1 GB)"
   python3 -m venv .venv-triton
