@@ -498,13 +498,15 @@ impl Bundle {
     }
 }
 
-/// The precisions an engine file may have besides fp32 (src/precision.rs):
-/// static QDQ int8 (OpenVINO) and dynamically quantised int8 (ONNX Runtime's
+/// The variant name of the static QDQ int8 files (OpenVINO).
+pub const INT8_STATIC: &str = "int8";
+/// The variant name of the dynamically quantised int8 files (ONNX Runtime's
 /// CPU provider).
-pub const KNOWN_VARIANTS: &[&str] = &[
-    crate::model::precision::INT8_STATIC,
-    crate::model::precision::INT8_DYNAMIC,
-];
+pub const INT8_DYNAMIC: &str = "int8_dynamic";
+
+/// The precisions an engine file may have besides fp32 (which one runs is
+/// chosen in model/precision.rs).
+pub const KNOWN_VARIANTS: &[&str] = &[INT8_STATIC, INT8_DYNAMIC];
 
 /// Parses and validates a manifest; the error is a message about `bundle.toml`.
 pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {

@@ -36,17 +36,16 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::model::bundle::Bundle;
 
 /// The environment variable that replaces the CPU's flags for the choice
 /// (tests, and trying what another CPU would get): a space- or comma-separated
 /// list in `/proc/cpuinfo`'s spelling, e.g. `avx2 fma`.
 pub const CPU_FLAGS_VAR: &str = "SAMCLIPSEG_CPU_FLAGS";
 
-/// The bundle variant name of the static QDQ int8 files (OpenVINO).
-pub const INT8_STATIC: &str = "int8";
-/// The bundle variant name of the dynamically quantised int8 files (ONNX
-/// Runtime's CPU provider).
-pub const INT8_DYNAMIC: &str = "int8_dynamic";
+// The variant names are the bundle format's words; re-exported here, where
+// the choice between them is made.
+pub use crate::model::bundle::{INT8_DYNAMIC, INT8_STATIC};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "glib", derive(glib::Enum))]
@@ -191,7 +190,7 @@ impl Int8Files {
         dynamic: true,
     };
 
-    pub fn of(bundle: &crate::model::bundle::Bundle) -> Int8Files {
+    pub fn of(bundle: &Bundle) -> Int8Files {
         Int8Files {
             static_qdq: bundle.has_variant(INT8_STATIC),
             dynamic: bundle.has_variant(INT8_DYNAMIC),
