@@ -820,7 +820,8 @@ def main(argv=None) -> int:
         print("export_sam3: error: ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
         return 3
     if video_model is not None:
-        ok = export_sam3_tracker.verify_video_image_encoder(video_model, processor, args.out_dir, args.threads,
+        ok = export_sam3_tracker.verify_video_image_encoder(video_model, processor, verification_photo(),
+                                                            args.out_dir, args.threads,
                                                             args.tolerance, log)
         ok &= export_sam3_tracker.verify_tracker(video_model, args.out_dir, args.threads, args.tolerance, log)[0]
         if not ok:

@@ -344,8 +344,6 @@ def export_tracker(video_model, out_dir: str, log) -> None:
     export_sam3.export_all with the video wrapper)."""
     import torch
 
-    import export_sam3
-
     ws = wrappers(video_model)
     ex = example_inputs(video_model)
     for name in TRACKER_ENGINES:
@@ -484,16 +482,16 @@ def tracker_table(video_model) -> dict:
     }
 
 
-def verify_video_image_encoder(video_model, processor, out_dir: str, threads: int, tol: float, log) -> bool:
+def verify_video_image_encoder(video_model, processor, photo, out_dir: str, threads: int, tol: float, log) -> bool:
     """The tracker outputs of the video image encoder against PyTorch on the export's photo."""
     import numpy as np
     import onnxruntime as ort
     import torch
     from PIL import Image
 
-    import export_sam3
-
-    enc = processor(images=Image.fromarray(export_sam3.verification_photo()), return_tensors="pt")
+    # the photo comes from the caller (export_sam3.verification_photo) so that
+    # this module does not import export_sam3 back
+    enc = processor(images=Image.fromarray(photo), return_tensors="pt")
     with torch.no_grad():
         vision = video_model.detector_model.get_vision_features(pixel_values=enc["pixel_values"])
         feats, pos = video_model.get_vision_features_for_tracker(vision)

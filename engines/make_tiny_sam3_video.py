@@ -347,7 +347,8 @@ def verify_again(ref_dir: str, out: str) -> bool:
     processor = export_sam3.load_processor(ref_dir, IMAGE_SIZE)
     ok = export_sam3.verify(video_model.detector_model, processor, out, 1e-4, 2, 0)
     log = lambda m: print(f"[make_tiny_video] {m}", flush=True)  # noqa: E731
-    ok &= export_sam3_tracker.verify_video_image_encoder(video_model, processor, out, 2, 1e-4, log)
+    ok &= export_sam3_tracker.verify_video_image_encoder(video_model, processor, export_sam3.verification_photo(),
+                                                             out, 2, 1e-4, log)
     ok &= export_sam3_tracker.verify_tracker(video_model, out, 2, 1e-4, log)[0]
     return ok
 
