@@ -451,50 +451,47 @@ impl Bundle {
 
     fn check_files(&self) -> Result<()> {
         for role in EngineRole::ALL {
-            let path = self.engine_path(role);
-            if !path.is_file() {
-                return Err(Error::bundle_file(
-                    &path,
-                    format!("engine `{}` is missing from the bundle", role.key()),
-                ));
-            }
+            require_file(
+                &self.engine_path(role),
+                format!("engine `{}` is missing from the bundle", role.key()),
+            )?;
             for (name, v) in &self.manifest.engine(role).variants {
-                let path = self.dir.join(&v.file);
-                if !path.is_file() {
-                    return Err(Error::bundle_file(
-                        &path,
-                        format!(
-                            "the {name} variant of engine `{}` is missing from the bundle \
-                             (bundle.toml names it); run engines/quantize_bundle.py again or \
-                             remove its [engines.{}.variants.{name}] table",
-                            role.key(),
-                            role.key()
-                        ),
-                    ));
-                }
+                require_file(
+                    &self.dir.join(&v.file),
+                    format!(
+                        "the {name} variant of engine `{}` is missing from the bundle \
+                         (bundle.toml names it); run engines/quantize_bundle.py again or \
+                         remove its [engines.{}.variants.{name}] table",
+                        role.key(),
+                        role.key()
+                    ),
+                )?;
             }
         }
         for (key, _, _) in TRACKER_ENGINES {
             if let Some(spec) = self.manifest.engines.tracker(key) {
-                let path = self.dir.join(&spec.file);
-                if !path.is_file() {
-                    return Err(Error::bundle_file(
-                        &path,
-                        format!(
-                            "tracker engine `{key}` is missing from the bundle (bundle.toml names it)"
-                        ),
-                    ));
-                }
+                require_file(
+                    &self.dir.join(&spec.file),
+                    format!(
+                        "tracker engine `{key}` is missing from the bundle (bundle.toml names it)"
+                    ),
+                )?;
             }
         }
-        let tok = self.tokenizer_path();
-        if !tok.is_file() {
-            return Err(Error::bundle_file(
-                &tok,
-                "tokenizer file is missing from the bundle",
-            ));
-        }
+        require_file(
+            &self.tokenizer_path(),
+            "tokenizer file is missing from the bundle",
+        )?;
         Ok(())
+    }
+}
+
+/// An error naming `path` with `message` unless it is a file.
+fn require_file(path: &Path, message: impl Into<String>) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::bundle_file(path, message))
     }
 }
 

@@ -232,11 +232,12 @@ pub struct Choice {
 }
 
 impl Choice {
-    pub fn fp32() -> Choice {
+    /// fp32, for `reason`.
+    pub fn fp32(reason: impl Into<String>) -> Choice {
         Choice {
             precision: Precision::Fp32,
             int8: None,
-            reason: "fp32".into(),
+            reason: reason.into(),
         }
     }
 

@@ -291,14 +291,10 @@ impl Sam3Model {
                 memory,
                 text_cache: Mutex::new(LruCache::new(capacity)),
                 text_batch: Mutex::new(None),
-                precision: Choice {
-                    precision: Precision::Fp32,
-                    int8: None,
-                    reason: format!(
-                        "remote: the server at {} runs the engines",
-                        options.remote.server
-                    ),
-                },
+                precision: Choice::fp32(format!(
+                    "remote: the server at {} runs the engines",
+                    options.remote.server
+                )),
             });
         }
         let caps = CpuCaps::detect();
@@ -326,7 +322,7 @@ impl Sam3Model {
             )
         };
         // The text encoder runs once per prompt (its features are cached): fp32.
-        let text_encoder = load(EngineRole::TextEncoder, &Choice::fp32())?;
+        let text_encoder = load(EngineRole::TextEncoder, &Choice::fp32("fp32"))?;
         let image_encoder = match load(EngineRole::ImageEncoder, &precision) {
             // Auto never fails for want of OpenVINO: it falls back to fp32.
             Err(Error::Backend { message, .. })
@@ -334,11 +330,7 @@ impl Sam3Model {
                     && precision.precision != Precision::Fp32 =>
             {
                 log::warn!("precision=auto: {message}; running fp32");
-                precision = Choice {
-                    precision: Precision::Fp32,
-                    int8: None,
-                    reason: format!("auto: OpenVINO is not available ({message})"),
-                };
+                precision = Choice::fp32(format!("auto: OpenVINO is not available ({message})"));
                 load(EngineRole::ImageEncoder, &precision)?
             }
             other => other?,
