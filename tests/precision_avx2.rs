@@ -10,15 +10,12 @@
 
 use std::path::PathBuf;
 
+#[path = "common/fidelity.rs"]
+mod fidelity;
+
 use samclipseg::image::file::OwnedImage;
 use samclipseg::model::precision::{CPU_FLAGS_VAR, INT8_DYNAMIC, Int8Route};
-use samclipseg::stream::mask_iou;
 use samclipseg::{BackendOptions, Instance, PostprocessOptions, Precision, Sam3Model};
-
-/// As tests/precision.rs allows int8 against fp32 on this scene (the toy's
-/// 48x48 masks move a lot per cell).
-const MIN_IOU: f64 = 0.94;
-const MAX_SCORE_CHANGE: f32 = 0.10;
 
 const PROMPTS: [&str; 4] = ["red circle", "blue square", "green triangle", "shape"];
 
@@ -87,35 +84,10 @@ fn an_avx2_cpu_runs_the_dynamic_int8_engines() {
     for prompt in PROMPTS {
         let want = segment(&fp32, prompt);
         let got = segment(&auto, prompt);
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{prompt:?}: dynamic int8 kept {} instances, fp32 {}",
-            got.len(),
-            want.len()
-        );
         assert_eq!(got, segment(&asked, prompt), "auto and int8 run the same");
-        for w in &want {
-            // Paired by decoder query: near-equal scores may swap ranks.
-            let g = got.iter().find(|g| g.query == w.query).unwrap_or_else(|| {
-                panic!(
-                    "{prompt:?}: fp32 kept query {}, dynamic int8 did not",
-                    w.query
-                )
-            });
-            let iou = mask_iou(&g.mask, &w.mask) as f64;
-            let change = (g.score - w.score).abs();
-            eprintln!(
-                "{prompt:?}: query {} mask IoU {iou:.4}, score {:.4} vs fp32 {:.4}",
-                w.query, g.score, w.score
-            );
-            assert!(iou >= MIN_IOU, "{prompt:?}: mask IoU {iou:.4} < {MIN_IOU}");
-            assert!(
-                change <= MAX_SCORE_CHANGE,
-                "{prompt:?}: score moved {change:.4} > {MAX_SCORE_CHANGE}"
-            );
-            largest_change = largest_change.max(change);
-        }
+        let what = format!("dynamic int8 {prompt:?}");
+        largest_change =
+            largest_change.max(fidelity::assert_keeps_fp32s_instances(&what, &want, &got));
     }
     // The int8 file really ran: its scores are not fp32's bit for bit.
     assert!(
