@@ -35,6 +35,8 @@ import sys
 import time
 import tomllib
 
+import export_sam3_tracker  # its torch imports are lazy: cheap at start
+
 CONTEXT_LENGTH = 32
 PAD_TOKEN_ID = 49407
 BOS_TOKEN_ID = 49406
@@ -432,8 +434,6 @@ def export_all(model, processor, out_dir: str, video_model=None) -> None:
     if video_model is None:
         image_encoder, image_outputs = ImageEncoder.make(model), IMAGE_OUTPUTS
     else:
-        import export_sam3_tracker
-
         image_encoder = export_sam3_tracker.wrappers(video_model)["image_encoder"]
         image_outputs = IMAGE_OUTPUTS + export_sam3_tracker.TRACKER_IMAGE_OUTPUTS
     export_onnx(
@@ -569,16 +569,13 @@ def check_signatures(signatures: dict, model_cfg, image_size: int) -> None:
         "image_encoder": (IMAGE_INPUTS, IMAGE_OUTPUTS),
         "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
     }
-    if "tracker_memory_attention" in signatures:
-        import export_sam3_tracker
-
+    tracker = "tracker_memory_attention" in signatures
+    if tracker:
         expect.update(export_sam3_tracker.ENGINES)
     for eng, (ins, outs) in expect.items():
         got_in = [t["name"] for t in signatures[eng]["inputs"]]
         got_out = [t["name"] for t in signatures[eng]["outputs"]]
-        if eng == "image_encoder" and "tracker_memory_attention" in signatures:
-            import export_sam3_tracker
-
+        if eng == "image_encoder" and tracker:
             outs = outs + export_sam3_tracker.TRACKER_IMAGE_OUTPUTS
         if got_in != ins or got_out != outs:
             raise RuntimeError(f"{eng}: tensors {got_in} -> {got_out}, expected {ins} -> {outs}")
@@ -704,8 +701,7 @@ def verify(model, processor, out_dir: str, tol: float, threads: int, bench: int)
 
 
 ENGINE_FILES = ("text_encoder.onnx", "image_encoder.onnx", "decoder.onnx")
-TRACKER_FILES = ("tracker_memory_attention.onnx", "tracker_mask_decoder.onnx", "tracker_mask_prompt.onnx",
-                 "tracker_memory_encoder.onnx")
+TRACKER_FILES = tuple(f"{e}.onnx" for e in export_sam3_tracker.TRACKER_ENGINES)
 BUNDLE_FILES = ("bundle.toml", "tokenizer.json") + ENGINE_FILES + TRACKER_FILES
 
 
@@ -781,8 +777,6 @@ def main(argv=None) -> int:
     t0 = time.time()
     video_model = None
     if args.tracker:
-        import export_sam3_tracker
-
         video_model = export_sam3_tracker.load_video_model(args.checkpoint_dir)
         model = video_model.detector_model
     else:
