@@ -36,4 +36,5 @@ pub use model::threshold::Threshold;
 pub use prompt::request::Request;
 pub use stream::{
     FrameResult, FrameSettings, InferenceState, Segmenter, StageTimes, Stream, StreamHandle,
+    VideoSegmenter,
 };

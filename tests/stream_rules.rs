@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use samclipseg::stream::FrameModel;
 use samclipseg::stream::run_control::RunControl;
+use samclipseg::stream::{FrameModel, RunHints};
 use samclipseg::{
     Error, Frame, FrameResult, FrameSettings, InferenceState, Instance, Mask, PackedLayout,
     PostprocessOptions, Request, Stream,
@@ -110,7 +110,7 @@ impl FrameModel for Fake {
         frame: &Frame,
         prompts: &[&str],
         _options: &PostprocessOptions,
-        _reuse_threshold: f32,
+        _hints: &RunHints,
         control: &RunControl,
     ) -> samclipseg::Result<(Vec<Instance>, InferenceState)> {
         let picture = frame.to_rgb()[0];

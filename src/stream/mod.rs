@@ -35,14 +35,18 @@ pub mod run_control;
 mod runner;
 mod segmenter;
 mod tracker;
+mod video;
+mod video_segmenter;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use model::{FrameModel, StageTimes, SuggestSource};
+pub use model::{FrameModel, RunHints, StageTimes, SuggestSource};
 
 pub use segmenter::Segmenter;
 pub use tracker::{Tracker, mask_iou};
+pub use video::{VideoLimits, VideoObject, VideoStep, VideoTracker};
+pub use video_segmenter::VideoSegmenter;
 
 use crate::error::{Error, Result};
 use crate::image::frame::Frame;
@@ -61,6 +65,9 @@ pub enum InferenceState {
     /// No inference ran for this frame: it carries the result of an earlier
     /// one (a still picture, `inference-interval`, or asynchronous mode).
     ReusedResult,
+    /// SAM 3's video tracker carried its objects onto this frame without a
+    /// detector run (`tracker=sam3` between `inference-interval` frames).
+    Tracked,
     /// No result for this frame's request has finished yet (asynchronous mode
     /// after a start, a seek or a prompt change): no instances.
     Pending,
@@ -77,6 +84,7 @@ impl InferenceState {
             InferenceState::Fresh => "fresh",
             InferenceState::ReusedImageFeatures => "reused-image-features",
             InferenceState::ReusedResult => "reused-result",
+            InferenceState::Tracked => "tracked",
             InferenceState::Pending => "pending",
             InferenceState::NoPrompt => "no-prompt",
             InferenceState::Gap => "gap",
@@ -205,6 +213,8 @@ struct Carried {
     instances: Vec<Instance>,
     negatives: Vec<Instance>,
     times: Option<StageTimes>,
+    /// A tracking model's objects (see `FrameModel::held_ids`).
+    held: Option<Vec<u64>>,
 }
 
 impl Carried {
@@ -227,6 +237,9 @@ pub struct Stream {
     next_job: u64,
     /// Frames since the model last ran; None before the first run.
     since_run: Option<u32>,
+    /// The model tracks objects itself (`FrameModel::tracks_objects`): it
+    /// runs on every frame and its ids stand.
+    tracks: bool,
     tracker: Tracker,
     carried: Option<Carried>,
     /// During an outage: the server, and the last job submitted when it began.
@@ -239,6 +252,7 @@ impl Stream {
     /// `asynchronous`, on a worker thread of its own.
     pub fn new(model: impl FrameModel, asynchronous: bool) -> Result<Stream> {
         let shared = Arc::new(Shared::default());
+        let tracks = model.tracks_objects();
         let core = Core::new(Box::new(model));
         let runner = if asynchronous {
             Runner::Async(AsyncRunner::new(core, shared.clone())?)
@@ -254,6 +268,7 @@ impl Stream {
             request_generation: 0,
             next_job: 0,
             since_run: None,
+            tracks,
             tracker: Tracker::new(settings.track_patience, settings.temporal_smoothing),
             carried: None,
             outage: None,
@@ -343,16 +358,24 @@ impl Stream {
         let generation = self.generation;
         let valid = |c: &Carried| c.answers(generation, &request, size);
         let have = self.carried.as_ref().is_some_and(valid);
-        let due = changed
+        let detect = changed
             || self
                 .since_run
                 .is_none_or(|n| n + 1 >= settings.inference_interval.max(1))
             || (!have && !self.is_asynchronous());
-        self.since_run = Some(if due {
+        self.since_run = Some(if detect {
             0
         } else {
             self.since_run.map_or(0, |n| n + 1)
         });
+        // A tracker follows its objects on every frame; only its detector
+        // keeps the interval.
+        let due = detect || self.tracks;
+        let hints = RunHints {
+            reuse_threshold: settings.reuse_threshold,
+            detect,
+            patience: settings.track_patience,
+        };
         let tag = due.then(|| {
             self.next_job += 1;
             Tag {
@@ -364,9 +387,7 @@ impl Stream {
         });
         let own = tag.as_ref().map(|t| t.id);
         let outcome: Result<Option<Arc<Finished>>> = match (&mut self.runner, tag) {
-            (Runner::Sync(r), Some(tag)) => r
-                .run(frame, tag, settings.reuse_threshold)
-                .map(|f| f.map(Arc::new)),
+            (Runner::Sync(r), Some(tag)) => r.run(frame, tag, &hints).map(|f| f.map(Arc::new)),
             (Runner::Sync(_), None) => Ok(None),
             (Runner::Async(r), tag) => {
                 let wait = if tag.is_some() {
@@ -375,7 +396,7 @@ impl Stream {
                     Duration::ZERO
                 };
                 if let Some(tag) = tag {
-                    r.submit(frame, tag, settings.reuse_threshold);
+                    r.submit(frame, tag, hints);
                 }
                 r.wait(own, self.generation, wait)
             }
@@ -408,6 +429,11 @@ impl Stream {
     /// `track-patience` results); an id reported earlier and missing here
     /// will not come back.
     pub fn live_ids(&self) -> Vec<u64> {
+        if self.tracks {
+            return (self.carried.as_ref())
+                .and_then(|c| c.held.clone())
+                .unwrap_or_default();
+        }
         self.tracker.live_ids()
     }
 
@@ -472,7 +498,9 @@ impl Stream {
             return;
         }
         let (mut instances, negatives) = f.tag.request.resolve(f.instances.clone());
-        self.tracker.update(&mut instances);
+        if !self.tracks {
+            self.tracker.update(&mut instances);
+        }
         self.carried = Some(Carried {
             job: f.tag.id,
             origin: f.origin,
@@ -484,6 +512,7 @@ impl Stream {
             instances,
             negatives,
             times: f.times,
+            held: f.held.clone(),
         });
     }
 }

@@ -35,18 +35,55 @@ impl StageTimes {
     }
 }
 
+/// What the stream decided for one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunHints {
+    /// See [`super::FrameSettings::reuse_threshold`]; 0 = never reuse.
+    pub reuse_threshold: f32,
+    /// Whether the detector runs on this frame. Always true for a model
+    /// that does not track; a tracking model carries its objects on the
+    /// frames between detections (`inference-interval`).
+    pub detect: bool,
+    /// Frames a tracking model keeps an object it no longer sees
+    /// (`track-patience`).
+    pub patience: u32,
+}
+
+impl RunHints {
+    pub fn reuse(reuse_threshold: f32) -> RunHints {
+        RunHints {
+            reuse_threshold,
+            detect: true,
+            patience: super::FrameSettings::DEFAULT.track_patience,
+        }
+    }
+}
+
 pub trait FrameModel: Send + 'static {
     /// Segments `frame` for `prompts` (reusing what it may, by
-    /// `reuse_threshold`). Engine runs obey `control`: a cancelled run ends
-    /// with `Error::Cancelled`.
+    /// `hints.reuse_threshold`). Engine runs obey `control`: a cancelled run
+    /// ends with `Error::Cancelled`.
     fn process(
         &mut self,
         frame: &Frame,
         prompts: &[&str],
         options: &PostprocessOptions,
-        reuse_threshold: f32,
+        hints: &RunHints,
         control: &RunControl,
     ) -> Result<(Vec<Instance>, InferenceState)>;
+
+    /// Whether the model tracks objects itself (SAM 3's video tracker): it
+    /// sees every frame, its instances carry their ids, and the stream's
+    /// overlap tracker stays out of the way.
+    fn tracks_objects(&self) -> bool {
+        false
+    }
+
+    /// A tracking model's objects after its last run, seen or not: an id
+    /// missing here is gone for good. None for a model that does not track.
+    fn held_ids(&self) -> Option<Vec<u64>> {
+        None
+    }
 
     /// Forgets the last picture and result (a flush, new caps).
     fn reset(&mut self);

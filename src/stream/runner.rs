@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::InferenceState;
-use super::model::{FrameModel, StageTimes, SuggestSource};
+use super::model::{FrameModel, RunHints, StageTimes, SuggestSource};
 use crate::error::{Error, Result};
 use crate::image::frame::{Frame, PackedLayout};
 use crate::image::postprocess::Instance;
@@ -50,6 +50,8 @@ pub(crate) struct Finished {
     pub size: (usize, usize),
     /// What this run cost (the model's own measure).
     pub times: Option<StageTimes>,
+    /// A tracking model's objects after this run (`FrameModel::held_ids`).
+    pub held: Option<Vec<u64>>,
 }
 
 impl Finished {
@@ -65,7 +67,7 @@ struct Job {
     rgb: Vec<u8>,
     width: usize,
     height: usize,
-    reuse_threshold: f32,
+    hints: RunHints,
 }
 
 #[derive(Default)]
@@ -190,14 +192,14 @@ impl Core {
         &mut self,
         frame: &Frame,
         tag: Tag,
-        reuse_threshold: f32,
+        hints: &RunHints,
         control: &RunControl,
     ) -> Result<Finished> {
         let texts = tag.request.texts();
         let options = tag.request.model_options();
-        let (instances, state) =
-            self.model
-                .process(frame, &texts, &options, reuse_threshold, control)?;
+        let (instances, state) = self
+            .model
+            .process(frame, &texts, &options, hints, control)?;
         if state == InferenceState::Fresh {
             self.encoded_pts = tag.pts;
         }
@@ -212,6 +214,7 @@ impl Core {
             origin: self.origin,
             size: (frame.width, frame.height),
             times: self.model.last_times(),
+            held: self.model.held_ids(),
         })
     }
 
@@ -238,10 +241,10 @@ impl SyncRunner {
         &mut self,
         frame: &Frame,
         tag: Tag,
-        reuse_threshold: f32,
+        hints: &RunHints,
     ) -> Result<Option<Finished>> {
         let control = self.shared.lock().begin(&tag);
-        let out = self.core.run(frame, tag, reuse_threshold, &control);
+        let out = self.core.run(frame, tag, hints, &control);
         drop(self.shared.end_run(&self.core));
         match out {
             Ok(f) => Ok(Some(f)),
@@ -285,19 +288,23 @@ impl AsyncRunner {
     /// Queues a copy of `frame`; a job still waiting is dropped for it, and
     /// the run in progress is abandoned when it answers another request or
     /// stream generation (its result could never be shown).
-    pub(crate) fn submit(&self, frame: &Frame, tag: Tag, reuse_threshold: f32) {
-        let job = Job {
+    pub(crate) fn submit(&self, frame: &Frame, tag: Tag, hints: RunHints) {
+        let mut job = Job {
             rgb: frame.to_rgb(),
             width: frame.width,
             height: frame.height,
             tag,
-            reuse_threshold,
+            hints,
         };
         let mut s = self.shared.lock();
         if let Some((running, control)) = &s.running
             && (running.generation != job.tag.generation || *running.request != *job.tag.request)
         {
             control.cancel();
+        }
+        // A detection the worker never got to is owed to the next frame.
+        if let Some(dropped) = &s.pending {
+            job.hints.detect |= dropped.hints.detect;
         }
         s.pending = Some(job);
         self.shared.work.notify_one();
@@ -410,7 +417,7 @@ fn work(shared: Arc<Shared>, mut core: Core) {
                 job.width * 3,
                 PackedLayout::Rgb,
             )?;
-            core.run(&frame, job.tag, job.reuse_threshold, &control)
+            core.run(&frame, job.tag, &job.hints, &control)
         }));
         let mut s = shared.end_run(&core);
         match outcome {

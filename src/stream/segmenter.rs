@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::InferenceState;
-use super::model::{FrameModel, StageTimes, SuggestSource};
+use super::model::{FrameModel, RunHints, StageTimes, SuggestSource};
 use crate::error::Result;
 use crate::image::change::Signature;
 use crate::image::frame::Frame;
@@ -149,11 +149,11 @@ impl FrameModel for Segmenter {
         frame: &Frame,
         prompts: &[&str],
         options: &PostprocessOptions,
-        reuse_threshold: f32,
+        hints: &RunHints,
         control: &RunControl,
     ) -> Result<(Vec<Instance>, InferenceState)> {
         run_control::scoped(control, || {
-            Segmenter::process(self, frame, prompts, options, reuse_threshold)
+            Segmenter::process(self, frame, prompts, options, hints.reuse_threshold)
         })
     }
 

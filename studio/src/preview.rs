@@ -662,7 +662,7 @@ impl BusWatch {
                     && s.name() == gstsamclipseg::MESSAGE_NAME
                     && matches!(
                         s.get::<&str>("state"),
-                        Ok("fresh" | "reused-image-features")
+                        Ok("fresh" | "reused-image-features" | "tracked")
                     )
                     && let Some(stages) = stages_of(s)
                 {

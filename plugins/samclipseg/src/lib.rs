@@ -20,7 +20,7 @@ pub mod meta;
 
 pub use element::{
     BackendKind, MAX_INSTANCES_LIMIT, MESSAGE_NAME, OutputMode, ROI_PARAM_NAME, SUGGESTIONS_NAME,
-    SamClipSeg, bundle_search_path, default_bundle_path, installed_toy_bundle,
+    SamClipSeg, TrackerMode, bundle_search_path, default_bundle_path, installed_toy_bundle,
 };
 pub use meta::{InferenceState, SamClipSegMeta, Segmentation, SegmentedInstance};
 

@@ -17,7 +17,8 @@ use gst::prelude::*;
 
 /// How the result of a frame was obtained: the core library's
 /// [`samclipseg::InferenceState`] (`fresh`, `reused-image-features`,
-/// `reused-result`, `pending`, `no-prompt`, `gap`; `nick()` gives the name).
+/// `reused-result`, `tracked`, `pending`, `no-prompt`, `gap`; `nick()` gives
+/// the name).
 pub use samclipseg::InferenceState;
 
 /// One segmented object.
@@ -26,7 +27,8 @@ pub struct SegmentedInstance {
     /// Position of the instance in the frame's list (0-based, by descending score).
     pub index: u32,
     /// Stable id: the same object keeps it from frame to frame (matched by
-    /// mask overlap, per phrase), for up to `track-patience` frames of absence.
+    /// mask overlap, per phrase, for up to `track-patience` frames of
+    /// absence; with `tracker=sam3`, SAM 3's object id + 1).
     pub id: u64,
     /// The phrase that found it.
     pub label: String,

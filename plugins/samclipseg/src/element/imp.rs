@@ -16,8 +16,9 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
 use samclipseg::model::bundle::Manifest;
+use samclipseg::stream::VideoLimits;
 use samclipseg::sync::lock;
-use samclipseg::{FrameResult, Segmenter, Stream, StreamHandle, YuvMatrix};
+use samclipseg::{FrameResult, Segmenter, Stream, StreamHandle, VideoSegmenter, YuvMatrix};
 
 use super::result::{self, Times};
 use super::settings::{FrameSetup, OutputMode, Settings};
@@ -536,7 +537,41 @@ impl BaseTransformImpl for SamClipSeg {
             start.bundle,
             manifest.decoder.default_threshold
         );
-        let stream = Stream::new(Segmenter::new(model), start.asynchronous).map_err(|e| {
+        let sam3 = start
+            .tracker
+            .uses_sam3(manifest.has_tracker())
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("Cannot use bundle {}: {}", start.bundle, e)
+                )
+            })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "tracker: {}",
+            if sam3 {
+                "SAM 3's video tracker"
+            } else {
+                "mask overlap"
+            }
+        );
+        let made = if sam3 {
+            let limits = VideoLimits {
+                max_objects: (start.max_objects > 0).then_some(start.max_objects as usize),
+                ..VideoLimits::default()
+            };
+            let segmenter = VideoSegmenter::new(model, limits).map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Init,
+                    ("Cannot start SAM 3's video tracker: {}", e)
+                )
+            })?;
+            Stream::new(segmenter, start.asynchronous)
+        } else {
+            Stream::new(Segmenter::new(model), start.asynchronous)
+        };
+        let stream = made.map_err(|e| {
             gst::error_msg!(
                 gst::CoreError::Thread,
                 ("Cannot start asynchronous inference: {}", e)

@@ -16,7 +16,9 @@ mod video;
 pub use properties::MAX_INSTANCES_LIMIT;
 pub use result::{MESSAGE_NAME, ROI_PARAM_NAME};
 pub use samclipseg::BackendKind;
-pub use settings::{OutputMode, bundle_search_path, default_bundle_path, installed_toy_bundle};
+pub use settings::{
+    OutputMode, TrackerMode, bundle_search_path, default_bundle_path, installed_toy_bundle,
+};
 pub use suggest::SUGGESTIONS_NAME;
 
 glib::wrapper! {
@@ -29,6 +31,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // Enum types used by properties and metadata, documented with the plugin.
     BackendKind::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     OutputMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    TrackerMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "samclipseg",

@@ -13,7 +13,7 @@ use gst::prelude::*;
 use samclipseg::prompt::request::DEFAULT_NEGATIVE_OVERLAP;
 use samclipseg::{BackendOptions, FrameSettings, Precision, Threshold};
 
-use super::settings::{self, OutputMode, Settings};
+use super::settings::{self, OutputMode, Settings, TrackerMode};
 
 /// Largest `max-instances`; what the studio and applications may ask for.
 pub const MAX_INSTANCES_LIMIT: u32 = 1024;
@@ -21,6 +21,8 @@ pub const MAX_INSTANCES_LIMIT: u32 = 1024;
 const MAX_SMOOTHNESS: u32 = 99;
 const DEFAULT_SMOOTHNESS: u32 = 3;
 const MIB: usize = 1024 * 1024;
+/// Largest `max-objects`: each SAM 3 object holds ~13 MB of memory at full size.
+const MAX_OBJECTS_LIMIT: u32 = 256;
 
 /// One property: its spec, how its value reads, and how a new value is
 /// taken (an `Err` says why it was refused; the old value stays).
@@ -499,6 +501,44 @@ fn table() -> Vec<Property> {
             },
         },
         Property {
+            spec: glib::ParamSpecEnum::builder_with_default("tracker", TrackerMode::Auto)
+                .nick("Tracker")
+                .blurb(
+                    "What follows objects from frame to frame: sam3 = SAM 3's video tracker (each \
+                     object carried by the memory of its past masks, through occlusions and missed \
+                     detections; SAM 3's object ids; the detector runs every inference-interval-th \
+                     frame, the tracker on every frame); overlap = the detector's results linked by \
+                     mask overlap (track-patience, temporal-smoothing); auto = sam3 when the bundle \
+                     has tracker engines",
+                )
+                .mutable_ready()
+                .build(),
+            get: |s| s.start.tracker.to_value(),
+            set: |s, v| {
+                s.start.tracker = get(v)?;
+                Ok(())
+            },
+        },
+        Property {
+            spec: glib::ParamSpecUInt::builder("max-objects")
+                .nick("Max objects")
+                .blurb(
+                    "tracker=sam3: most objects followed at once (new detections beyond it are \
+                     dropped, best first kept; each object holds its memory); 0 = the bundle's \
+                     max_num_objects",
+                )
+                .minimum(0)
+                .maximum(MAX_OBJECTS_LIMIT)
+                .default_value(0)
+                .mutable_ready()
+                .build(),
+            get: |s| s.start.max_objects.to_value(),
+            set: |s, v| {
+                s.start.max_objects = get(v)?;
+                Ok(())
+            },
+        },
+        Property {
             spec: glib::ParamSpecBoolean::builder("post-messages")
                 .nick("Post messages")
                 .blurb(
@@ -545,7 +585,9 @@ fn table() -> Vec<Property> {
                 .nick("Inference interval")
                 .blurb(
                     "Run the model on every N-th frame and attach the last result to the frames in \
-                     between (state reused-result); a prompt or setting change runs it at once",
+                     between (state reused-result); with tracker=sam3 the detector runs every N-th \
+                     frame and the tracker on every frame (state tracked); a prompt or setting change \
+                     runs it at once",
                 )
                 .minimum(1)
                 .maximum(10_000)
@@ -618,7 +660,8 @@ fn table() -> Vec<Property> {
                 .nick("Track patience")
                 .blurb(
                     "Model results an object may be missing from and still keep its id when it \
-                     returns (frames, when the model runs on every frame)",
+                     returns (frames, when the model runs on every frame); with tracker=sam3, frames \
+                     an object may stay unseen before it and its memory are dropped",
                 )
                 .minimum(0)
                 .maximum(100_000)

@@ -42,6 +42,50 @@ impl OutputMode {
     }
 }
 
+/// What follows objects from frame to frame (property `tracker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstSamClipSegTracker")]
+pub enum TrackerMode {
+    /// `sam3` when the bundle has SAM 3's tracker engines, else `overlap`.
+    #[default]
+    #[enum_value(
+        name = "Auto: sam3 when the bundle has tracker engines, else overlap",
+        nick = "auto"
+    )]
+    Auto = 0,
+    /// The detector on every result, instances linked by mask overlap.
+    #[enum_value(
+        name = "Overlap: detector results linked to earlier ones by mask overlap",
+        nick = "overlap"
+    )]
+    Overlap = 1,
+    /// SAM 3's video tracker: memory of each object's past masks.
+    #[enum_value(
+        name = "SAM 3: the model's video tracker carries each object with its memory",
+        nick = "sam3"
+    )]
+    Sam3 = 2,
+}
+
+impl TrackerMode {
+    /// Whether the stream runs SAM 3's tracker on a bundle that has (or not)
+    /// its engines; an error for `sam3` without them.
+    pub fn uses_sam3(self, bundle_has_tracker: bool) -> Result<bool, String> {
+        match (self, bundle_has_tracker) {
+            (TrackerMode::Auto, has) => Ok(has),
+            (TrackerMode::Overlap, _) => Ok(false),
+            (TrackerMode::Sam3, true) => Ok(true),
+            (TrackerMode::Sam3, false) => Err(
+                "tracker=sam3 needs a bundle with SAM 3's video tracker engines ([tracker] in \
+                 bundle.toml); export one with `engines/export_sam3.py --tracker` from a sam3_video \
+                 checkpoint, or set tracker=overlap"
+                    .into(),
+            ),
+        }
+    }
+}
+
 /// Where the real SAM 3 bundle is installed, in the order searched: the user's
 /// data directory (`$XDG_DATA_HOME`, else `~/.local/share`), the data
 /// directory of the installation this plugin belongs to when that is neither
@@ -107,6 +151,9 @@ pub struct StartSettings {
     pub backend: BackendOptions,
     pub output_mode: OutputMode,
     pub asynchronous: bool,
+    pub tracker: TrackerMode,
+    /// SAM 3's tracker: most objects followed at once; 0 = the bundle's.
+    pub max_objects: u32,
 }
 
 /// Changeable while playing; a frame sees them through [`FrameSetup`].
