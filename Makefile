@@ -172,12 +172,17 @@ bench: engines-deps
 .PHONY: soak fuzz
 
 # Long run (not part of `make test`): SOAK_FRAMES frames (default 20000) of
-# videotestsrc through samclipseg with the tiny model and a prompt change every
-# 100 frames; prints resident memory after 1,000 frames and at the end and
-# fails if the end is more than 5% above the first value.
+# Two long runs (SOAK_FRAMES each, default 20,000): videotestsrc through
+# samclipseg with the tiny model and a prompt change every 100 frames; then
+# SAM 3's video tracker (tracker=sam3) over the tiny video bundle's clip,
+# looped, objects created and dropped all along. Each prints resident memory
+# after 1,000 frames and at the end and fails if the end is more than 5% above
+# the first value.
 soak: deps
-	cargo test --release -p gst-plugin-samclipseg --test streams -- \
+	cargo test --release -p gst-plugin-samclipseg $(FEATURES) --test streams -- \
 		--ignored --exact soak_memory_stays_flat --nocapture
+	cargo test --release -p gst-plugin-samclipseg $(FEATURES) --test streams -- \
+		--ignored --exact soak_tracker_memory_stays_flat --nocapture
 
 # Fuzzes the manifest parser and prompt handling (fuzz/, its own workspace) for
 # FUZZ_SECONDS each. cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP=1 lets the
