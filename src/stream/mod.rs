@@ -35,6 +35,7 @@ pub mod run_control;
 mod runner;
 mod segmenter;
 mod tracker;
+mod video;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use model::{FrameModel, StageTimes, SuggestSource};
 
 pub use segmenter::Segmenter;
 pub use tracker::{Tracker, mask_iou};
+pub use video::{VideoLimits, VideoObject, VideoStep, VideoTracker};
 
 use crate::error::{Error, Result};
 use crate::image::frame::Frame;
