@@ -6,7 +6,7 @@
 //! against transformers' own run), rule by rule in the same order; where
 //! transformers does something surprising it is kept and said so.
 //! docs/video-tracker.md describes each step. The state is bounded by
-//! construction ([`memory`]); [`VideoLimits`] adds the optional bounds.
+//! construction (`memory.rs`); [`VideoLimits`] adds the optional bounds.
 
 mod engines;
 mod masks;
