@@ -18,7 +18,7 @@ use crate::image::preprocess::preprocess;
 use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
-use crate::model::bundle::{Bundle, EngineRole, Manifest};
+use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_ENGINES, TRACKER_IMAGE_OUTPUTS};
 use crate::model::precision::{self, Choice, CpuCaps, Precision};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
@@ -59,6 +59,10 @@ impl TextFeatures {
 pub struct ImageFeatures {
     /// `fpn_feat_0..2` then `fpn_pos_2`, each [1, C, h, w]; none on `remote`.
     levels: Vec<DeviceTensor>,
+    /// `tracker_feat_0..2` then `tracker_pos_2` (the video tracker's levels,
+    /// [`TRACKER_IMAGE_OUTPUTS`]) when the model's tracker engines are
+    /// loaded; empty otherwise (the image encoder is not asked for them).
+    tracker: Vec<DeviceTensor>,
     /// `remote` only: planar RGB8, [3, S, S], resized as for the image encoder.
     pixels: Option<Arc<Vec<u8>>>,
     /// Width and height of the picture they were computed from.
@@ -74,6 +78,12 @@ impl ImageFeatures {
     /// The four levels on the host: copies all of them.
     pub fn to_host(&self) -> Result<Vec<TensorF32>> {
         self.levels.iter().map(DeviceTensor::to_host).collect()
+    }
+
+    /// The video tracker's levels, in [`TRACKER_IMAGE_OUTPUTS`] order; empty
+    /// unless the model runs a tracker ([`Sam3Model::has_tracker`]).
+    pub fn tracker_levels(&self) -> &[DeviceTensor] {
+        &self.tracker
     }
 }
 
@@ -169,7 +179,7 @@ impl DeviceDecoderOutput {
     /// Prompt `p`'s masks indexed by query as in [`DecoderOutput::prompt`],
     /// with only the rows of the `kept` queries (ascending) copied to the
     /// host; the others stay zero, and the buffer ends after the last kept row.
-    fn kept_masks(&self, p: usize, kept: &[usize]) -> Result<Vec<f32>> {
+    pub(crate) fn kept_masks(&self, p: usize, kept: &[usize]) -> Result<Vec<f32>> {
         let s = self.pred_masks.shape();
         let (queries, mask_len) = (s[1], s[2] * s[3]);
         let rows = kept.last().map_or(0, |last| last + 1);
@@ -209,6 +219,28 @@ impl DeviceDecoderOutput {
 /// prompts it holds: a stream decodes the same prompts every frame.
 type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 
+/// SAM 3's four video tracker engines ([`TRACKER_ENGINES`]), fp32, run by
+/// [`crate::stream::VideoTracker`].
+pub(crate) struct TrackerEngines {
+    pub memory_attention: Engine,
+    pub mask_decoder: Engine,
+    pub mask_prompt: Engine,
+    pub memory_encoder: Engine,
+}
+
+/// Whether the model can run the bundle's video tracker.
+enum Tracker {
+    /// The bundle has no `[tracker]`.
+    Absent,
+    /// The bundle has one that `backend` does not run: the reason, with
+    /// what to do instead.
+    Unsupported {
+        backend: &'static str,
+        message: String,
+    },
+    Loaded(Box<TrackerEngines>),
+}
+
 /// The three engines in this process, or on an inference server.
 enum Engines {
     Local {
@@ -230,6 +262,7 @@ pub struct Sam3Model {
     // Fields drop in order: the caches hold tensors in the engines' memory, so they go first.
     text_cache: Mutex<LruCache<String, Arc<TextFeatures>>>,
     text_batch: Mutex<TextBatch>,
+    tracker: Tracker,
     engines: Engines,
     memory: Arc<DeviceMemory>,
     precision: Choice,
@@ -281,9 +314,23 @@ impl Sam3Model {
                 "samclipseg-connect",
                 || RemoteEngines::connect(m, &options.remote),
             )?;
+            let tracker = if m.has_tracker() {
+                Tracker::Unsupported {
+                    backend: "remote",
+                    message: format!(
+                        "the video tracker does not run on an inference server yet: the server at \
+                         {} serves the detector's engines only; use backend=cpu or backend=cuda \
+                         for tracking",
+                        options.remote.server
+                    ),
+                }
+            } else {
+                Tracker::Absent
+            };
             return Ok(Sam3Model {
                 bundle,
                 tokenizer,
+                tracker,
                 engines: Engines::Remote {
                     server,
                     runs: Default::default(),
@@ -336,9 +383,49 @@ impl Sam3Model {
             other => other?,
         };
         let decoder = load(EngineRole::Decoder, &precision)?;
+        let tracker = if !m.has_tracker() {
+            Tracker::Absent
+        } else if options.kind == BackendKind::TensorRt {
+            // Its optimisation profiles and engine cache know the detector's
+            // batch dimensions only, not objects x memory frames.
+            Tracker::Unsupported {
+                backend: "tensorrt",
+                message: "the video tracker's engines are not built for TensorRT yet (its engine \
+                          cache and optimisation profiles cover the detector's three engines \
+                          only); use backend=cuda (the same GPU through ONNX Runtime's CUDA \
+                          provider) or backend=cpu for tracking"
+                    .into(),
+            }
+        } else {
+            // fp32 files on ONNX Runtime (CPU, or the CUDA provider through load_keyed).
+            let load = |key: &'static str| -> Result<Engine> {
+                let spec = m.engines.tracker(key).ok_or_else(|| {
+                    Error::bundle_file(
+                        bundle.dir.join(crate::model::bundle::MANIFEST),
+                        format!("[tracker] is present but engines.{key} is not declared"),
+                    )
+                })?;
+                Engine::load_keyed(
+                    key,
+                    &bundle.dir.join(&spec.file),
+                    spec,
+                    options,
+                    memory.clone(),
+                    CpuRuntime::Ort,
+                )
+            };
+            let [a, b, c, d] = TRACKER_ENGINES.map(|(key, _, _)| key);
+            Tracker::Loaded(Box::new(TrackerEngines {
+                memory_attention: load(a)?,
+                mask_decoder: load(b)?,
+                mask_prompt: load(c)?,
+                memory_encoder: load(d)?,
+            }))
+        };
         Ok(Sam3Model {
             bundle,
             tokenizer,
+            tracker,
             engines: Engines::Local {
                 text_encoder,
                 image_encoder,
@@ -374,6 +461,42 @@ impl Sam3Model {
 
     pub fn manifest(&self) -> &Manifest {
         &self.bundle.manifest
+    }
+
+    /// Whether the bundle carries SAM 3's video tracker (`[tracker]` and its
+    /// engines). Whether this backend runs it: [`crate::stream::VideoTracker::new`].
+    pub fn has_tracker(&self) -> bool {
+        self.bundle.manifest.has_tracker()
+    }
+
+    /// The tracker engines, or an error saying why there are none.
+    pub(crate) fn tracker_engines(&self) -> Result<&TrackerEngines> {
+        match &self.tracker {
+            Tracker::Loaded(t) => Ok(t),
+            Tracker::Unsupported { backend, message } => Err(Error::Backend {
+                backend: backend.to_string(),
+                message: message.clone(),
+            }),
+            Tracker::Absent => Err(Error::InvalidInput(format!(
+                "bundle `{}` has no video tracker ([tracker] and its engines): export one with \
+                 `engines/export_sam3.py --tracker` from a sam3_video checkpoint",
+                self.bundle.manifest.bundle.name
+            ))),
+        }
+    }
+
+    /// Runs of the tracker engines since loading (memory attention, mask
+    /// decoder, mask prompt, memory encoder); `None` without them.
+    pub fn tracker_engine_runs(&self) -> Option<[u64; 4]> {
+        match &self.tracker {
+            Tracker::Loaded(t) => Some([
+                t.memory_attention.runs(),
+                t.mask_decoder.runs(),
+                t.mask_prompt.runs(),
+                t.memory_encoder.runs(),
+            ]),
+            _ => None,
+        }
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -515,6 +638,7 @@ impl Sam3Model {
         if let Engines::Remote { .. } = self.engines {
             return Ok(ImageFeatures {
                 levels: Vec::new(),
+                tracker: Vec::new(),
                 pixels: Some(Arc::new(crate::image::preprocess::planar_rgb8(
                     frame, spec,
                 )?)),
@@ -538,12 +662,25 @@ impl Sam3Model {
                     .into(),
             ));
         };
-        let levels = image_encoder.run_bound(
+        // The tracker's levels only when a tracker will read them.
+        let tracking = matches!(self.tracker, Tracker::Loaded(_));
+        let outputs: Vec<&str> = if tracking {
+            IMAGE_OUTPUTS
+                .iter()
+                .chain(&TRACKER_IMAGE_OUTPUTS)
+                .copied()
+                .collect()
+        } else {
+            IMAGE_OUTPUTS.to_vec()
+        };
+        let mut levels = image_encoder.run_bound(
             &[("pixel_values", Bound::Host(Input::F32(pixel_values)))],
-            &IMAGE_OUTPUTS,
+            &outputs,
         )?;
+        let tracker = levels.split_off(IMAGE_OUTPUTS.len().min(levels.len()));
         Ok(ImageFeatures {
             levels,
+            tracker,
             pixels: None,
             source_size,
         })

@@ -60,7 +60,8 @@ fn run_error(control: &Option<crate::stream::run_control::RunControl>, error: Er
 }
 
 pub struct Engine {
-    role: EngineRole,
+    /// The engine's `[engines.*]` key in bundle.toml, for errors and logs.
+    key: &'static str,
     path: PathBuf,
     /// Fair: a thread that runs the engine many times in a row (suggest)
     /// hands it over to a waiting one (the streaming thread) between runs.
@@ -91,8 +92,22 @@ impl Engine {
         memory: Arc<DeviceMemory>,
         runtime: CpuRuntime,
     ) -> Result<Engine> {
+        Engine::load_keyed(role.key(), path, spec, options, memory, runtime)
+    }
+
+    /// [`Engine::load_on`] for an engine named by its `[engines.*]` key
+    /// rather than a detector role: the video tracker's engines
+    /// ([`crate::model::bundle::TRACKER_ENGINES`]).
+    pub fn load_keyed(
+        key: &'static str,
+        path: &Path,
+        spec: &EngineSpec,
+        options: &BackendOptions,
+        memory: Arc<DeviceMemory>,
+        runtime: CpuRuntime,
+    ) -> Result<Engine> {
         let engine_err = |message: String| Error::Engine {
-            engine: role.key().to_string(),
+            engine: key.to_string(),
             path: path.to_path_buf(),
             message,
         };
@@ -151,7 +166,7 @@ impl Engine {
         check_signature(&session, spec).map_err(engine_err)?;
         log::info!(
             "engine {} ({}) runs on the {} backend{}",
-            role.key(),
+            key,
             path.display(),
             options.kind.name(),
             match (options.kind, runtime) {
@@ -160,7 +175,7 @@ impl Engine {
             }
         );
         Ok(Engine {
-            role,
+            key,
             path: path.to_path_buf(),
             session: parking_lot::FairMutex::new(session),
             runs: AtomicU64::new(0),
@@ -170,7 +185,7 @@ impl Engine {
 
     fn error(&self, message: String) -> Error {
         Error::Engine {
-            engine: self.role.key().to_string(),
+            engine: self.key.to_string(),
             path: self.path.clone(),
             message,
         }
@@ -193,8 +208,14 @@ impl Engine {
         }
     }
 
-    pub fn role(&self) -> EngineRole {
-        self.role
+    /// The engine's `[engines.*]` key (`decoder`, `tracker_memory_encoder`).
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The engine's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// How many times the engine has run since it was loaded.
