@@ -33,7 +33,8 @@
 //!    `splitmuxsink`) goes to a temporary directory, same file name; a
 //!    `filesink`'s file must exist and not be empty after EOS.
 //! 5. `samclipseg`'s `bundle` (or its absence: the installed real model) is
-//!    the toy bundle, tests/fixtures/toy-shapes-sam3.
+//!    the toy bundle, tests/fixtures/toy-shapes-sam3; with `tracker=sam3`, a
+//!    bundle with tracker engines, tests/fixtures/tiny-sam3-video.
 //! 6. A display sink (`autovideosink`, `xvimagesink`, `ximagesink`,
 //!    `glimagesink`, `waylandsink`, `kmssink`, `fbdevsink`, `gtksink`,
 //!    `fpsdisplaysink`, `autoaudiosink`) becomes `fakesink`, its properties
@@ -266,6 +267,11 @@ fn describe(items: &[Item]) -> String {
     parts.join(" ")
 }
 
+/// Rule 5's bundle for `tracker=sam3`: one with SAM 3's tracker engines.
+fn video_bundle(toy_bundle: &Path) -> PathBuf {
+    toy_bundle.with_file_name("tiny-sam3-video")
+}
+
 fn set(props: &mut Vec<(String, Word)>, key: &str, value: &str) {
     let word = Word {
         raw: quote(value),
@@ -403,7 +409,12 @@ fn plan(command: &str, toy_bundle: &Path, dir: &Path) -> Result<Plan, String> {
                 outputs.push(path);
             }
         } else if f == "samclipseg" {
-            set(props, "bundle", toy_bundle.to_str().unwrap());
+            let bundle = if get(props, "tracker") == Some("sam3") {
+                video_bundle(toy_bundle)
+            } else {
+                toy_bundle.to_path_buf()
+            };
+            set(props, "bundle", bundle.to_str().unwrap());
         } else if DISPLAY_SINKS.contains(&f) {
             *factory = "fakesink".into();
             props.clear();

@@ -85,7 +85,7 @@ fn sam3_tracker_gives_transformers_object_ids_and_masks_frame_by_frame() {
             ("prompt", &prompt),
             ("tracker", &TrackerMode::Sam3),
             ("threshold", &0.0f32),
-            ("smoothness", &0u32),
+            ("smoothness", &1u32),
         ],
         &frames,
     );
@@ -114,7 +114,7 @@ fn auto_picks_sam3_on_a_video_bundle_and_overlap_links_detections_instead() {
     let base: [(&str, &dyn ToValue); 3] = [
         ("prompt", &prompt),
         ("threshold", &0.0f32),
-        ("smoothness", &0u32),
+        ("smoothness", &1u32),
     ];
     let sam3 = run_clip(
         &[base[0], base[1], base[2], ("tracker", &TrackerMode::Sam3)],

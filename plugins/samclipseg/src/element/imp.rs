@@ -21,7 +21,7 @@ use samclipseg::sync::lock;
 use samclipseg::{FrameResult, Segmenter, Stream, StreamHandle, VideoSegmenter, YuvMatrix};
 
 use super::result::{self, Times};
-use super::settings::{FrameSetup, OutputMode, Settings};
+use super::settings::{FrameSetup, OutputMode, Settings, TrackerMode};
 use super::{draw, properties, suggest, video};
 use crate::logger::CAT;
 use crate::meta::Segmentation;
@@ -546,30 +546,46 @@ impl BaseTransformImpl for SamClipSeg {
                     ("Cannot use bundle {}: {}", start.bundle, e)
                 )
             })?;
+        let video = if sam3 {
+            let limits = VideoLimits {
+                max_objects: (start.max_objects > 0).then_some(start.max_objects as usize),
+                ..VideoLimits::default()
+            };
+            match VideoSegmenter::new(model.clone(), limits) {
+                Ok(v) => Some(v),
+                // auto: a backend that cannot run the tracker keeps the detector.
+                Err(e) if start.tracker == TrackerMode::Auto => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "tracker=auto: SAM 3's tracker cannot run here ({e}); linking detections \
+                         by mask overlap"
+                    );
+                    None
+                }
+                Err(e) => {
+                    return Err(gst::error_msg!(
+                        gst::LibraryError::Init,
+                        ("Cannot start SAM 3's video tracker: {}", e)
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         gst::info!(
             CAT,
             imp = self,
             "tracker: {}",
-            if sam3 {
+            if video.is_some() {
                 "SAM 3's video tracker"
             } else {
                 "mask overlap"
             }
         );
-        let made = if sam3 {
-            let limits = VideoLimits {
-                max_objects: (start.max_objects > 0).then_some(start.max_objects as usize),
-                ..VideoLimits::default()
-            };
-            let segmenter = VideoSegmenter::new(model, limits).map_err(|e| {
-                gst::error_msg!(
-                    gst::LibraryError::Init,
-                    ("Cannot start SAM 3's video tracker: {}", e)
-                )
-            })?;
-            Stream::new(segmenter, start.asynchronous)
-        } else {
-            Stream::new(Segmenter::new(model), start.asynchronous)
+        let made = match video {
+            Some(v) => Stream::new(v, start.asynchronous),
+            None => Stream::new(Segmenter::new(model), start.asynchronous),
         };
         let stream = made.map_err(|e| {
             gst::error_msg!(
