@@ -18,7 +18,7 @@ use crate::image::preprocess::preprocess;
 use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
-use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_ENGINES, TRACKER_IMAGE_OUTPUTS};
+use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_IMAGE_OUTPUTS};
 use crate::model::precision::{self, Choice, CpuCaps, Precision};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
@@ -219,7 +219,8 @@ impl DeviceDecoderOutput {
 /// prompts it holds: a stream decodes the same prompts every frame.
 type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 
-/// SAM 3's four video tracker engines ([`TRACKER_ENGINES`]), fp32, run by
+/// SAM 3's four video tracker engines
+/// ([`crate::model::bundle::TRACKER_ENGINES`]), fp32, run by
 /// [`crate::stream::VideoTracker`].
 pub(crate) struct TrackerEngines {
     pub memory_attention: Engine,
@@ -414,12 +415,11 @@ impl Sam3Model {
                     CpuRuntime::Ort,
                 )
             };
-            let [a, b, c, d] = TRACKER_ENGINES.map(|(key, _, _)| key);
             Tracker::Loaded(Box::new(TrackerEngines {
-                memory_attention: load(a)?,
-                mask_decoder: load(b)?,
-                mask_prompt: load(c)?,
-                memory_encoder: load(d)?,
+                memory_attention: load("tracker_memory_attention")?,
+                mask_decoder: load("tracker_mask_decoder")?,
+                mask_prompt: load("tracker_mask_prompt")?,
+                memory_encoder: load("tracker_memory_encoder")?,
             }))
         };
         Ok(Sam3Model {
