@@ -11,13 +11,26 @@
 //! transformers' `_select_closest_cond_frames` would never select again, so
 //! memories stay identical; only its pointer, which transformers still
 //! reads, is gone (the stated deviation).
+//!
+//! Memories are held in bfloat16, as transformers stores them (the memory
+//! encoder already rounds its output to bfloat16 values, so nothing is lost):
+//! half the bytes of f32.
 
 use std::collections::VecDeque;
+
+use half::bf16;
+
+/// One memory map, [memory_dim, h, w].
+type Map = Vec<bf16>;
+
+fn to_map(values: Vec<f32>) -> Map {
+    values.into_iter().map(bf16::from_f32).collect()
+}
 
 /// A conditioning frame: the object's creation frame or a reconditioned one.
 struct Conditioning {
     frame: u64,
-    memory: Vec<f32>,
+    memory: Map,
     pointer: Vec<f32>,
 }
 
@@ -37,7 +50,7 @@ pub(crate) struct Bounds {
 /// What one object's memory attention reads on a frame, in transformers'
 /// order.
 pub(crate) struct Gathered<'a> {
-    pub memories: Vec<&'a [f32]>,
+    pub memories: Vec<&'a [bf16]>,
     /// 0 for a conditioning memory, else how many frames back.
     pub memory_offsets: Vec<i64>,
     pub pointers: Vec<&'a [f32]>,
@@ -51,7 +64,7 @@ pub(crate) struct ObjectMemory {
     cond: Vec<Conditioning>,
     /// (frame, memory) of recent frames that were not conditioning ones (or
     /// were, and left `cond`), frame order.
-    memories: VecDeque<(u64, Vec<f32>)>,
+    memories: VecDeque<(u64, Map)>,
     /// (frame, pointer) of recent non-conditioning frames, frame order.
     pointers: VecDeque<(u64, Vec<f32>)>,
 }
@@ -134,7 +147,7 @@ impl ObjectMemory {
     pub fn add_conditioning(&mut self, f: u64, memory: Vec<f32>, pointer: Vec<f32>, b: &Bounds) {
         self.cond.push(Conditioning {
             frame: f,
-            memory,
+            memory: to_map(memory),
             pointer,
         });
         while self.cond.len() > b.hold_cond.max(1) {
@@ -147,7 +160,7 @@ impl ObjectMemory {
 
     /// Frame `f`'s output as a recent (non-conditioning) frame.
     pub fn add_recent(&mut self, f: u64, memory: Vec<f32>, pointer: Vec<f32>, b: &Bounds) {
-        self.memories.push_back((f, memory));
+        self.memories.push_back((f, to_map(memory)));
         self.pointers.push_back((f, pointer));
         self.prune(f, b);
     }
@@ -174,17 +187,20 @@ impl ObjectMemory {
 
     /// Bytes held: memories and pointers, and their bookkeeping.
     pub fn bytes(&self) -> usize {
-        let floats = |v: &Vec<f32>| std::mem::size_of_val(v.as_slice());
         let entry = std::mem::size_of::<(u64, Vec<f32>)>();
         self.cond
             .iter()
-            .map(|c| std::mem::size_of::<Conditioning>() + floats(&c.memory) + floats(&c.pointer))
+            .map(|c| {
+                std::mem::size_of::<Conditioning>()
+                    + std::mem::size_of_val(c.memory.as_slice())
+                    + std::mem::size_of_val(c.pointer.as_slice())
+            })
             .sum::<usize>()
-            + self
-                .memories
-                .iter()
-                .chain(&self.pointers)
-                .map(|(_, v)| entry + floats(v))
+            + (self.memories.iter())
+                .map(|(_, v)| entry + std::mem::size_of_val(v.as_slice()))
+                .sum::<usize>()
+            + (self.pointers.iter())
+                .map(|(_, v)| entry + std::mem::size_of_val(v.as_slice()))
                 .sum::<usize>()
     }
 
@@ -197,6 +213,22 @@ impl ObjectMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn values(g: &Gathered) -> Vec<Vec<f32>> {
+        g.memories
+            .iter()
+            .map(|m| m.iter().map(|v| v.to_f32()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn memories_are_held_in_bfloat16() {
+        let mut m = ObjectMemory::default();
+        // 1 + 2^-9 is between two bfloat16 values: it rounds to 1.
+        m.add_conditioning(0, vec![1.5, 1.0 + 1.0 / 512.0], vec![0.0], &B);
+        assert_eq!(values(&m.gather(1, &B)), vec![vec![1.5, 1.0]]);
+        assert_eq!(m.bytes(), std::mem::size_of::<Conditioning>() + 2 * 2 + 4);
+    }
 
     const B: Bounds = Bounds {
         num_maskmem: 3,
@@ -215,7 +247,7 @@ mod tests {
         let g = m.gather(10, &B);
         // conditioning 0, then frames 8 and 9 (num_maskmem - 1 = 2)
         assert_eq!(g.memory_offsets, vec![0, 2, 1]);
-        assert_eq!(g.memories, vec![&[0.0][..], &[8.0], &[9.0]]);
+        assert_eq!(values(&g), vec![vec![0.0], vec![8.0], vec![9.0]]);
         // pointers: conditioning (10 back), then 1, 2, 3 frames back
         assert_eq!(g.pointer_offsets, vec![10.0, 1.0, 2.0, 3.0]);
         assert_eq!((m.memories.len(), m.pointers.len()), (2, 3));
@@ -231,7 +263,7 @@ mod tests {
         let g = m.gather(3, &B);
         // conditioning 1 and 2; frame 1 is in the window but is a
         // conditioning memory already, frame 0 left the window.
-        assert_eq!(g.memories, vec![&[1.0][..], &[2.0]]);
+        assert_eq!(values(&g), vec![vec![1.0], vec![2.0]]);
         assert_eq!(g.pointer_offsets, vec![2.0, 1.0]);
         let mut m = ObjectMemory::default();
         let hold_one = Bounds { hold_cond: 1, ..B };
@@ -239,7 +271,7 @@ mod tests {
         m.add_conditioning(1, vec![1.0], vec![1.0], &hold_one);
         let g = m.gather(2, &hold_one);
         // frame 0's memory is a recent one now (2 back)
-        assert_eq!(g.memories, vec![&[1.0][..], &[0.0]]);
+        assert_eq!(values(&g), vec![vec![1.0], vec![0.0]]);
         assert_eq!(g.memory_offsets, vec![0, 2]);
     }
 }

@@ -359,7 +359,7 @@ impl VideoTracker {
                             s.memory_len()
                         )));
                     }
-                    memory.extend_from_slice(m);
+                    memory.extend(m.iter().map(|v| v.to_f32()));
                 }
                 memory_offset.extend_from_slice(&g.memory_offsets);
                 for p in &g.pointers {
