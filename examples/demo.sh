@@ -51,5 +51,16 @@ gst-launch-1.0 -e filesrc location="$OUT/sample.mkv" ! decodebin ! videoconvert 
   ! video/x-raw,format=RGBA ! samclipseg bundle="$BUNDLE" prompt="$PROMPT" output-mode=alpha \
   ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! pngenc ! multifilesink location="$OUT/alpha-%03d.png"
 
-echo "demo: done. Results in $OUT/: overlay.mkv, overlay-000.png.., alpha-000.png.."
+# SAM 3's video tracker (tracker=sam3): the tiny video bundle has random
+# weights, so its masks show what the tracker carries from frame to frame
+# (each object's id and mask through crossings and a hidden stretch), not
+# recognition; its golden clip is the one transformers' run was recorded on.
+VIDEO_BUNDLE=tests/fixtures/tiny-sam3-video
+echo "demo: SAM 3's video tracker on $VIDEO_BUNDLE (random weights) -> $OUT/tracker-NN.png"
+gst-launch-1.0 -q multifilesrc location="$VIDEO_BUNDLE/golden/frame-%02d.png" index=0 stop-index=15 \
+  caps="image/png,framerate=8/1" ! pngdec ! videoconvert ! video/x-raw,format=RGB \
+  ! samclipseg bundle="$VIDEO_BUNDLE" tracker=sam3 prompt=circle threshold=0 output-mode=overlay \
+  ! videoconvert ! pngenc ! multifilesink location="$OUT/tracker-%02d.png"
+
+echo "demo: done. Results in $OUT/: overlay.mkv, overlay-000.png.., alpha-000.png.., tracker-00.png.."
 ls -1 "$OUT"
