@@ -20,8 +20,8 @@ square (wholly hidden on frames 6-8), a blue triangle drifts below; prompt
 Per frame: the circle's visible pixels, and for each run the id whose mask
 overlaps the circle most and that mask's IoU with the truth.  Exit code 1 when
 the SAM 3 loop does not keep the circle's first id on every frame the circle is
-visible on (>= 6 px, the training's "visible") or its mask is not back (IoU > 0)
-within one frame of reappearing.
+visible on (>= 6 px, the training's "visible") or its mask is not back (IoU with
+the truth >= 0.5) within one frame of reappearing.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ PROMPT = "red circle"
 VISIBLE_PX = 6
 MIN_IOU = 0.3  # src/stream/tracker.rs
 PATIENCE = 5  # the element's track-patience default (src/stream/mod.rs)
+BACK_IOU = 0.5  # "the mask is back": the circle's id has a mask with at least this IoU with the truth
 
 
 def tokenize(bundle: str, text: str):
@@ -180,13 +181,14 @@ def verdict(rows, events) -> dict:
     back = next((i for i in range(hidden[-1] + 1, len(rows)) if vis[i]), None) if hidden else None
 
     def judge(kind):
-        first = rows[0][kind]["circle_id"]
+        # the circle's id: the first id whose mask overlaps it (the loop may create it a frame late)
+        first = next((r[kind]["circle_id"] for r in rows if r[kind]["circle_id"] is not None), None)
         keeps = all(r[kind]["best"][0] == first for r, v in zip(rows, vis) if v and r[kind]["best"][1] > 0)
         switched = sorted({r[kind]["best"][0] for r, v in zip(rows, vis)
                            if v and r[kind]["best"][0] not in (None, first)})
         back_frame = None
         if back is not None:
-            back_frame = next((i for i in range(back, len(rows)) if rows[i][kind]["circle_id_iou"] > 0), None)
+            back_frame = next((i for i in range(back, len(rows)) if rows[i][kind]["circle_id_iou"] >= BACK_IOU), None)
         return {"first_id": first, "keeps_id": keeps and not switched, "other_ids_on_circle": switched,
                 "mask_back_on_frame": back_frame,
                 "back_within_one_frame": back_frame is not None and back_frame - back <= 1,
