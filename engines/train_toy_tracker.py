@@ -65,7 +65,9 @@ import shapes_world as world  # noqa: E402
 SEED = 11
 DETECTOR = os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3", "reference")
 VISIBLE_PX = 6  # a shape with fewer visible pixels (at 168 px) counts as not there
-REACQ_WEIGHT = 4.0  # loss weight of the frames after an object was hidden (see losses)
+REACQ_WEIGHT = 4.0  # loss weight of the frames after an object was hidden (see losses; --reacq-weight)
+OBJ_WEIGHT = 1.0  # weight of the object-score BCE (--obj-weight)
+OCCLUSION_SHARE = 0.8  # share of clips with a hide behind a larger shape (--occlusion-share)
 
 
 # ----------------------------------------------------------------------------- model
@@ -126,7 +128,7 @@ def train_clip(rng: np.random.Generator, frames: int, size: int, max_objects: in
         a = rng.uniform(0, 2 * math.pi)
         shapes.append(s)
         vel.append((speed * math.cos(a), speed * math.sin(a)))
-    if rng.uniform() < 0.8:
+    if rng.uniform() < OCCLUSION_SHARE:
         # shape 0 goes behind shape 1 (bigger, a square or a circle) around frame t_mid
         occ = world.random_shape(rng, 0.22, 0.30)
         occ.shape = ["square", "circle"][int(rng.integers(2))]
@@ -327,7 +329,7 @@ def losses(outs, gt_hi, visible, S):
             tot["iou"] = tot["iou"] + (iou3[vis] - real).abs().sum()  # SAM 2: L1 on every mask's IoU
             nm += int(vis.sum())
     n_obj = sum(o[2].shape[0] for o in outs)
-    out = {"obj": tot["obj"] / max(n_obj, 1)}
+    out = {"obj": OBJ_WEIGHT * tot["obj"] / max(n_obj, 1)}
     for k in ("mask", "dice", "iou"):
         out[k] = tot[k] / max(nm, 1)
     return out
@@ -444,10 +446,15 @@ def main(argv=None) -> int:
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--deadline-minutes", type=float, default=0.0, help="save and stop after this long")
     ap.add_argument("--finish", action="store_true", help="write WORK/checkpoint and stop")
+    ap.add_argument("--init", default="", help="a state.pt to start a new WORK from (its weights, a fresh optimiser)")
+    ap.add_argument("--reacq-weight", type=float, default=REACQ_WEIGHT)
+    ap.add_argument("--obj-weight", type=float, default=OBJ_WEIGHT)
+    ap.add_argument("--occlusion-share", type=float, default=OCCLUSION_SHARE)
     args = ap.parse_args(argv)
 
     import torch
 
+    globals().update(REACQ_WEIGHT=args.reacq_weight, OBJ_WEIGHT=args.obj_weight, OCCLUSION_SHARE=args.occlusion_share)
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     os.makedirs(args.work, exist_ok=True)
@@ -463,6 +470,11 @@ def main(argv=None) -> int:
         opt.load_state_dict(st["opt"])
         step = st["step"]
         print(f"[toy-tracker] resumed at step {step}", flush=True)
+    elif args.init:
+        st = torch.load(args.init, weights_only=False)
+        vm.tracker_model.load_state_dict(st["tracker"])
+        vm.tracker_neck.load_state_dict(st["neck"])
+        print(f"[toy-tracker] weights from {args.init} (its step {st['step']}), fresh optimiser", flush=True)
     if args.finish:
         out = finish(args.work, vm)
         print(f"[toy-tracker] checkpoint: {out}", flush=True)
