@@ -17,7 +17,7 @@ export SAMCLIPSEG_DEV_ORT ?= 1
 # the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
 FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench toy eval-toy
+.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench toy eval-toy toy-tracker
 
 deps:
 	bash scripts/setup.sh
@@ -139,6 +139,20 @@ toy: engines-deps
 		--init $(TOY_168_WORK)/checkpoint --image-size 168 --wide 0.8 --steps 9000 --schedule-minutes 72 \
 		--lr 2e-4 --warmup 200 --threads 2 $(TOY_LOSS) --p-negative 0.45 --hard-negatives 0.5
 	.venv/bin/python engines/make_toy_shapes_fixture.py --checkpoint $(TOY_HARD_WORK)/checkpoint
+
+# The toy video bundle (issue 28, item 5; engines/README.md, "The toy tracker"):
+# the toy detector (frozen) with a small SAM 3 tracker trained on shapes-world
+# clips with occlusions (resumable from engines/work/toy-tracker/state.pt; the
+# cosine LR follows steps or 55 minutes of wall time, whichever is further
+# along), exported into tests/fixtures/toy-shapes-video with its occlusion clip
+# and the demonstration (engines/toy_tracker_demo.py: the SAM 3 loop vs the
+# overlap tracker on that clip).
+TOY_TRACKER_WORK := engines/work/toy-tracker
+toy-tracker: engines-deps
+	nice -n 10 .venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --steps 2000 \
+		--clips 2 --frames 8 --schedule-minutes 55 --eval-every 200 --eval-clips 16
+	.venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --finish
+	.venv/bin/python engines/make_toy_video_fixture.py --checkpoint $(TOY_TRACKER_WORK)/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy, Pillow and
 # scikit-image's photos: python3-skimage) on the first world's test set, the

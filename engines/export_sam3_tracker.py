@@ -95,10 +95,13 @@ def wrappers(video_model):
     S = trk.image_size
     mem_side = 4 * M  # _encode_new_memory's mask size: mask_input_size * 4
     num_maskmem = trk.num_maskmem
-    if C % mem_dim != 0 or C <= mem_dim:
-        # transformers stacks a batch-of-one pointer [1, 1, C] and only reshapes it when it
-        # is split (mem_dim < C); with C == mem_dim its torch.cat fails (4-D pointers, 3-D memories)
-        raise RuntimeError(f"tracker hidden size {C} must be a multiple of memory size {mem_dim} and larger")
+    if C % mem_dim != 0:
+        raise RuntimeError(f"tracker hidden size {C} must be a multiple of memory size {mem_dim}")
+    # C == mem_dim (the toy video bundle: its tracker neck is the 64-wide toy detector's
+    # width): each pointer is one token.  transformers stacks a batch-of-one pointer
+    # [1, 1, C] and only reshapes it when it is split (mem_dim < C), so its own streaming
+    # code fails there (torch.cat of 4-D pointers with 3-D memories); these engines and
+    # the ONNX loop compute what it means (P tokens of C), with splits = 1
     splits = C // mem_dim
 
     class VideoImageEncoder(torch.nn.Module):

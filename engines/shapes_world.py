@@ -692,6 +692,21 @@ def clip(seed: int, size: int = 112, frames: int = 48, hero: tuple[str, str] | N
             live.append(spawn(True))
 
 
+def occlusion_clip(size: int = 168, frames: int = 14, seed: int = 28):
+    """The toy tracker's demonstration clip (issue 28, item 5): a red circle (id 1) moves
+    left to right and passes fully behind a larger green square (id 2, drawn over it) --
+    wholly hidden on frames 6, 7 and 8, a sliver again on frame 9 -- while a blue triangle
+    (id 3) drifts below.  Yields (frame index, Scene); the red circle's visible mask
+    is scene.masks[shape index of ident 1] (empty while hidden)."""
+    rng = np.random.default_rng(seed)
+    bg = background(rng, size)
+    for f in range(frames):
+        red = Shape("circle", "red", 0.12 + 0.055 * f, 0.35, 0.10, 0.0, COLORS["red"], 1)
+        square = Shape("square", "green", 0.50, 0.38, 0.27, 0.0, COLORS["green"], 2)
+        tri = Shape("triangle", "blue", 0.78 - 0.02 * f, 0.78, 0.13, 0.3, COLORS["blue"], 3)
+        yield f, render(np.random.default_rng([seed, f]), [tri, red, square], size, bg=bg)
+
+
 def write_clip(out_dir: str, seed: int, size: int, frames: int, hero: tuple[str, str] | None = ("red", "circle"),
                wide: bool = False) -> None:
     from PIL import Image
