@@ -339,14 +339,15 @@ def main(argv=None) -> int:
     return golden(ref_dir, golden_dir, out)
 
 
-def verify_again(ref_dir: str, out: str) -> bool:
-    """export_sam3's checks once more, on the engines as committed."""
+def verify_again(ref_dir: str, out: str, size: int = IMAGE_SIZE, tag: str = "make_tiny_video") -> bool:
+    """export_sam3's checks once more, on the engines as committed (also the toy
+    video bundle's, make_toy_video_fixture.py)."""
     import export_sam3_tracker
 
     video_model = export_sam3_tracker.load_video_model(ref_dir)
-    processor = export_sam3.load_processor(ref_dir, IMAGE_SIZE)
+    processor = export_sam3.load_processor(ref_dir, size)
     ok = export_sam3.verify(video_model.detector_model, processor, out, 1e-4, 2, 0)
-    log = lambda m: print(f"[make_tiny_video] {m}", flush=True)  # noqa: E731
+    log = lambda m: print(f"[{tag}] {m}", flush=True)  # noqa: E731
     ok &= export_sam3_tracker.verify_video_image_encoder(video_model, processor, export_sam3.verification_photo(),
                                                              out, 2, 1e-4, log)
     ok &= export_sam3_tracker.verify_tracker(video_model, out, 2, 1e-4, log)[0]

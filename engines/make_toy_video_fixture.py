@@ -39,20 +39,6 @@ import toy_tracker_demo  # noqa: E402
 TOY = os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3")
 
 
-def verify_again(ref_dir: str, out: str, size: int) -> bool:
-    """export_sam3's checks once more, on the engines as committed (float16-stored weights)."""
-    import export_sam3_tracker
-
-    video_model = export_sam3_tracker.load_video_model(ref_dir)
-    processor = export_sam3.load_processor(ref_dir, size)
-    ok = export_sam3.verify(video_model.detector_model, processor, out, 1e-4, 2, 0)
-    log = lambda m: print(f"[make_toy_video] {m}", flush=True)  # noqa: E731
-    ok &= export_sam3_tracker.verify_video_image_encoder(video_model, processor, export_sam3.verification_photo(),
-                                                             out, 2, 1e-4, log)
-    ok &= export_sam3_tracker.verify_tracker(video_model, out, 2, 1e-4, log)[0]
-    return ok
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "work", "toy-tracker", "checkpoint"))
@@ -83,7 +69,7 @@ def main(argv=None) -> int:
         import json
 
         size = json.load(fh)["size"]["height"]
-    if not verify_again(ref_dir, out, size):
+    if not make_tiny_sam3_video.verify_again(ref_dir, out, size, "make_toy_video"):
         print("make_toy_video_fixture: error: the engines with float16-stored weights fail verification",
               file=sys.stderr)
         return 3
