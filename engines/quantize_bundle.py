@@ -4,6 +4,10 @@
     .venv/bin/python engines/quantize_bundle.py BUNDLE [--kinds static,dynamic]
         [--engines image_encoder[,decoder]] [--dynamic-engines image_encoder[,decoder]] [--photos GLOB ...]
         [--encoder-ops MatMul,Gemm] [--decoder-ops MatMul,Gemm,Conv] [--dynamic-ops MatMul,Gemm] [--score-delta 0.05]
+        [--calibration N]
+
+``export_sam3.py`` runs it (``main(argv)``, in-process) after every export
+unless ``--no-int8``: static and dynamic, default engines, ``--calibration 8``.
 
 Two kinds, for two kinds of CPU (src/model/precision.rs chooses at run time):
 
@@ -43,8 +47,13 @@ bf16 needs no file: the OpenVINO execution provider runs the fp32 engines with
 bf16 arithmetic on CPUs that have it. The static int8 files run there too,
 their float parts in bf16 or fp32.
 
-Progress goes to stdout; about a minute per kind for the medium benchmark
-bundle on 2 cores (static: calibration), seconds for the toy bundle.
+Progress goes to stdout, with the time and the process's peak resident
+memory so far after each step; about a minute per kind for the medium
+benchmark bundle on 2 cores (static: calibration), seconds for the toy bundle.
+Memory: one ONNX Runtime session at a time (the fp32 image encoder's is freed
+before the calibration builds its own), and the fp32 features of the
+calibration photos are computed only for a static decoder, which calibrates
+on them.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import glob
 import json
 import os
 import re
+import resource
 import sys
 import time
 
@@ -90,6 +100,11 @@ DYNAMIC_ENGINES = "image_encoder,decoder"
 
 def log(msg: str) -> None:
     print(f"[quantize] {msg}", flush=True)
+
+
+def peak_gb() -> float:
+    """This process's peak resident memory so far (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def load_manifest(bundle: str) -> tuple[str, dict]:
@@ -203,7 +218,8 @@ def quantize(src: str, dst: str, feeds: list[dict], ops: list[str]) -> None:
         # embedding (concat, split, multiply) on slow reference kernels.
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "MatMulConstBOnly": True},
     )
-    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s")
+    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s "
+        f"({len(feeds)} calibration inputs; peak RSS {peak_gb():.1f} GB)")
 
 
 def quantize_dyn(src: str, dst: str, ops: list[str]) -> None:
@@ -226,7 +242,8 @@ def quantize_dyn(src: str, dst: str, ops: list[str]) -> None:
         # activation-by-activation products gained nothing, measured.
         extra_options={"MatMulConstBOnly": True},
     )
-    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB, dynamic) in {time.time() - t:.0f} s")
+    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB, dynamic) in {time.time() - t:.0f} s "
+        f"(peak RSS {peak_gb():.1f} GB)")
 
 
 # What each variant is, for the comment above its tables in bundle.toml.
@@ -261,7 +278,7 @@ def record(manifest_path: str, manifest: dict, variants: dict[str, dict[str, str
     log(f"recorded {', '.join(f'{k} ({chr(44).join(v)})' for k, v in variants.items())} in {os.path.relpath(manifest_path)}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
     ap.add_argument("--photos", nargs="*", default=DEFAULT_PHOTOS, help="globs, relative to the repository")
@@ -277,6 +294,9 @@ def main() -> int:
     ap.add_argument("--decoder-ops", default="MatMul,Gemm,Conv")
     ap.add_argument("--dynamic-ops", default="MatMul,Gemm", help="dynamic: the operator types quantised")
     ap.add_argument("--held-out", type=int, default=3, help="photos kept for the check, not calibration")
+    ap.add_argument("--calibration", type=int, default=0,
+                    help="static: calibrate on at most N of the other photos, evenly spread (default 0: all); "
+                         "each costs one run of the image encoder")
     ap.add_argument(
         "--score-delta",
         type=float,
@@ -284,7 +304,7 @@ def main() -> int:
         help="largest change of a query's score allowed (a small model's quantised scores move more; "
         "judge it by its own evaluation, e.g. engines/eval_toy.py --precision int8)",
     )
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
 
     manifest_path, m = load_manifest(a.bundle)
     pre, engines = m["preprocess"], m["engines"]
@@ -309,6 +329,8 @@ def main() -> int:
     step = max(1, len(photos) // a.held_out)
     check = photos[::step][: a.held_out]
     calib = [p for p in photos if p not in check]
+    if 0 < a.calibration < len(calib):
+        calib = [calib[round(i * (len(calib) - 1) / max(1, a.calibration - 1))] for i in range(a.calibration)]
     log(f"{m['bundle']['name']}: {len(calib)} calibration photos, {len(check)} held out; kinds {kinds}")
 
     dec_file = engines["decoder"]["file"]
@@ -322,12 +344,14 @@ def main() -> int:
             k: re.sub(r"\.onnx$", ".int8_dynamic.onnx", engines[k]["file"]) for k in chosen["int8_dynamic"]
         }
 
+    t = time.time()
     enc = session(enc_path)
     names = [o.name for o in enc.get_outputs()]
-    t = time.time()
     check_x = [pixel_values(p, pre) for p in check]
     check_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in check_x]
     texts = text_features(a.bundle, m, prompts_of(a.bundle))
+    log(f"fp32 image features of {len(check)} held-out photos, text features of {len(texts)} prompts in "
+        f"{time.time() - t:.0f} s (peak RSS {peak_gb():.1f} GB)")
     dec_inputs = [i["name"] for i in engines["decoder"]["inputs"]]
 
     def dec_feed(feats: dict, text: dict) -> dict:
@@ -335,33 +359,49 @@ def main() -> int:
         return {k: f[k] for k in dec_inputs}
 
     if "int8" in variants:
-        calib_x = [pixel_values(p, pre) for p in calib]
-        calib_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in calib_x]
-        log(f"fp32 image features of {len(photos)} photos in {time.time() - t:.0f} s; text features of {len(texts)} prompts")
         files = variants["int8"]
+        calib_x = [pixel_values(p, pre) for p in calib]
+        if "decoder" in files:
+            # The decoder calibrates on the fp32 image encoder's features of the same photos.
+            t = time.time()
+            calib_feats = [dict(zip(names, enc.run(None, {"pixel_values": x}))) for x in calib_x]
+            log(f"fp32 image features of {len(calib)} calibration photos in {time.time() - t:.0f} s")
+        # The fp32 session's weights and buffers, freed before the calibration builds its own.
+        del enc
         quantize(enc_path, os.path.join(a.bundle, files["image_encoder"]), [{"pixel_values": x} for x in calib_x],
                  ops["int8"]["image_encoder"])
-        calib_dec = [dec_feed(f, texts[i % len(texts)]) for i, f in enumerate(calib_feats)]
-        calib_dec += [dec_feed(calib_feats[0], t) for t in texts]
         if "decoder" in files:
+            calib_dec = [dec_feed(f, texts[i % len(texts)]) for i, f in enumerate(calib_feats)]
+            calib_dec += [dec_feed(calib_feats[0], t) for t in texts]
+            del calib_feats
             quantize(dec_path, os.path.join(a.bundle, files["decoder"]), calib_dec, ops["int8"]["decoder"])
+            del calib_dec
+    else:
+        del enc
     if "int8_dynamic" in variants:
         for engine, file in variants["int8_dynamic"].items():
             src = enc_path if engine == "image_encoder" else dec_path
             quantize_dyn(src, os.path.join(a.bundle, file), ops["int8_dynamic"][engine])
 
     # fp32's decoder outputs on fp32's features: the reference every kind is held to.
+    t = time.time()
     dec = session(dec_path)
     out_names = [o.name for o in dec.get_outputs()]
     dec_refs = [[dict(zip(out_names, dec.run(None, dec_feed(feats, text)))) for text in texts[:4]] for feats in check_feats]
+    del dec
+    log(f"fp32 decoder references in {time.time() - t:.0f} s (peak RSS {peak_gb():.1f} GB)")
 
     ok = True
     for kind, files in variants.items():
+        t = time.time()
         q_enc = session(os.path.join(a.bundle, files["image_encoder"]))
         worst = 1.0
+        q_feats_of = []
         for x, ref in zip(check_x, check_feats):
             got = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
             worst = min(worst, *(cosine(got[k], ref[k]) for k in names))
+            q_feats_of.append(got)
+        del q_enc
         log(f"{kind}: image encoder vs fp32 on {len(check)} held-out photos: worst cosine {worst:.5f} "
             f"(needs >= {IMAGE_COSINE})")
         ok &= worst >= IMAGE_COSINE
@@ -369,9 +409,8 @@ def main() -> int:
         # The decoder as this int8 route runs it: its own int8 file, or fp32.
         q_dec = session(os.path.join(a.bundle, files.get("decoder", dec_file)))
         worst_cos, worst_score = 1.0, 0.0
-        for x, refs in zip(check_x, dec_refs):
+        for q_feats, refs in zip(q_feats_of, dec_refs):
             # The decoder on the int8 encoder's features: the whole int8 path.
-            q_feats = dict(zip(names, q_enc.run(None, {"pixel_values": x})))
             for text, ref in zip(texts[:4], refs):
                 got = dict(zip(out_names, q_dec.run(None, dec_feed(q_feats, text))))
                 worst_cos = min(worst_cos, cosine(got["pred_logits"], ref["pred_logits"]),
@@ -383,6 +422,8 @@ def main() -> int:
             f"{worst_cos:.5f} (needs >= {DECODER_COSINE}), largest score change {worst_score:.4f} (needs <= {a.score_delta})"
         )
         ok &= worst_cos >= DECODER_COSINE and worst_score <= a.score_delta
+        del q_dec, q_feats_of
+        log(f"{kind}: checked in {time.time() - t:.0f} s (peak RSS {peak_gb():.1f} GB)")
     if not ok:
         log("FAILED: a variant is outside its tolerance; bundle.toml is unchanged")
         return 1
