@@ -53,7 +53,11 @@ benchmark bundle on 2 cores (static: calibration), seconds for the toy bundle.
 Memory: one ONNX Runtime session at a time (the fp32 image encoder's is freed
 before the calibration builds its own), and the fp32 features of the
 calibration photos are computed only for a static decoder, which calibrates
-on them.
+on them. The static kind's MinMax ranges come from ``calibrate`` (the numbers
+``quantize_static``'s own calibrator computes, given to it as its calibration
+cache: the toy bundle's static file is byte-identical either way), where ONNX
+Runtime's session is the only copy of the weights; ``quantize_static``'s
+calibrator held two more in Python, which took a full-size run past 24 GB.
 """
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ import time
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import (
-    CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
@@ -160,14 +163,6 @@ def text_features(bundle: str, manifest: dict, prompts: list[str]) -> list[dict]
     return out
 
 
-class Feeds(CalibrationDataReader):
-    def __init__(self, feeds: list[dict]):
-        self.it = iter(feeds)
-
-    def get_next(self):
-        return next(self.it, None)
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     d = np.linalg.norm(a) * np.linalg.norm(b)
@@ -185,27 +180,96 @@ def rotation_matmuls(path: str) -> list[str]:
     import onnx
     from onnx import numpy_helper
 
-    m = onnx.load(path)
+    # The graph without its weights; only the square constants are read.
+    m = onnx.load(path, load_external_data=False)
     consts = {i.name: i for i in m.graph.initializer}
     out = []
     for n in m.graph.node:
         if n.op_type != "MatMul" or n.input[1] not in consts:
             continue
-        b = numpy_helper.to_array(consts[n.input[1]])
-        if b.ndim == 2 and b.shape[0] == b.shape[1] and np.isin(b, (-1.0, 0.0, 1.0)).all():
+        dims = list(consts[n.input[1]].dims)
+        if len(dims) != 2 or dims[0] != dims[1]:
+            continue
+        b = numpy_helper.to_array(consts[n.input[1]], base_dir=os.path.dirname(path))
+        if np.isin(b, (-1.0, 0.0, 1.0)).all():
             out.append(n.name)
     return out
 
 
+def calibrate(src: str, feeds: list[dict], ops: list[str], cache: str) -> None:
+    """MinMax ranges of the tensors that ``quantize_static`` calibrates (every
+    float input and output of the ``ops`` nodes), written to ``cache`` as its
+    calibration cache: the same numbers as its own MinMax calibration, without
+    its two extra in-memory copies of the weights (the model it quantises and
+    the calibrator's). The graph is read without its weights, a ReduceMin and a
+    ReduceMax added per tensor, and saved beside SRC so that ONNX Runtime, the
+    only holder of the weights here, finds SRC's external data; each input is
+    run once and the ranges kept as running minima and maxima."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    m = onnx.shape_inference.infer_shapes(onnx.load(src, load_external_data=False))
+    infos = {vi.name: vi for vi in m.graph.value_info}
+    infos.update({o.name: o for o in m.graph.output})
+    infos.update({i.name: i for i in m.graph.input})
+    consts = {i.name for i in m.graph.initializer}
+    tensors = sorted({
+        name for n in m.graph.node if n.op_type in ops for name in (*n.input, *n.output)
+        if name in infos and name not in consts and infos[name].type.HasField("tensor_type")
+        and infos[name].type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16)
+    })
+    for i, name in enumerate(tensors):
+        for op in ("ReduceMin", "ReduceMax"):
+            out = f"calib_{i}_{op}"
+            m.graph.node.append(helper.make_node(op, [name], [out], keepdims=0, name=out))
+            m.graph.output.append(helper.make_tensor_value_info(out, infos[name].type.tensor_type.elem_type, []))
+    augmented = re.sub(r"\.onnx$", ".calibration.onnx", src)
+    onnx.save(m, augmented)
+    try:
+        # As quantize_static's calibrator runs it: unoptimised, so that each
+        # tensor is the one the graph names, not a fused kernel's.
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(augmented, so, providers=["CPUExecutionProvider"])
+        outputs = [f"calib_{i}_{op}" for i in range(len(tensors)) for op in ("ReduceMin", "ReduceMax")]
+        lo = hi = None
+        for feed in feeds:
+            r = sess.run(outputs, feed)
+            mins, maxs = np.array(r[0::2]).reshape(-1), np.array(r[1::2]).reshape(-1)
+            lo = mins if lo is None else np.fmin(lo, mins)
+            hi = maxs if hi is None else np.fmax(hi, maxs)
+        del sess
+    finally:
+        os.remove(augmented)
+    ranges = {name: (lo[i : i + 1], hi[i : i + 1]) for i, name in enumerate(tensors)}
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
+
+
 def quantize(src: str, dst: str, feeds: list[dict], ops: list[str]) -> None:
+    import tempfile
+
     t = time.time()
     skip = rotation_matmuls(src)
     if skip:
         log(f"{os.path.basename(src)}: {len(skip)} rotary-embedding products stay float")
+    with tempfile.TemporaryDirectory(prefix="quantize_bundle.") as tmp:
+        cache = os.path.join(tmp, "ranges.json")
+        calibrate(src, feeds, ops, cache)
+        log(f"{os.path.basename(src)}: calibrated on {len(feeds)} inputs in {time.time() - t:.0f} s "
+            f"(peak RSS {peak_gb():.1f} GB)")
+        static(src, dst, ops, skip, cache)
+    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s "
+        f"({len(feeds)} calibration inputs; peak RSS {peak_gb():.1f} GB)")
+
+
+def static(src: str, dst: str, ops: list[str], skip: list[str], cache: str) -> None:
+    """ONNX Runtime's static quantisation with the ranges of ``calibrate``."""
     quantize_static(
         src,
         dst,
-        Feeds(feeds),
+        None,
+        calibration_cache_path=cache,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,
@@ -218,8 +282,6 @@ def quantize(src: str, dst: str, feeds: list[dict], ops: list[str]) -> None:
         # embedding (concat, split, multiply) on slow reference kernels.
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "MatMulConstBOnly": True},
     )
-    log(f"wrote {os.path.relpath(dst)} ({os.path.getsize(dst) / 1e6:.1f} MB) in {time.time() - t:.0f} s "
-        f"({len(feeds)} calibration inputs; peak RSS {peak_gb():.1f} GB)")
 
 
 def quantize_dyn(src: str, dst: str, ops: list[str]) -> None:
