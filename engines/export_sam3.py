@@ -36,7 +36,6 @@ bundle.toml records no int8 variant).
 from __future__ import annotations
 
 import argparse
-import gc
 import gzip
 import hashlib
 import json
@@ -723,28 +722,6 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rss_gb() -> float:
-    """This process's resident memory now (Linux), 0 where unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 2**20
-    except (OSError, StopIteration):
-        return 0.0
-
-
-def release_memory() -> None:
-    """Collects what is unreachable and hands the freed heap back to the system
-    (glibc keeps freed small blocks, such as the weights of layers under its
-    mmap threshold, resident until malloc_trim)."""
-    import ctypes
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 # Photos that ship with scikit-image (a pinned requirement), besides the test
 # fixtures' pictures (quantize_bundle.DEFAULT_PHOTOS): no download.
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
@@ -898,10 +875,13 @@ def main(argv=None) -> int:
         return 0
     # The PyTorch model is not needed by the quantisation: its weights go before
     # ONNX Runtime loads the engines again.
+    import quantize_bundle
+
     weights = weakref.ref(model)
     del model, video_model, processor
-    release_memory()
-    log(f"PyTorch model {'freed' if weights() is None else 'still referenced'}; resident now {rss_gb():.1f} GB")
+    quantize_bundle.release_memory()
+    log(f"PyTorch model {'freed' if weights() is None else 'still referenced'}; "
+        f"resident now {quantize_bundle.rss_gb():.1f} GB")
     t1 = time.time()
     if not write_int8(args.out_dir, args.int8_calibration):
         print("export_sam3: error: an int8 variant is outside quantize_bundle.py's tolerances; the fp32 bundle is "

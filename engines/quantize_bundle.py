@@ -110,6 +110,29 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def rss_gb() -> float:
+    """This process's resident memory now (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 2**20
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def release_memory() -> None:
+    """Collects what is unreachable and hands the freed heap back to the system
+    (glibc keeps freed blocks under its mmap threshold, such as many of a
+    session's or a PyTorch model's weights, resident until malloc_trim)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def load_manifest(bundle: str) -> tuple[str, dict]:
     import tomllib
 
@@ -219,11 +242,23 @@ def calibrate(src: str, feeds: list[dict], ops: list[str], cache: str) -> None:
         if name in infos and name not in consts and infos[name].type.HasField("tensor_type")
         and infos[name].type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16)
     })
+    reduce = {}
     for i, name in enumerate(tensors):
+        reduce[name] = []
         for op in ("ReduceMin", "ReduceMax"):
             out = f"calib_{i}_{op}"
-            m.graph.node.append(helper.make_node(op, [name], [out], keepdims=0, name=out))
+            reduce[name].append(helper.make_node(op, [name], [out], keepdims=0, name=out))
             m.graph.output.append(helper.make_tensor_value_info(out, infos[name].type.tensor_type.elem_type, []))
+    # Each reduction right after the node that makes its tensor: ONNX Runtime runs
+    # nodes in about the graph's order, and a reduction left at the end would
+    # keep every calibrated tensor alive through the whole run (at full size,
+    # attention's 1.7 GB score matrices among them: past 18 GB, measured).
+    nodes = [r for i in m.graph.input if i.name in reduce for r in reduce[i.name]]
+    for n in m.graph.node:
+        nodes.append(n)
+        nodes += [r for o in n.output if o in reduce for r in reduce[o]]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
     augmented = re.sub(r"\.onnx$", ".calibration.onnx", src)
     onnx.save(m, augmented)
     try:
@@ -240,6 +275,7 @@ def calibrate(src: str, feeds: list[dict], ops: list[str], cache: str) -> None:
             lo = mins if lo is None else np.fmin(lo, mins)
             hi = maxs if hi is None else np.fmax(hi, maxs)
         del sess
+        release_memory()
     finally:
         os.remove(augmented)
     ranges = {name: (lo[i : i + 1], hi[i : i + 1]) for i, name in enumerate(tensors)}
@@ -430,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"fp32 image features of {len(calib)} calibration photos in {time.time() - t:.0f} s")
         # The fp32 session's weights and buffers, freed before the calibration builds its own.
         del enc
+        release_memory()
         quantize(enc_path, os.path.join(a.bundle, files["image_encoder"]), [{"pixel_values": x} for x in calib_x],
                  ops["int8"]["image_encoder"])
         if "decoder" in files:
@@ -440,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             del calib_dec
     else:
         del enc
+        release_memory()
     if "int8_dynamic" in variants:
         for engine, file in variants["int8_dynamic"].items():
             src = enc_path if engine == "image_encoder" else dec_path
@@ -451,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     out_names = [o.name for o in dec.get_outputs()]
     dec_refs = [[dict(zip(out_names, dec.run(None, dec_feed(feats, text)))) for text in texts[:4]] for feats in check_feats]
     del dec
+    release_memory()
     log(f"fp32 decoder references in {time.time() - t:.0f} s (peak RSS {peak_gb():.1f} GB)")
 
     ok = True
@@ -464,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             worst = min(worst, *(cosine(got[k], ref[k]) for k in names))
             q_feats_of.append(got)
         del q_enc
+        release_memory()
         log(f"{kind}: image encoder vs fp32 on {len(check)} held-out photos: worst cosine {worst:.5f} "
             f"(needs >= {IMAGE_COSINE})")
         ok &= worst >= IMAGE_COSINE
@@ -485,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok &= worst_cos >= DECODER_COSINE and worst_score <= a.score_delta
         del q_dec, q_feats_of
+        release_memory()
         log(f"{kind}: checked in {time.time() - t:.0f} s (peak RSS {peak_gb():.1f} GB)")
     if not ok:
         log("FAILED: a variant is outside its tolerance; bundle.toml is unchanged")
