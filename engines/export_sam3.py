@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a transformers ``Sam3Model`` checkpoint to a samclipseg engine bundle.
 
-    export_sam3.py CHECKPOINT_DIR OUT_DIR [--name N] [--licence L] [--tolerance T]
+    export_sam3.py CHECKPOINT_DIR OUT_DIR [--name N] [--licence L] [--tolerance T] [--no-int8]
 
 Writes ``text_encoder.onnx``, ``image_encoder.onnx``, ``decoder.onnx``,
 ``tokenizer.json`` and ``bundle.toml`` into OUT_DIR, following
@@ -20,7 +20,18 @@ also gets SAM 3's video tracker: the image encoder gains the tracker's features
 and four ``tracker_*`` engines plus a ``[tracker]`` table are written
 (``export_sam3_tracker.py``, BUNDLE.md "Video tracker engines").
 
-Exit codes: 0 ok, 2 bad arguments / refused input, 3 verification failed.
+Then, unless ``--no-int8``, the int8 variants of the image encoder and decoder
+(``quantize_bundle.py``, run once the fp32 export, done in a child process, has
+exited and freed what PyTorch held):
+static QDQ int8 (OpenVINO), calibrated on ``--int8-calibration`` photos that
+ship with scikit-image and the repository (no download), and dynamic int8
+(ONNX Runtime's CPU provider),
+each checked against the fp32 engines on held-out photos and recorded in
+``bundle.toml`` only if within quantize_bundle's tolerances.
+
+Exit codes: 0 ok, 2 bad arguments / refused input, 3 verification failed,
+4 an int8 variant failed its check (the fp32 bundle is written and verified;
+bundle.toml records no int8 variant).
 """
 
 from __future__ import annotations
@@ -697,6 +708,40 @@ def verify(model, processor, out_dir: str, tol: float, threads: int, bench: int)
     return ok
 
 
+# --------------------------------------------------------------------------- int8 variants
+
+# Static int8 calibrates on this many photos (MinMax ranges of the weight
+# products' inputs): each is one run of the image encoder, 20-60 s at full size
+# on 2 cores (engines/README.md, "Full-size check").
+INT8_CALIBRATION = 8
+
+
+def peak_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+# Photos that ship with scikit-image (a pinned requirement), besides the test
+# fixtures' pictures (quantize_bundle.DEFAULT_PHOTOS): no download.
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+
+
+def write_int8(out_dir: str, calibration: int) -> bool:
+    """quantize_bundle.py's static and dynamic int8 variants with its default
+    engines and checks, calibrated on photos that ship with scikit-image and
+    the repository, no download."""
+    import quantize_bundle
+    import skimage.data
+
+    data = os.path.dirname(skimage.data.__file__)
+    photos = [os.path.join(data, p) for p in SKIMAGE_PHOTOS] + quantize_bundle.DEFAULT_PHOTOS
+    argv = [out_dir, "--kinds", "static,dynamic", "--calibration", str(calibration), "--photos", *photos]
+    log(f"int8 variants: quantize_bundle.py {out_dir} --kinds static,dynamic --calibration {calibration} "
+        f"(photos: scikit-image's {', '.join(SKIMAGE_PHOTOS)} and {', '.join(quantize_bundle.DEFAULT_PHOTOS)})")
+    return quantize_bundle.main(argv) == 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -755,7 +800,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime check")
     ap.add_argument("--tracker", action="store_true",
                     help="also export SAM 3's video tracker (needs a sam3_video checkpoint, e.g. facebook/sam3)")
+    ap.add_argument("--no-int8", action="store_true",
+                    help="write the fp32 engines only, not the int8 variants (engines/quantize_bundle.py)")
+    ap.add_argument("--int8-calibration", type=int, default=INT8_CALIBRATION,
+                    help=f"static int8: calibration photos, one image-encoder run each (default {INT8_CALIBRATION})")
     args = ap.parse_args(argv)
+    if not args.no_int8:
+        return export_then_int8(list(sys.argv[1:] if argv is None else argv), args)
 
     try:
         cfg_json, weight_files = read_checkpoint(args.checkpoint_dir)
@@ -807,21 +858,44 @@ def main(argv=None) -> int:
         args.out_dir, name=name, source=args.source or args.checkpoint_dir, sha=sha, licence=args.licence,
         processor=processor, model_cfg=model.config, signatures=signatures, tracker=tracker_table,
     )
-    log(f"wrote {path}")
-    if args.no_verify:
-        return 0
-    if not verify(model, processor, args.out_dir, args.tolerance, args.threads, args.bench):
-        print("export_sam3: error: ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
-        return 3
-    if video_model is not None:
-        ok = export_sam3_tracker.verify_video_image_encoder(video_model, processor, verification_photo(),
-                                                            args.out_dir, args.threads,
-                                                            args.tolerance, log)
-        ok &= export_sam3_tracker.verify_tracker(video_model, args.out_dir, args.threads, args.tolerance, log)[0]
-        if not ok:
-            print("export_sam3: error: tracker ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
+    log(f"wrote {path} (fp32 engines) in {time.time() - t0:.0f} s (peak RSS {peak_gb():.1f} GB)")
+    if not args.no_verify:
+        if not verify(model, processor, args.out_dir, args.tolerance, args.threads, args.bench):
+            print("export_sam3: error: ONNX outputs differ from PyTorch beyond the tolerance", file=sys.stderr)
             return 3
-    log("verification passed")
+        if video_model is not None:
+            ok = export_sam3_tracker.verify_video_image_encoder(video_model, processor, verification_photo(),
+                                                                args.out_dir, args.threads,
+                                                                args.tolerance, log)
+            ok &= export_sam3_tracker.verify_tracker(video_model, args.out_dir, args.threads, args.tolerance, log)[0]
+            if not ok:
+                print("export_sam3: error: tracker ONNX outputs differ from PyTorch beyond the tolerance",
+                      file=sys.stderr)
+                return 3
+        log(f"verification passed ({time.time() - t0:.0f} s so far, peak RSS {peak_gb():.1f} GB)")
+    return 0
+
+
+def export_then_int8(argv: list[str], args) -> int:
+    """The fp32 export and its verification in a child process (this script
+    with ``--no-int8``), then the int8 variants here: nothing that PyTorch and
+    the verification's sessions left allocated (7.3 GB still resident at full
+    size after the model was dropped) is there while the quantisation runs, and
+    the two peaks do not add up."""
+    import subprocess
+
+    t0 = time.time()
+    rc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--no-int8"]).returncode
+    if rc != 0:
+        return rc
+    t1 = time.time()
+    log(f"fp32 bundle exported and verified in {t1 - t0:.0f} s")
+    if not write_int8(args.out_dir, args.int8_calibration):
+        print("export_sam3: error: an int8 variant is outside quantize_bundle.py's tolerances; the fp32 bundle is "
+              "written and verified, without int8 variants (rerun with --no-int8 to skip them)", file=sys.stderr)
+        return 4
+    log(f"int8 variants written and checked in {time.time() - t1:.0f} s (peak RSS {peak_gb():.1f} GB); "
+        f"whole export {time.time() - t0:.0f} s")
     return 0
 
 

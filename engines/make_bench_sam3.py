@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     rc = export_sam3.main([
         ref_dir, out, "--name", NAME, "--licence", "MIT OR Apache-2.0 (random weights, no training data)",
         "--source", f"{NAME}: random weights from engines/make_bench_sam3.py", "--threads", str(args.threads),
+        "--no-int8",  # `make bench` runs quantize_bundle.py kind by kind
     ])
     if rc != 0:
         return rc
