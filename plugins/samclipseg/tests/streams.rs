@@ -935,9 +935,11 @@ fn soak_tracker_memory_stays_flat() {
         video.display()
     );
     soak("sam3 tracker", &description, frames, |el, n| {
-        // A prompt change now and then starts new masklets too.
-        if n.is_multiple_of(5_000) && n > 0 {
-            let prompt = if (n / 5_000).is_multiple_of(2) {
+        // Every 500 frames a prompt change starts new masklets, with one
+        // prompt or two (both before the first measure at frame 1,000, so
+        // that both batch sizes have run by then).
+        if n.is_multiple_of(500) && n > 0 {
+            let prompt = if (n / 500).is_multiple_of(2) {
                 "circle"
             } else {
                 "square; circle"
