@@ -18,7 +18,7 @@ full=1; [ "${DEBIAN_CHECK:-full}" = ci ] && full=0
 if [ $full = 1 ]; then
   step "make demo"
   make demo
-  for f in out/sample.mkv out/overlay.mkv out/overlay-000.png out/alpha-000.png; do
+  for f in out/sample.mkv out/overlay.mkv out/overlay-000.png out/alpha-000.png out/tracker-00.png; do
     [ -s "$f" ] || { echo "debian-check: make demo did not write $f" >&2; exit 1; }
   done
 else
