@@ -3,6 +3,7 @@
 //! slow fakes behind the same trait to check the ordering rules.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::InferenceState;
 use crate::error::Result;
@@ -32,6 +33,23 @@ pub struct StageTimes {
 impl StageTimes {
     pub fn total_ms(&self) -> f32 {
         self.text_ms + self.image_ms + self.decode_ms + self.post_ms
+    }
+}
+
+/// Times a run's stages one after the other: each `lap` is the time since
+/// the last one (or since `start`).
+pub(crate) struct Laps(Instant);
+
+impl Laps {
+    pub(crate) fn start() -> Laps {
+        Laps(Instant::now())
+    }
+
+    /// Milliseconds since the last lap, into `stage`.
+    pub(crate) fn lap(&mut self, stage: &mut f32) {
+        let now = Instant::now();
+        *stage = (now - self.0).as_secs_f32() * 1000.0;
+        self.0 = now;
     }
 }
 

@@ -3,10 +3,9 @@
 //! the request is unchanged too.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::InferenceState;
-use super::model::{FrameModel, RunHints, StageTimes, SuggestSource};
+use super::model::{FrameModel, Laps, RunHints, StageTimes, SuggestSource};
 use crate::error::Result;
 use crate::image::change::Signature;
 use crate::image::frame::Frame;
@@ -106,14 +105,9 @@ impl Segmenter {
             return Ok((Vec::new(), state));
         }
         let mut times = StageTimes::default();
-        let mut clock = Instant::now();
-        let mut lap = |into: &mut f32| {
-            let now = Instant::now();
-            *into = (now - clock).as_secs_f32() * 1000.0;
-            clock = now;
-        };
+        let mut laps = Laps::start();
         let texts = self.model.encode_texts(prompts)?;
-        lap(&mut times.text_ms);
+        laps.lap(&mut times.text_ms);
         // A still picture keeps the signature of the frame that was encoded, so
         // that slow drift adds up and eventually counts as change.
         let encoded = match (self.encoded.take(), signature) {
@@ -123,20 +117,20 @@ impl Segmenter {
                 signature,
             },
         };
-        lap(&mut times.image_ms);
+        laps.lap(&mut times.image_ms);
         if still {
             times.image_ms = 0.0; // the encoder did not run
         }
         // A failed (or cancelled) decode forgets the picture too, so the next
         // run encodes it again and the stream learns whose picture it is.
         let out = self.model.decode_for(&encoded.features, &texts, options)?;
-        lap(&mut times.decode_ms);
+        laps.lap(&mut times.decode_ms);
         // Kept without reuse too: prompt suggestions rank phrases on it.
         self.encoded = Some(encoded);
         let instances =
             self.model
                 .postprocess_on_device(&out, &texts, (frame.width, frame.height), options)?;
-        lap(&mut times.post_ms);
+        laps.lap(&mut times.post_ms);
         self.times = Some(times);
         self.last = Some((key, (frame.width, frame.height), instances.clone()));
         Ok((instances, state))

@@ -3,10 +3,9 @@
 //! objects' own ids on the instances.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::InferenceState;
-use super::model::{FrameModel, RunHints, StageTimes, SuggestSource};
+use super::model::{FrameModel, Laps, RunHints, StageTimes, SuggestSource};
 use super::video::{VideoLimits, VideoTracker};
 use crate::error::Result;
 use crate::image::frame::Frame;
@@ -68,19 +67,14 @@ impl VideoSegmenter {
         }
         let model = self.tracker.model().clone();
         let mut times = StageTimes::default();
-        let mut clock = Instant::now();
-        let mut lap = |into: &mut f32| {
-            let now = Instant::now();
-            *into = (now - clock).as_secs_f32() * 1000.0;
-            clock = now;
-        };
+        let mut laps = Laps::start();
         let texts = model.encode_texts(prompts)?;
-        lap(&mut times.text_ms);
+        laps.lap(&mut times.text_ms);
         // Until this frame's step succeeds the tracker's state is in doubt:
         // a failed (or cancelled) step starts the masklets again.
         self.features = None;
         let features = model.encode_image(frame)?;
-        lap(&mut times.image_ms);
+        laps.lap(&mut times.image_ms);
         let step = match self.tracker.step(&features, &texts, hints.detect) {
             Ok(step) => step,
             Err(e) => {
@@ -88,14 +82,14 @@ impl VideoSegmenter {
                 return Err(e);
             }
         };
-        lap(&mut times.decode_ms);
+        laps.lap(&mut times.decode_ms);
         let mut instances = step.postprocess(frame.width, frame.height);
         for inst in &mut instances {
             if let Some(p) = prompts.get(inst.prompt_index) {
                 inst.label = p.to_string();
             }
         }
-        lap(&mut times.post_ms);
+        laps.lap(&mut times.post_ms);
         self.held = step.object_ids.iter().map(|id| id + 1).collect();
         self.features = Some(features);
         self.times = Some(times);
