@@ -7,6 +7,12 @@ pub(crate) fn binary(mask: &[f32]) -> Vec<bool> {
     mask.iter().map(|v| *v > 0.0).collect()
 }
 
+/// A detection's mask as the tracker takes it: 1 where the logit is >= 0.5,
+/// else 0 (a threshold on logits, as transformers writes it).
+pub(crate) fn detection_prompt(logits: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    logits.iter().map(|v| if *v >= 0.5 { 1.0 } else { 0.0 })
+}
+
 pub(crate) fn any_positive(mask: &[f32]) -> bool {
     mask.iter().any(|v| *v > 0.0)
 }

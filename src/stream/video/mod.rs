@@ -91,26 +91,31 @@ impl VideoStep {
                 mask.iter().any(|v| *v).then_some((o, mask))
             })
             .collect();
-        if kept.len() > 1 {
+        // Objects of other prompts do not compete: one group per prompt.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, (o, _)) in kept.iter().enumerate() {
+            match groups
+                .iter_mut()
+                .find(|g| kept[g[0]].0.prompt_index == o.prompt_index)
+            {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        for group in groups.iter().filter(|g| g.len() > 1) {
             for p in 0..width * height {
-                // The first best on ties (numpy's argmax); objects of other
-                // prompts do not compete.
-                let mut best: Vec<(usize, usize, f32)> = Vec::new(); // (prompt, index, score)
-                for (i, (o, mask)) in kept.iter().enumerate() {
-                    if !mask[p] {
-                        continue;
-                    }
-                    match best.iter_mut().find(|b| b.0 == o.prompt_index) {
-                        Some(b) if o.tracker_score > b.2 => {
-                            *b = (o.prompt_index, i, o.tracker_score)
-                        }
-                        Some(_) => {}
-                        None => best.push((o.prompt_index, i, o.tracker_score)),
+                // The first best on ties (numpy's argmax).
+                let mut best: Option<usize> = None;
+                for &i in group {
+                    let better =
+                        best.is_none_or(|b| kept[i].0.tracker_score > kept[b].0.tracker_score);
+                    if kept[i].1[p] && better {
+                        best = Some(i);
                     }
                 }
-                for (i, (o, mask)) in kept.iter_mut().enumerate() {
-                    if mask[p] && best.iter().any(|b| b.0 == o.prompt_index && b.1 != i) {
-                        mask[p] = false;
+                for &i in group {
+                    if Some(i) != best {
+                        kept[i].1[p] = false;
                     }
                 }
             }
@@ -463,13 +468,8 @@ impl VideoTracker {
                 if raw_scores[k] <= t.high_conf_thresh {
                     continue;
                 }
-                let mask = (!t.recondition_on_trk_masks).then(|| {
-                    dets[d]
-                        .mask
-                        .iter()
-                        .map(|v| if *v >= 0.5 { 1.0 } else { 0.0 })
-                        .collect()
-                });
+                let mask = (!t.recondition_on_trk_masks)
+                    .then(|| masks::detection_prompt(&dets[d].mask).collect());
                 recond.push((k, d, mask));
             }
         }
@@ -519,8 +519,8 @@ impl VideoTracker {
         let mut tracker_scores: Vec<f32> = raw_scores.iter().map(|s| sigmoid(*s)).collect();
         tracker_scores.extend(new.iter().map(|&d| dets[d].score));
 
-        // 5. new objects: their detection mask (logits >= 0.5, a threshold on
-        // logits as written) is their first, conditioning output. transformers
+        // 5. new objects: their detection mask (masks::detection_prompt) is
+        // their first, conditioning output. transformers
         // then re-runs the tracker on every existing object without a
         // conditioning output here and re-encodes ALL of them from their
         // image-size masks, binarized (one flag for the batch): on such
@@ -532,12 +532,7 @@ impl VideoTracker {
         if !new.is_empty() {
             let prompt_masks: Vec<f32> = new
                 .iter()
-                .flat_map(|&d| {
-                    dets[d]
-                        .mask
-                        .iter()
-                        .map(|v| if *v >= 0.5 { 1.0 } else { 0.0 })
-                })
+                .flat_map(|&d| masks::detection_prompt(&dets[d].mask))
                 .collect();
             new_outs = engines::mask_prompt(engines, &levels, prompt_masks, &self.sizes)?;
             let again: Vec<&TrackerOutput> = (0..n_old)
@@ -643,7 +638,7 @@ impl VideoTracker {
         self.frame += 1;
         Ok(VideoStep {
             frame: f,
-            object_ids: self.objects.iter().map(|o| o.id).collect(),
+            object_ids: self.object_ids(),
             outputs,
         })
     }
