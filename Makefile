@@ -92,6 +92,9 @@ studio: deps
 # Regenerates the tiny bundle and its golden outputs with the PyTorch reference.
 fixtures: engines-deps
 	.venv/bin/python engines/make_tiny_sam3.py
+	# tests/fused_attention.rs: the tiny engines with every attention fused
+	for e in image_encoder decoder; do .venv/bin/python engines/fuse_attention.py \
+		tests/fixtures/tiny-sam3/$$e.onnx tests/fixtures/fused-attention/$$e.onnx --min-tokens 0; done
 
 # The tiny video bundle (SAM 3's tracker engines) and its golden clip from
 # transformers' streaming Sam3VideoModel (issue 28; docs/video-tracker.md),
