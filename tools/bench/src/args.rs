@@ -196,6 +196,11 @@ mod tests {
         );
         assert_eq!(a.work, repo().join("out/bench"));
         assert!(!a.reference && !a.skip_stages && !a.skip_pipelines);
+        assert!(!a.video);
+        assert_eq!(
+            (a.video_objects.as_slice(), a.video_warmup, a.video_frames),
+            (&[1, 4, 16][..], 7, 5)
+        );
         assert!(a.reference_json.is_none() && a.child_share.is_none());
     }
 
@@ -240,6 +245,8 @@ mod tests {
             &["--threads", "two"],
             &["--bundle"],
             &["--frobnicate"],
+            &["--video-objects", "1,0"],
+            &["--video-frames", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
