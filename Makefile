@@ -186,7 +186,7 @@ bench: engines-deps
 # The tracker bench (engines/BENCHMARK.md, "Tracker bench"): a frame's parts
 # with 1, 4 and 16 objects through SAM 3's video loop, beside the
 # detector-only path, and transformers' Sam3VideoModel streaming on the same
-# frames for the ratio. Builds engines/work/bench-video once (~4-5 min, 4.3 GB
+# frames for the ratio. Builds engines/work/bench-video once (~4-5 min, 4.4 GB
 # peak); the run takes about 6-8 minutes on 2 idle cores (estimated). Start it
 # on an idle machine: it warns at load 0.5 and above. Extra options:
 # BENCH_VIDEO_ARGS=... (e.g. --video-objects 1,4 --video-frames 3)
