@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     tokenizer = export_sam3.build_clip_tokenizer()
     enc = tokenizer(a.prompt, return_tensors="pt", padding="max_length", max_length=32)
     paths = frame_paths(a.frames)
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    images = [np.array(Image.open(p).convert("RGB")) for p in paths]  # writable: torch.from_numpy warns otherwise
     pixels = [image_processor(images=im, return_tensors="pt").pixel_values for im in images]
     if a.warmup >= len(pixels):
         raise SystemExit(f"bench_video_reference: error: --warmup {a.warmup} leaves none of the "
