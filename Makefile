@@ -17,7 +17,7 @@ export SAMCLIPSEG_DEV_ORT ?= 1
 # the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
 FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench toy eval-toy toy-tracker
+.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench bench-video toy eval-toy toy-tracker
 
 deps:
 	bash scripts/setup.sh
@@ -185,6 +185,20 @@ bench: engines-deps
 	mkdir -p $(OUT)
 	set -o pipefail; cargo run --release -p samclipseg-bench -- \
 		--bundle $(BENCH_BUNDLE) --reference --remote --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
+
+# The tracker bench (engines/BENCHMARK.md, "Tracker bench"): a frame's parts
+# with 1, 4 and 16 objects through SAM 3's video loop, beside the
+# detector-only path, and transformers' Sam3VideoModel streaming on the same
+# frames for the ratio. Builds engines/work/bench-video once (~4-5 min, 4.4 GB
+# peak); the run takes about 6-8 minutes on 2 idle cores (estimated). Start it
+# on an idle machine: it warns at load 0.5 and above. Extra options:
+# BENCH_VIDEO_ARGS=... (e.g. --video-objects 1,4 --video-frames 3)
+BENCH_VIDEO_BUNDLE ?= engines/work/bench-video
+bench-video: engines-deps
+	.venv/bin/python engines/make_bench_sam3.py --tracker --out $(BENCH_VIDEO_BUNDLE)
+	mkdir -p $(OUT)
+	set -o pipefail; cargo run --release -p samclipseg-bench -- --video --reference \
+		--bundle $(BENCH_VIDEO_BUNDLE) --work $(OUT)/bench-video $(BENCH_VIDEO_ARGS) | tee $(OUT)/bench-video.txt
 
 .PHONY: soak fuzz
 

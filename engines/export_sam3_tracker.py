@@ -403,7 +403,16 @@ def verify_tracker(video_model, out_dir: str, threads: int, tol: float, log, see
         else:
             f2, ml, _, _ = a
             side_s = video_model.tracker_model.image_size
-            for n, side, binar in ((1, ml.shape[-1], 0.0), (3, ml.shape[-1], 0.0), (2, side_s, 1.0)):
+            # binarize is checked at the memory's own size (4 M: the resize is the
+            # identity); the resize from S (the loop's high-res masks) with the
+            # sigmoid. Binarizing after a real resize compares float rounding, not
+            # the engine: on the 504 px bench bundle about 2 of 663,552 resized
+            # random logits lie within 1e-5 of 0, one flips sign between PyTorch and
+            # ONNX Runtime, and that one pixel moves ~1,300 memory values by up to
+            # 0.036 (measured; both other variants pass there)
+            side_mem = 4 * ml.shape[-1]
+            for n, side, binar in ((1, ml.shape[-1], 0.0), (3, ml.shape[-1], 0.0), (2, side_s, 0.0),
+                                   (2, side_mem, 1.0)):
                 yield (f2, torch.randn(n, 1, side, side, generator=g) * 5, torch.randn(n, 1, generator=g) * 5,
                        torch.full((1,), binar))
 
@@ -432,7 +441,7 @@ def verify_tracker(video_model, out_dir: str, threads: int, tol: float, log, see
                 report[key] = max(report.get(key, 0.0), d)
                 if bad.any():
                     ok = False
-                    log(f"  {key} (batch {args[0].shape[0] if name != 'tracker_memory_attention' else args[2].shape[:2]}): "
+                    log(f"  {key} (batch {args[2].shape[:2] if name == 'tracker_memory_attention' else args[1 if name == 'tracker_memory_encoder' else 0].shape[0]}): "
                         f"max|diff| {d:.3e} > {tol:g} * {scale:.3g}  FAIL")
     for k, v in report.items():
         log(f"  {k:52s} max|onnx - torch| {v:.3e}")

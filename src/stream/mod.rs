@@ -45,7 +45,7 @@ pub use model::{FrameModel, RunHints, StageTimes, SuggestSource};
 
 pub use segmenter::Segmenter;
 pub use tracker::{Tracker, mask_iou};
-pub use video::{VideoLimits, VideoObject, VideoStep, VideoTracker};
+pub use video::{VideoLimits, VideoObject, VideoStep, VideoStepTimes, VideoTracker};
 pub use video_segmenter::VideoSegmenter;
 
 use crate::error::{Error, Result};

@@ -14,6 +14,7 @@ mod memory;
 mod rules;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::image::postprocess::{Instance, Mask, sigmoid};
@@ -144,6 +145,32 @@ impl VideoStep {
     }
 }
 
+/// Where a [`VideoTracker::step`] spent its time, in milliseconds of wall
+/// time (the tracker bench reads it; a part that did not run counts 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VideoStepTimes {
+    /// The detector: decoder, scores, NMS.
+    pub detect_ms: f32,
+    /// Every existing object one frame further: memory attention and the
+    /// mask decoder (and hole filling).
+    pub propagate_ms: f32,
+    /// Association, keep-alive, reconditioning and the memory encoder on
+    /// the existing objects' masks.
+    pub memory_ms: f32,
+    /// New objects: their prompt masks through the tracker and the memory
+    /// encoder again (frames that create objects only).
+    pub new_objects_ms: f32,
+    /// The whole step.
+    pub total_ms: f32,
+}
+
+impl VideoStepTimes {
+    /// Everything but the detector: the tracker's part of the frame.
+    pub fn tracker_ms(&self) -> f32 {
+        self.total_ms - self.detect_ms
+    }
+}
+
 /// One tracked object.
 struct Object {
     id: u64,
@@ -170,6 +197,7 @@ pub struct VideoTracker {
     objects: Vec<Object>,
     next_id: u64,
     frame: u64,
+    times: VideoStepTimes,
 }
 
 impl VideoTracker {
@@ -205,6 +233,7 @@ impl VideoTracker {
             objects: Vec::new(),
             next_id: 0,
             frame: 0,
+            times: VideoStepTimes::default(),
         })
     }
 
@@ -228,6 +257,11 @@ impl VideoTracker {
         self.objects.clear();
         self.next_id = 0;
         self.frame = 0;
+    }
+
+    /// Where the last successful [`VideoTracker::step`] spent its time.
+    pub fn last_step_times(&self) -> VideoStepTimes {
+        self.times
     }
 
     /// Objects held.
@@ -400,6 +434,14 @@ impl VideoTracker {
         texts: &[Arc<TextFeatures>],
         detect: bool,
     ) -> Result<VideoStep> {
+        let start = Instant::now();
+        let mut times = VideoStepTimes::default();
+        let mut lap = Instant::now();
+        let mut laps = |into: &mut f32| {
+            let now = Instant::now();
+            *into = (now - lap).as_secs_f32() * 1000.0;
+            lap = now;
+        };
         let engines = self.model.tracker_engines()?;
         let levels = self.levels(features)?;
         let t = self.spec.clone();
@@ -412,6 +454,7 @@ impl VideoTracker {
         } else {
             Vec::new()
         };
+        laps(&mut times.detect_ms);
 
         // 2. every existing object one tracked frame further, then hole
         // filling of its low-res mask
@@ -431,6 +474,7 @@ impl VideoTracker {
             })
             .collect();
         let trk_empty: Vec<bool> = trk_masks.iter().map(|k| !masks::any_positive(k)).collect();
+        laps(&mut times.propagate_ms);
 
         // 3. plan: association, object cap, keep-alive, reconditioning
         let prompts: Vec<usize> = self.objects.iter().map(|o| o.prompt).collect();
@@ -514,6 +558,7 @@ impl VideoTracker {
             )?;
         }
 
+        laps(&mut times.memory_ms);
         let new_ids: Vec<u64> = (self.next_id..self.next_id + new.len() as u64).collect();
         self.next_id += new.len() as u64;
         let mut tracker_scores: Vec<f32> = raw_scores.iter().map(|s| sigmoid(*s)).collect();
@@ -559,6 +604,7 @@ impl VideoTracker {
             }
             new_memories = encoded.collect();
         }
+        laps(&mut times.new_objects_ms);
 
         // 6. outputs: tracked masks for the existing objects, the detection
         // mask (holes filled) for a new one, the raw detection mask for a
@@ -636,6 +682,8 @@ impl VideoTracker {
             self.objects.retain(|o| o.empty_frames < n);
         }
         self.frame += 1;
+        times.total_ms = start.elapsed().as_secs_f32() * 1000.0;
+        self.times = times;
         Ok(VideoStep {
             frame: f,
             object_ids: self.object_ids(),

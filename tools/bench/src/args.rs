@@ -100,6 +100,25 @@ pub struct Args {
     /// The prompt of part E's pipelines (the toy bundle knows the shapes world).
     #[arg(long, value_name = "TEXT", default_value = "red circle")]
     pub live_prompt: String,
+    /// The tracker bench only (engines/BENCHMARK.md, "Tracker bench"): a
+    /// frame's parts with N objects through SAM 3's video loop, beside the
+    /// detector-only path; with --reference, transformers' Sam3VideoModel
+    /// streaming on the same frames. Needs a bundle with tracker engines
+    /// (`engines/make_bench_sam3.py --tracker`). Parts A to E do not run.
+    #[arg(long)]
+    pub video: bool,
+    /// --video: the object counts N, one run each.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,4,16",
+          value_parser = parse_objects)]
+    pub video_objects: Vec<usize>,
+    /// --video: frames at the start of each run that fill the memory bank
+    /// (7 memory frames) and are not counted.
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub video_warmup: u32,
+    /// --video: frames timed after the warm-up, per run.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub video_frames: u32,
     /// Internal: run the sharing pipeline with this many elements and print one line.
     #[arg(long, value_name = "N", hide = true)]
     pub child_share: Option<usize>,
@@ -111,6 +130,15 @@ fn parse_precision(s: &str) -> Result<samclipseg::Precision, String> {
             "`{s}`: expected fp32, bf16 or int8 (auto is one of them, and is marked)"
         )),
         Some(p) => Ok(p),
+    }
+}
+
+fn parse_objects(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}`: an object count is a whole number, at least 1"
+        )),
     }
 }
 
@@ -168,6 +196,11 @@ mod tests {
         );
         assert_eq!(a.work, repo().join("out/bench"));
         assert!(!a.reference && !a.skip_stages && !a.skip_pipelines);
+        assert!(!a.video);
+        assert_eq!(
+            (a.video_objects.as_slice(), a.video_warmup, a.video_frames),
+            (&[1, 4, 16][..], 7, 5)
+        );
         assert!(a.reference_json.is_none() && a.child_share.is_none());
     }
 
@@ -212,6 +245,8 @@ mod tests {
             &["--threads", "two"],
             &["--bundle"],
             &["--frobnicate"],
+            &["--video-objects", "1,0"],
+            &["--video-frames", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }

@@ -36,9 +36,13 @@ pub fn warn_if_busy(when: &str) {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0.0);
-    if load1 > IDLE_LOAD {
+    if load1 >= IDLE_LOAD {
+        eprintln!(
+            "[bench] WARNING: the machine is busy {when} (load average {load1:.2}, at or above \
+             {IDLE_LOAD}): these figures are not the project's figures"
+        );
         println!(
-            "\n**WARNING: the machine was busy {when}** (load average {load1:.2} on {cpus} CPUs, above \
+            "\n**WARNING: the machine was busy {when}** (load average {load1:.2} on {cpus} CPUs, at or above \
              {IDLE_LOAD}, before it ran anything): other work is running, and it slows the two sides \
              unequally. Do not publish these figures; run again on an idle machine.\n"
         );

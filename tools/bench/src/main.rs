@@ -21,6 +21,7 @@ mod remote;
 mod report;
 mod stages;
 mod stats;
+mod video;
 
 use args::Args;
 use error::BoxResult;
@@ -70,6 +71,16 @@ fn run() -> BoxResult<()> {
     );
 
     let mut out = String::new();
+    if a.video {
+        let bench = video::run(&a, &rgba)?;
+        video::report(&mut out, &bench)?;
+        print!("{}", std::mem::take(&mut out));
+        println!(
+            "\nLoad average at the end: {} (this bench's own threads included).",
+            machine::load_average()
+        );
+        return Ok(());
+    }
     if !a.skip_stages {
         let part_a = stages::run(&a, &rgba, &png)?;
         report::part_a(&mut out, &part_a, a.iters())?;
