@@ -22,6 +22,7 @@ use crate::image::resize::resize_plane_bilinear;
 use crate::model::bundle::TrackerSpec;
 use crate::model::sam3::{ImageFeatures, Sam3Model, TextFeatures};
 use crate::model::tensor::{TensorF32, TensorI64};
+use crate::stream::model::Laps;
 use engines::{Levels, PropagateBatch, Sizes, TrackerOutput};
 use memory::{Bounds, ObjectMemory};
 use rules::{Detection, NEVER_OCCLUDED};
@@ -436,12 +437,7 @@ impl VideoTracker {
     ) -> Result<VideoStep> {
         let start = Instant::now();
         let mut times = VideoStepTimes::default();
-        let mut lap = Instant::now();
-        let mut laps = |into: &mut f32| {
-            let now = Instant::now();
-            *into = (now - lap).as_secs_f32() * 1000.0;
-            lap = now;
-        };
+        let mut laps = Laps::start();
         let engines = self.model.tracker_engines()?;
         let levels = self.levels(features)?;
         let t = self.spec.clone();
@@ -454,7 +450,7 @@ impl VideoTracker {
         } else {
             Vec::new()
         };
-        laps(&mut times.detect_ms);
+        laps.lap(&mut times.detect_ms);
 
         // 2. every existing object one tracked frame further, then hole
         // filling of its low-res mask
@@ -474,7 +470,7 @@ impl VideoTracker {
             })
             .collect();
         let trk_empty: Vec<bool> = trk_masks.iter().map(|k| !masks::any_positive(k)).collect();
-        laps(&mut times.propagate_ms);
+        laps.lap(&mut times.propagate_ms);
 
         // 3. plan: association, object cap, keep-alive, reconditioning
         let prompts: Vec<usize> = self.objects.iter().map(|o| o.prompt).collect();
@@ -558,7 +554,7 @@ impl VideoTracker {
             )?;
         }
 
-        laps(&mut times.memory_ms);
+        laps.lap(&mut times.memory_ms);
         let new_ids: Vec<u64> = (self.next_id..self.next_id + new.len() as u64).collect();
         self.next_id += new.len() as u64;
         let mut tracker_scores: Vec<f32> = raw_scores.iter().map(|s| sigmoid(*s)).collect();
@@ -604,7 +600,7 @@ impl VideoTracker {
             }
             new_memories = encoded.collect();
         }
-        laps(&mut times.new_objects_ms);
+        laps.lap(&mut times.new_objects_ms);
 
         // 6. outputs: tracked masks for the existing objects, the detection
         // mask (holes filled) for a new one, the raw detection mask for a
