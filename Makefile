@@ -145,15 +145,15 @@ toy: engines-deps
 
 # The toy video bundle (issue 28, item 5; engines/README.md, "The toy tracker"):
 # the toy detector (frozen) with a small SAM 3 tracker trained on shapes-world
-# clips with occlusions (resumable from engines/work/toy-tracker/state.pt; the
-# cosine LR follows steps or 55 minutes of wall time, whichever is further
-# along), exported into tests/fixtures/toy-shapes-video with its occlusion clip
-# and the demonstration (engines/toy_tracker_demo.py: the SAM 3 loop vs the
-# overlap tracker on that clip).
+# clips with occlusions, hides with a return elsewhere and jumps (resumable from
+# engines/work/toy-tracker/state.pt; the cosine LR follows steps or 35 minutes
+# of wall time, whichever is further along), exported into
+# tests/fixtures/toy-shapes-video with its occlusion clip and the demonstration
+# (engines/toy_tracker_demo.py: the SAM 3 loop vs the overlap tracker on that clip).
 TOY_TRACKER_WORK := engines/work/toy-tracker
 toy-tracker: engines-deps
-	nice -n 10 .venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --steps 2000 \
-		--clips 2 --frames 8 --schedule-minutes 55 --eval-every 200 --eval-clips 16
+	nice -n 5 .venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --steps 4000 \
+		--clips 3 --frames 8 --schedule-minutes 35 --eval-every 100 --eval-clips 16
 	.venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --finish
 	.venv/bin/python engines/make_toy_video_fixture.py --checkpoint $(TOY_TRACKER_WORK)/checkpoint
 

@@ -11,6 +11,10 @@ square (wholly hidden on frames 6-8), a blue triangle drifts below; prompt
 
 * SAM 3's streaming loop (``tracker=sam3``): reference_video.VideoLoop, the
   executable spec of the Rust port.
+  With the element's bound on lost objects (``track-patience``, default 5, is
+  also ``VideoLimits::lost_frames`` with ``tracker=sam3``: an object whose
+  tracked mask is empty on 5 frames in a row is dropped, src/stream/video/mod.rs),
+  which transformers' streaming mode does not have.
 * The element's default tracker (``tracker=overlap``, src/stream/tracker.rs):
   the bundle's detector alone on every frame (post-processing as
   reference_postprocess.py: score > the bundle's default threshold, mask
@@ -126,15 +130,27 @@ def run(bundle: str, frames_dir: str | None = None, threads: int = 1, verbose: b
     rows = []
     sam_id = None
     ov_id = None
+    empty_run: dict[int, int] = {}  # object id -> frames in a row with an empty tracked mask
+    dropped = []
     if frames_dir:
         os.makedirs(frames_dir, exist_ok=True)
     for f, scene in world.occlusion_clip():
         size = scene.image.shape[0]
+        truth = next(m for s, m in zip(scene.shapes, scene.masks) if s.ident == 1)
         if frames_dir:
             Image.fromarray(scene.image).save(os.path.join(frames_dir, f"frame-{f:02d}.png"), optimize=True)
-        truth = next(m for s, m in zip(scene.shapes, scene.masks) if s.ident == 1)
+            # the circle's visible pixels (255), for the element test
+            Image.fromarray((truth * 255).astype(np.uint8)).convert("1").save(
+                os.path.join(frames_dir, f"circle-{f:02d}.png"), optimize=True)
         pv = np.ascontiguousarray(((scene.image / 255.0 - 0.5) / 0.5).astype(np.float32).transpose(2, 0, 1)[None])
         out = loop.step(pv)
+        # the element's lost-object bound (src/stream/video/mod.rs: empty_frames, lost_frames)
+        for oid, m in out["obj_id_to_mask"].items():
+            empty_run[oid] = 0 if (m > 0).any() else empty_run.get(oid, 0) + 1
+        gone = [o.id for o in loop.objs if empty_run.get(o.id, 0) >= PATIENCE]
+        if gone:
+            dropped += [(f, i) for i in gone]
+            loop.objs = [o for o in loop.objs if o.id not in gone]
         out_ids, _scores, masks = loop.postprocess(out, size, size)
         if sam_id is None:
             sam_id = best_match(out_ids, masks, truth)[0]
@@ -172,7 +188,9 @@ def run(bundle: str, frames_dir: str | None = None, threads: int = 1, verbose: b
             print(f"frame {f:2d}: circle {row['visible_px']:4d} px | sam3 ids {s['ids']} id {sam_id}: "
                   f"{s['circle_id_px']:4d} px IoU {s['circle_id_iou']:.3f} (best {s['best'][0]}) | "
                   f"overlap ids {o['ids']} id {ov_id}: IoU {o['circle_id_iou']:.3f} (best {o['best'][0]})", flush=True)
-    return verdict(rows, loop.events)
+    res = verdict(rows, loop.events)
+    res["sam3_dropped_by_track_patience"] = [{"frame": f, "id": i} for f, i in dropped]
+    return res
 
 
 def verdict(rows, events) -> dict:

@@ -19,24 +19,31 @@ token, not hidden/64: transformers' own streaming code fails there (a
 engines (export_sam3_tracker.wrappers) and the ONNX loop (reference_video.py)
 do not; the wrappers are what this script trains through.
 
-Training is SAM 2's: per clip and object the first frame's ground-truth mask is
+Training is SAM 2's: per clip and object the first frame's true mask is
 the object's conditioning input (``tracker_mask_prompt``, as a new detection
 is in the loop), then every later frame is propagated with the engines' own
 modules (``tracker_memory_attention`` over the conditioning memory, the last
 ``num_maskmem - 1`` frames' memories and the object pointers, then the mask
 decoder), and the frame's predicted mask is memory-encoded as the loop does
 (object score +-10 by whether the mask is empty, sigmoid of the low-res
-logits).  Loss per tracked frame: BCE (x20) + dice of each of the decoder's three masks
-against the truth (up-sampled to 168 px, only where the object is visible;
-SAM 2 takes the best of the three, see ``losses``), L1 of the predicted IoUs
-against the masks' real IoUs, and
-BCE of the object-score logit against "the object is visible"; averaged over
-frames and objects.
+logits; in a share of the clips, ``--teacher-forcing``, from the true mask).
+Loss per tracked frame (``losses``): 20 x BCE + dice of each of the decoder's
+three masks against the truth (up-sampled to 168 px, where the object is
+visible), L1 of the predicted IoUs against the masks' real IoUs, and BCE of the
+object-score logit against "the object is visible" with the visible and the
+hidden object-frames weighing half each; frames after a hide weigh
+``--reacq-weight`` times as much.
 
-Clips (``train_clip``): 2-4 shapes over a textured background, moving,
-crossing; in most clips one shape passes fully behind a larger one for a few
-frames and comes out on the other side.  Every shape visible on the first
-frame is an object to track (at most ``--objects``).
+Clips (``train_clip``), three kinds over a textured background, 2-4 shapes, no
+two alike in colour and shape: "occlude" (straight-line motion; one shape
+passes wholly behind a larger one drawn over it), "return" (one or two shapes
+vanish for 1-4 frames and come back elsewhere, moving another way) and
+"teleport" (every shape at a new random place every frame, now and then not
+drawn).  The last two can only be solved by finding the object again by its
+look.  The first ``--smooth-steps`` steps use "occlude" clips only, then the
+``--clip-mix`` (a curriculum: with the jumps from the start every run settled
+on one all-shapes mask that ignored the memory; engines/README.md).  Every
+shape with >= 60 px on frame 0 is an object to track (at most ``--objects``).
 
 Every ``--save-every`` steps the state goes to WORK/state.pt; a rerun with the
 same WORK resumes (the batch of step k comes from seed (SEED, k)).
@@ -65,9 +72,20 @@ import shapes_world as world  # noqa: E402
 SEED = 11
 DETECTOR = os.path.join(ROOT, "tests", "fixtures", "toy-shapes-sam3", "reference")
 VISIBLE_PX = 6  # a shape with fewer visible pixels (at 168 px) counts as not there
-REACQ_WEIGHT = 4.0  # loss weight of the frames after an object was hidden (see losses; --reacq-weight)
+REACQ_WEIGHT = 2.0  # loss weight of the frames after an object was hidden (see losses; --reacq-weight)
 OBJ_WEIGHT = 1.0  # weight of the object-score BCE (--obj-weight)
-OCCLUSION_SHARE = 0.8  # share of clips with a hide behind a larger shape (--occlusion-share)
+# the clip kinds' shares (train_clip; --clip-mix): the re-find clips ("return", "teleport") make
+# finding an object again by its look the dense part of the loss, not one object in six
+CLIP_MIX = {"occlude": 0.5, "return": 0.35, "teleport": 0.15}
+TEACHER_FORCING = 0.3  # share of clips whose tracked frames' memories are encoded from the truth (--teacher-forcing)
+NECK_LR = 1.0  # the tracker neck's LR as a share of --lr (--neck-lr)
+# a curriculum: the first SMOOTH_STEPS steps train on "occlude" clips only (smooth motion, where
+# following the memory pays), then CLIP_MIX.  With the re-find clips from the start, three runs
+# settled within 200 steps on one mask for every object (all the shapes, logits just below 0)
+# and an object score that ignored its input: jumps made the memory look useless before it
+# had been learned (engines/README.md, "The toy tracker")
+SMOOTH_STEPS = 250
+NECK_INIT_SCALE = 1 / 16  # the detector neck's last convs scaled by this to start the tracker neck (build_model)
 
 
 # ----------------------------------------------------------------------------- model
@@ -93,7 +111,7 @@ def video_config(detector_dir: str = DETECTOR):
                            low_res_mask_size=4 * size // det.vision_config.backbone_config.patch_size)
 
 
-def build_model(detector_dir: str = DETECTOR):
+def build_model(detector_dir: str = DETECTOR, neck_init: bool = False):
     import torch
     from transformers import Sam3Model, Sam3VideoModel
 
@@ -105,6 +123,19 @@ def build_model(detector_dir: str = DETECTOR):
     for p in vm.detector_model.parameters():
         p.requires_grad_(False)
     vm.detector_model.eval()
+    if not neck_init:
+        return vm
+    # --neck-init: the tracker neck starts as the detector's (same module, same width): its features
+    # already tell the world's colours and shapes apart, which finding an object again by
+    # its look needs (the first recorded run trained it from scratch)
+    vm.tracker_neck.load_state_dict(vm.detector_model.vision_encoder.neck.state_dict())
+    # ... scaled down: the detector's level-2 features have std ~1.9 where a fresh neck's
+    # have ~0.1.  Neither as they are nor scaled did it train here: both runs lost every mask
+    # within 200 steps (engines/README.md, "The toy tracker"); off by default.
+    with torch.no_grad():
+        for layer in vm.tracker_neck.fpn_layers:
+            layer.proj2.weight.mul_(NECK_INIT_SCALE)
+            layer.proj2.bias.mul_(NECK_INIT_SCALE)
     return vm
 
 
@@ -115,55 +146,139 @@ def trainable(vm):
 # ----------------------------------------------------------------------------- data
 
 
-def train_clip(rng: np.random.Generator, frames: int, size: int, max_objects: int):
-    """One clip: frames [F, S, S, 3] uint8 and, per object to track, its visible mask per
-    frame [K, F, S, S] bool.  Shapes move in straight lines (some leave the frame); with
-    probability 0.8 one of them passes fully behind a larger shape drawn over it."""
+def _distinct_shapes(rng: np.random.Generator, n: int, r_min: float, r_max: float):
+    """n random shapes, no two with the same colour AND shape (a twin would make "which one
+    is the object" a coin toss once positions stop telling)."""
+    out = []
+    while len(out) < n:
+        s = world.random_shape(rng, r_min, r_max)
+        if all((s.color, s.shape) != (o.color, o.shape) for o in out):
+            out.append(s)
+    return out
+
+
+def _render_clip(rng, bg, states, order, size):
+    """states[f][k]: the shape k as drawn on frame f, or None (not drawn); drawn in ``order``
+    (later on top).  Returns images [F, S, S, 3] and visible masks [K, F, S, S]."""
+    frames, n = len(states), len(states[0])
+    imgs = []
+    masks = np.zeros((n, frames, size, size), bool)
+    for f in range(frames):
+        drawn = [k for k in order if states[f][k] is not None]
+        scene = world.render(rng, [states[f][k] for k in drawn], size, bg=bg)
+        imgs.append(scene.image)
+        for j, k in enumerate(drawn):
+            masks[k, f] = scene.masks[j]
+    return np.stack(imgs), masks
+
+
+def _moved(s, cx, cy, angle=None):
+    return world.Shape(**{**s.__dict__, "cx": cx, "cy": cy, "angle": s.angle if angle is None else angle})
+
+
+def occlude_clip(rng, frames, size):
+    """Straight-line motion; shape 0 passes wholly behind a larger square or circle drawn
+    over it around a random frame and comes out on the other side (the recorded run's clip)."""
     bg = world.background(rng, size)
     n = int(rng.integers(2, 5))
-    shapes, vel = [], []
+    shapes = _distinct_shapes(rng, n, 0.08, 0.17)
+    vel = []
     for _ in range(n):
-        s = world.random_shape(rng, 0.08, 0.17)
-        speed = rng.uniform(0.0, 0.05)
-        a = rng.uniform(0, 2 * math.pi)
-        shapes.append(s)
+        speed, a = rng.uniform(0.0, 0.05), rng.uniform(0, 2 * math.pi)
         vel.append((speed * math.cos(a), speed * math.sin(a)))
-    if rng.uniform() < OCCLUSION_SHARE:
-        # shape 0 goes behind shape 1 (bigger, a square or a circle) around frame t_mid
-        occ = world.random_shape(rng, 0.22, 0.30)
-        occ.shape = ["square", "circle"][int(rng.integers(2))]
-        tgt = shapes[0]
-        tgt.r = float(rng.uniform(0.07, 0.12))
-        speed = rng.uniform(0.035, 0.07)
-        a = rng.uniform(0, 2 * math.pi)
-        v = (speed * math.cos(a), speed * math.sin(a))
-        t_mid = rng.uniform(2.0, frames - 3.5)
-        occ.cx, occ.cy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
-        ov = (rng.uniform(-0.008, 0.008), rng.uniform(-0.008, 0.008))
-        tgt.cx = occ.cx + occ.r * 0.0 - t_mid * (v[0] - ov[0])
-        tgt.cy = occ.cy - t_mid * (v[1] - ov[1])
-        vel[0] = v
-        shapes.insert(1, occ)
-        vel.insert(1, ov)
+    occ = world.random_shape(rng, 0.22, 0.30)
+    occ.shape = ["square", "circle"][int(rng.integers(2))]
+    tgt = shapes[0]
+    tgt.r = float(rng.uniform(0.07, 0.12))
+    speed, a = rng.uniform(0.035, 0.09), rng.uniform(0, 2 * math.pi)
+    v = (speed * math.cos(a), speed * math.sin(a))
+    t_mid = rng.uniform(2.0, frames - 3.5)
+    occ.cx, occ.cy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
+    ov = (rng.uniform(-0.008, 0.008), rng.uniform(-0.008, 0.008))
+    tgt.cx = occ.cx - t_mid * (v[0] - ov[0])
+    tgt.cy = occ.cy - t_mid * (v[1] - ov[1])
+    vel[0] = v
+    shapes.insert(1, occ)
+    vel.insert(1, ov)
     order = list(rng.permutation(len(shapes)))
-    if len(shapes) > n:  # the occluder above the target
-        i0, i1 = order.index(0), order.index(1)
-        if i1 < i0:
-            order[i0], order[i1] = order[i1], order[i0]
-    imgs = []
-    masks = np.zeros((len(shapes), frames, size, size), bool)
+    i0, i1 = order.index(0), order.index(1)
+    if i1 < i0:  # the occluder above the target
+        order[i0], order[i1] = order[i1], order[i0]
+    states = [[_moved(s, s.cx + f * vel[k][0], s.cy + f * vel[k][1]) for k, s in enumerate(shapes)]
+              for f in range(frames)]
+    return _render_clip(rng, bg, states, order, size)
+
+
+def return_clip(rng, frames, size):
+    """Straight-line motion; one or two shapes vanish (not drawn) for 1-4 frames and come
+    back somewhere else, moving another way: where it was tells nothing, what it looks
+    like (the conditioning frame's memory, the object pointers) finds it."""
+    bg = world.background(rng, size)
+    n = int(rng.integers(2, 5))
+    shapes = _distinct_shapes(rng, n, 0.08, 0.17)
+    for s in shapes:
+        s.cx, s.cy = rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.85)
+    vel = []
+    for _ in range(n):
+        speed, a = rng.uniform(0.0, 0.05), rng.uniform(0, 2 * math.pi)
+        vel.append([speed * math.cos(a), speed * math.sin(a)])
+    pos = [[s.cx, s.cy] for s in shapes]
+    hide = {}
+    for k in range(min(n, 1 + int(rng.uniform() < 0.4))):
+        t0 = int(rng.integers(1, frames - 1))
+        length = int(rng.integers(1, 5))
+        hide[k] = (t0, min(t0 + length, frames - 1))  # hidden on [t0, t1), back on t1
+    states = []
     for f in range(frames):
-        drawn = []
-        for k in order:
-            s = shapes[k]
-            drawn.append(world.Shape(**{**s.__dict__, "cx": s.cx + f * vel[k][0], "cy": s.cy + f * vel[k][1]}))
-        scene = world.render(rng, drawn, size, bg=bg)
-        imgs.append(scene.image)
-        for j, k in enumerate(order):
-            masks[k, f] = scene.masks[j]
-    # objects: the shapes well visible on the first frame (the occluded one first)
-    keep = [k for k in range(len(shapes)) if masks[k, 0].sum() >= 60][:max_objects]
-    return np.stack(imgs), masks[keep]
+        row = []
+        for k, s in enumerate(shapes):
+            if f:
+                pos[k][0] += vel[k][0]
+                pos[k][1] += vel[k][1]
+            if k in hide and f == hide[k][1]:  # back, somewhere at least 0.25 away
+                for _ in range(20):
+                    nx, ny = rng.uniform(0.12, 0.88), rng.uniform(0.12, 0.88)
+                    if math.hypot(nx - pos[k][0], ny - pos[k][1]) > 0.25:
+                        break
+                pos[k] = [nx, ny]
+                speed, a = rng.uniform(0.0, 0.05), rng.uniform(0, 2 * math.pi)
+                vel[k] = [speed * math.cos(a), speed * math.sin(a)]
+            hidden = k in hide and hide[k][0] <= f < hide[k][1]
+            row.append(None if hidden else _moved(s, pos[k][0], pos[k][1]))
+        states.append(row)
+    return _render_clip(rng, bg, states, list(rng.permutation(n)), size)
+
+
+def teleport_clip(rng, frames, size):
+    """Every shape at a new random place (and angle) on every frame, now and then not drawn
+    at all: following by position is useless, only appearance finds the object."""
+    bg = world.background(rng, size)
+    n = int(rng.integers(2, 5))
+    shapes = _distinct_shapes(rng, n, 0.08, 0.16)
+    states = []
+    for f in range(frames):
+        row = []
+        for s in shapes:
+            gone = f > 0 and rng.uniform() < 0.2
+            row.append(None if gone else _moved(s, rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9),
+                                                s.angle + rng.uniform(-0.5, 0.5)))
+        states.append(row)
+    return _render_clip(rng, bg, states, list(rng.permutation(n)), size)
+
+
+CLIP_KINDS = {"occlude": occlude_clip, "return": return_clip, "teleport": teleport_clip}
+
+
+def train_clip(rng: np.random.Generator, frames: int, size: int, max_objects: int):
+    """One clip: frames [F, S, S, 3] uint8 and, per object to track, its visible mask per
+    frame [K, F, S, S] bool.  The kind is drawn by CLIP_MIX (see the three makers above);
+    every shape with >= 60 px on frame 0 is an object (at most max_objects, shape 0 first)."""
+    kinds = list(CLIP_MIX)
+    p = np.array([CLIP_MIX[k] for k in kinds], dtype=np.float64)
+    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+    imgs, masks = CLIP_KINDS[kind](rng, frames, size)
+    keep = [k for k in range(masks.shape[0]) if masks[k, 0].sum() >= 60][:max_objects]
+    return imgs, masks[keep]
 
 
 def make_batch(step: int, clips: int, frames: int, size: int, max_objects: int, seed: int = SEED):
@@ -243,9 +358,12 @@ class Tracker:
             high_resolution_features=[feat0.expand(n, -1, -1, -1), feat1.expand(n, -1, -1, -1)])
         return masks[:, 0], iou[:, 0], tokens[:, 0], obj.reshape(n, 1)
 
-    def rollout(self, feats, gt_low, visible):
+    def rollout(self, feats, gt_low, visible, teacher: bool = False):
         """One clip, K objects: frame 0 from the truth (conditioning), frames 1.. tracked.
         feats: per frame (f0, f1, f2, p2), each [1, ...]; gt_low [K, F, M, M] 0/1 tensor.
+        ``teacher``: each tracked frame's memory is encoded from the true mask (as logits
+        +-10, object score +-10 by visibility) instead of the prediction, so that early in
+        training the memories already say where the object was.
         Returns per tracked frame (masks3, iou3, obj) for the loss."""
         import torch
 
@@ -288,6 +406,9 @@ class Tracker:
             p = appearing * p + (1 - appearing) * self.trk.no_object_pointer
             # memory as the loop encodes it: score +-10 by emptiness, sigmoid of the low-res logits
             m_in = sel.detach()
+            if teacher:
+                m_in = torch.where(visible[:, f].reshape(k, 1, 1), gt_low[:, f] * 20.0 - 10.0,
+                                   torch.full_like(m_in, -1024.0))
             area = torch.where((m_in > 0).flatten(1).any(1, keepdim=True), 10.0, -10.0)
             mem = ws["tracker_memory_encoder"](f2, m_in[:, None], area, torch.zeros(1))
             past[f] = (mem, p)
@@ -295,48 +416,65 @@ class Tracker:
 
 
 def losses(outs, gt_hi, visible, S):
-    """outs per tracked frame (frames 1..); gt_hi [K, F, S, S] float; visible [K, F] bool."""
+    """outs per tracked frame (frames 1..); gt_hi [K, F, S, S] float; visible [K, F] bool.
+
+    Object score: BCE against "visible", the visible and the hidden object-frames
+    weighing half each (hidden ones are the rarer class: unweighted, the head learned to
+    say "there" always).  Masks where visible: 20 x BCE + dice on each of the three masks
+    (where hidden the loop blanks the mask by the object score).  Frames after a hide weigh
+    REACQ_WEIGHT times as much."""
     import torch
     import torch.nn.functional as F
 
     tot = {"mask": 0.0, "dice": 0.0, "iou": 0.0, "obj": 0.0}
     nm = 0
+    obj_logit, obj_vis, obj_w = [], [], []
     for i, (masks3, iou3, obj) in enumerate(outs):
         f = i + 1
         vis = visible[:, f]
-        # frames after the object was hidden (re-acquisition, what the overlap tracker cannot
-        # do) weigh REACQ_WEIGHT times as much: they are few (about one object in six)
+        # frames after the object was hidden: re-acquisition, what the overlap tracker cannot do
         w = 1.0 + (REACQ_WEIGHT - 1.0) * (vis & ~visible[:, 1:f + 1].all(dim=1)).float()  # [K]
-        tot["obj"] = tot["obj"] + (w * F.binary_cross_entropy_with_logits(obj[:, 0], vis.float(),
-                                                                          reduction="none")).sum()
+        obj_logit.append(obj[:, 0])
+        obj_vis.append(vis.float())
+        obj_w.append(w)
         if vis.any():
-            m = F.interpolate(masks3[vis], size=(S, S), mode="bilinear", align_corners=False)  # [V, 3, S, S]
-            g = gt_hi[vis, f][:, None].expand_as(m)
-            bce = F.binary_cross_entropy_with_logits(m, g, reduction="none").mean(dim=(2, 3))  # [V, 3]
-            p = torch.sigmoid(m)
-            dice = 1 - (2 * (p * g).sum(dim=(2, 3)) + 1) / (p.sum(dim=(2, 3)) + g.sum(dim=(2, 3)) + 1)
-            # SAM 2's weights (focal 20, dice 1; BCE here) on EVERY one of the three masks, not only
-            # the best: with no prompt there is nothing ambiguous to choose between, and the loop
-            # picks the mask by the predicted IoU, which lags (trained on the best mask only, the
-            # run's step-200 check picked its worst mask every time: IoU 0.04, the best 0.60)
+            mv = F.interpolate(masks3[vis], size=(S, S), mode="bilinear", align_corners=False)  # [V, 3, S, S]
+            gv = gt_hi[vis, f][:, None].expand_as(mv)
+            bce = F.binary_cross_entropy_with_logits(mv, gv, reduction="none").mean(dim=(2, 3))  # [V, 3]
             tot["mask"] = tot["mask"] + (w[vis] * (20 * bce).mean(dim=1)).sum()
+            nm += int(vis.sum())
+            p = torch.sigmoid(mv)
+            dice = 1 - (2 * (p * gv).sum(dim=(2, 3)) + 1) / (p.sum(dim=(2, 3)) + gv.sum(dim=(2, 3)) + 1)
+            # on EVERY one of the three masks, not only the best (SAM 2): with no prompt there is
+            # nothing ambiguous to choose between, and the loop picks by the predicted IoU, which
+            # lags (trained on the best mask only, the step-200 check of the first recorded run
+            # picked its worst mask every time)
             tot["dice"] = tot["dice"] + (w[vis] * dice.mean(dim=1)).sum()
             with torch.no_grad():
-                hard = (m > 0).float()
-                inter = (hard * g).sum(dim=(2, 3))
-                union = hard.sum(dim=(2, 3)) + g.sum(dim=(2, 3)) - inter
+                hard = (mv > 0).float()
+                inter = (hard * gv).sum(dim=(2, 3))
+                union = hard.sum(dim=(2, 3)) + gv.sum(dim=(2, 3)) - inter
                 real = inter / union.clamp(min=1)
             tot["iou"] = tot["iou"] + (iou3[vis] - real).abs().sum()  # SAM 2: L1 on every mask's IoU
-            nm += int(vis.sum())
-    n_obj = sum(o[2].shape[0] for o in outs)
-    out = {"obj": OBJ_WEIGHT * tot["obj"] / max(n_obj, 1)}
-    for k in ("mask", "dice", "iou"):
-        out[k] = tot[k] / max(nm, 1)
+    logit, y, w = torch.cat(obj_logit), torch.cat(obj_vis), torch.cat(obj_w)
+    ce = w * F.binary_cross_entropy_with_logits(logit, y, reduction="none")
+    pos, neg = y > 0.5, y < 0.5
+    obj_loss = 0.0
+    for sel in (pos, neg):
+        if sel.any():
+            obj_loss = obj_loss + 0.5 * ce[sel].mean()
+    out = {"obj": OBJ_WEIGHT * obj_loss}
+    out["mask"] = tot["mask"] / max(nm, 1)
+    nv = max(int(visible[:, 1:].sum()), 1)
+    out["dice"] = tot["dice"] / nv
+    out["iou"] = tot["iou"] / nv
     return out
 
 
-def batch_loss(tr: Tracker, batch, S: int):
+def batch_loss(tr: Tracker, batch, S: int, step: int = 0):
     import torch
+
+    teacher = np.random.default_rng([SEED, step, 7])
 
     pv = pixel_values(np.concatenate([imgs for imgs, _ in batch]))
     f0, f1, f2, p2 = tr.features(pv)
@@ -349,7 +487,7 @@ def batch_loss(tr: Tracker, batch, S: int):
         gt_low = torch.from_numpy(area_down(masks, tr.M))
         gt_hi = torch.from_numpy(masks.astype(np.float32))
         visible = torch.from_numpy(masks.sum(axis=(2, 3)) >= VISIBLE_PX)
-        outs = tr.rollout(feats, gt_low, visible)
+        outs = tr.rollout(feats, gt_low, visible, teacher=bool(teacher.uniform() < TEACHER_FORCING))
         for k, v in losses(outs, gt_hi, visible, S).items():
             total[k] = total.get(k, 0.0) + v / len(batch)
     return total
@@ -358,12 +496,33 @@ def batch_loss(tr: Tracker, batch, S: int):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def quick_eval(tr: Tracker, clips: int, frames: int, size: int, max_objects: int, seed: int = SEED + 1000):
-    """Held-out clips, the loop's selection rule: mean IoU where visible, object-score
-    accuracy, and the IoU on the first visible frame after a hidden one (re-acquisition)."""
+def _loop_masks(outs, size):
+    """The loop's choice per tracked frame: the mask with the best predicted IoU, empty
+    where the object score is <= 0; [T, K, S, S] bool, and the object logits [T, K]."""
     import torch
 
-    ious, acc, reacq = [], [], []
+    preds, objs = [], []
+    for masks3, iou3, obj in outs:
+        best = iou3.argmax(dim=1)
+        sel = masks3[torch.arange(masks3.shape[0]), best][:, None]
+        hi = torch.nn.functional.interpolate(sel, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        preds.append(((hi > 0) & (obj > 0)[:, :, None]).numpy())
+        objs.append(obj[:, 0].numpy())
+    return np.stack(preds), np.stack(objs)
+
+
+def _iou(a, b) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def quick_eval(tr: Tracker, clips: int, frames: int, size: int, max_objects: int, seed: int = SEED + 1000):
+    """Held-out clips, the loop's selection rule: mean IoU where visible, object-score
+    accuracy (all object-frames, and the hidden ones alone), the IoU on the first visible
+    frame after a hidden one (``reacq_iou``: re-acquisition) and the best of that frame's
+    and the next one's (``reacq2_iou``: "back within a frame")."""
+    import torch
+
+    ious, acc, acc_hidden, reacq, reacq2 = [], [], [], [], []
     with torch.no_grad():
         for c in range(clips):
             (imgs, masks), = make_batch(c, 1, frames, size, max_objects, seed)
@@ -372,24 +531,43 @@ def quick_eval(tr: Tracker, clips: int, frames: int, size: int, max_objects: int
             feats = [(f0[f:f + 1], f1[f:f + 1], f2[f:f + 1], p2[f:f + 1]) for f in range(frames)]
             gt_low = torch.from_numpy(area_down(masks, tr.M))
             visible = masks.sum(axis=(2, 3)) >= VISIBLE_PX
-            outs = tr.rollout(feats, gt_low, torch.from_numpy(visible))
-            for i, (masks3, iou3, obj) in enumerate(outs):
-                f = i + 1
-                best = iou3.argmax(dim=1)
-                sel = masks3[torch.arange(masks3.shape[0]), best][:, None]
-                hi = torch.nn.functional.interpolate(sel, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-                pred = ((hi > 0) & (obj > 0)[:, :, None]).numpy()
+            pred, obj = _loop_masks(tr.rollout(feats, gt_low, torch.from_numpy(visible)), size)
+            for f in range(1, frames):
                 for k in range(masks.shape[0]):
-                    acc.append(bool(obj[k, 0] > 0) == bool(visible[k, f]))
-                    if visible[k, f]:
-                        inter = (pred[k] & masks[k, f]).sum()
-                        union = (pred[k] | masks[k, f]).sum()
-                        iou = inter / max(union, 1)
-                        ious.append(iou)
-                        if not visible[k, f - 1]:
-                            reacq.append(iou)
+                    acc.append(bool(obj[f - 1, k] > 0) == bool(visible[k, f]))
+                    if not visible[k, f]:
+                        acc_hidden.append(bool(obj[f - 1, k] <= 0))
+                        continue
+                    iou = _iou(pred[f - 1, k], masks[k, f])
+                    ious.append(iou)
+                    if not visible[k, f - 1]:
+                        reacq.append(iou)
+                        nxt = _iou(pred[f, k], masks[k, f + 1]) if f + 1 < frames and visible[k, f + 1] else 0.0
+                        reacq2.append(max(iou, nxt))
+    nan = float("nan")
     return {"miou": float(np.mean(ious)), "obj_acc": float(np.mean(acc)),
-            "reacq_iou": float(np.mean(reacq)) if reacq else float("nan"), "reacq_n": len(reacq)}
+            "obj_acc_hidden": float(np.mean(acc_hidden)) if acc_hidden else nan,
+            "reacq_iou": float(np.mean(reacq)) if reacq else nan,
+            "reacq2_iou": float(np.mean(reacq2)) if reacq2 else nan, "reacq_n": len(reacq)}
+
+
+def occlusion_probe(tr: Tracker, size: int):
+    """The demonstration clip (shapes_world.occlusion_clip) in PyTorch, as a progress
+    probe only (never trained on): the red circle's true mask on frame 1 as the
+    conditioning frame (the loop creates the object from frame 1's detection), frames 2..
+    tracked; per frame the IoU of the loop's choice with the truth."""
+    import torch
+
+    frames = list(world.occlusion_clip(size))
+    imgs = np.stack([sc.image for _, sc in frames[1:]])
+    truth = np.stack([next(m for s, m in zip(sc.shapes, sc.masks) if s.ident == 1) for _, sc in frames[1:]])[None]
+    with torch.no_grad():
+        f0, f1, f2, p2 = tr.features(pixel_values(imgs))
+        feats = [(f0[f:f + 1], f1[f:f + 1], f2[f:f + 1], p2[f:f + 1]) for f in range(imgs.shape[0])]
+        visible = truth.sum(axis=(2, 3)) >= VISIBLE_PX
+        pred, _ = _loop_masks(tr.rollout(feats, torch.from_numpy(area_down(truth, tr.M)),
+                                         torch.from_numpy(visible)), size)
+    return [round(_iou(pred[f - 1, 0], truth[0, f]), 2) for f in range(1, imgs.shape[0])]
 
 
 # ----------------------------------------------------------------------------- driver
@@ -449,18 +627,30 @@ def main(argv=None) -> int:
     ap.add_argument("--init", default="", help="a state.pt to start a new WORK from (its weights, a fresh optimiser)")
     ap.add_argument("--reacq-weight", type=float, default=REACQ_WEIGHT)
     ap.add_argument("--obj-weight", type=float, default=OBJ_WEIGHT)
-    ap.add_argument("--occlusion-share", type=float, default=OCCLUSION_SHARE)
+    ap.add_argument("--clip-mix", default=",".join(f"{k}={v}" for k, v in CLIP_MIX.items()),
+                    help="shares of the clip kinds, e.g. occlude=0.3,return=0.4,teleport=0.3")
+    ap.add_argument("--teacher-forcing", type=float, default=TEACHER_FORCING)
+    ap.add_argument("--smooth-steps", type=int, default=SMOOTH_STEPS,
+                    help="the first steps' clips are all 'occlude' (smooth motion), then --clip-mix")
+    ap.add_argument("--neck-lr", type=float, default=NECK_LR, help="the tracker neck's LR as a share of --lr")
+    ap.add_argument("--neck-init", action="store_true", help="start the tracker neck as the detector's (scaled)")
     args = ap.parse_args(argv)
 
     import torch
 
-    globals().update(REACQ_WEIGHT=args.reacq_weight, OBJ_WEIGHT=args.obj_weight, OCCLUSION_SHARE=args.occlusion_share)
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in args.clip_mix.split(","))}
+    if set(mix) - set(CLIP_KINDS):
+        ap.error(f"--clip-mix: unknown kinds {sorted(set(mix) - set(CLIP_KINDS))}")
+    globals().update(REACQ_WEIGHT=args.reacq_weight, OBJ_WEIGHT=args.obj_weight, CLIP_MIX=mix,
+                     TEACHER_FORCING=args.teacher_forcing)
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     os.makedirs(args.work, exist_ok=True)
-    vm = build_model()
+    vm = build_model(neck_init=args.neck_init)
     size = vm.tracker_model.image_size
-    opt = torch.optim.AdamW(trainable(vm), lr=args.lr, weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW([{"params": list(vm.tracker_model.parameters()), "lr_share": 1.0},
+                             {"params": list(vm.tracker_neck.parameters()), "lr_share": args.neck_lr}],
+                            lr=args.lr, weight_decay=args.weight_decay)
     step = 0
     sp = os.path.join(args.work, "state.pt")
     if os.path.exists(sp):
@@ -497,9 +687,10 @@ def main(argv=None) -> int:
                 print(f"[toy-tracker] schedule done at step {step}", flush=True)
                 break
         for g in opt.param_groups:
-            g["lr"] = lr_at(sched, args.steps, args.lr)
+            g["lr"] = lr_at(sched, args.steps, args.lr) * g.get("lr_share", 1.0)
+        globals()["CLIP_MIX"] = {"occlude": 1.0} if step < args.smooth_steps else mix
         batch = make_batch(step, args.clips, args.frames, size, args.objects)
-        parts = batch_loss(tr, batch, size)
+        parts = batch_loss(tr, batch, size, step)
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -520,10 +711,13 @@ def main(argv=None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             vm.tracker_model.eval()
             vm.tracker_neck.eval()
+            globals()["CLIP_MIX"] = mix  # held-out clips: always the full mix
             ev = quick_eval(tr, args.eval_clips, args.frames, size, args.objects)
+            probe = occlusion_probe(tr, size)
             vm.tracker_model.train()
             vm.tracker_neck.train()
-            print(f"[toy-tracker] eval step {step}: " + json.dumps({k: round(v, 4) for k, v in ev.items()}), flush=True)
+            print(f"[toy-tracker] eval step {step}: " + json.dumps({k: round(v, 4) for k, v in ev.items()})
+                  + f" occlusion clip frames 2-13 IoU {probe}", flush=True)
         if args.deadline_minutes and time.time() - t0 > args.deadline_minutes * 60:
             save(args.work, vm, opt, step)
             print(f"[toy-tracker] deadline: saved at step {step}", flush=True)
