@@ -7,9 +7,9 @@ Why: at full size the ViT's four global-attention layers attend over 5,184
 tokens; the exported pattern writes a 16 x 5184 x 5184 float score matrix
 (1.7 GB) per layer, then reads it back for the softmax and again for the
 product with V. ONNX Runtime's CPU MultiHeadAttention runs the same
-arithmetic as flash attention in blocks that stay in L2 cache: 9% off a
-slice of the full-size dynamic int8 encoder, and no score matrix in memory
-(engines/README.md, "The full-size fresh frame").
+arithmetic as flash attention in blocks that stay in L2 cache: no score
+matrix in memory, and 2-9% off a slice of the full-size dynamic int8 encoder
+(idle to busy; engines/README.md, "The full-size fresh frame").
 
 Only for engines that run on ONNX Runtime's own CPU provider (the dynamic
 int8 variant): TensorRT and OpenVINO do not run this contrib operator, so the
