@@ -61,48 +61,13 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 from bench_reference import reference_dir  # noqa: E402
+from make_tiny_sam3_video import install_cv_utils  # noqa: E402
 
 PARTS = ["backbone", "detector", "propagate", "tracker", "total"]
 
 
 def log(msg: str) -> None:
     print(f"[bench_video_reference] {msg}", file=sys.stderr, flush=True)
-
-
-def install_cv_utils() -> None:
-    """The hub kernel's NMS and connected components on the CPU, vectorised
-    (same results as make_tiny_sam3_video.install_cv_utils)."""
-    import scipy.ndimage as ndi
-    import torch
-    from transformers.models.sam3_video import modeling_sam3_video as msv
-
-    class CvUtils:
-        @staticmethod
-        def generic_nms(ious, probs, iou_threshold, use_iou_matrix=True):
-            # greedy: best score first; a box overlapping a kept one by more than the threshold goes
-            order = torch.argsort(probs, descending=True, stable=True)
-            suppressed = torch.zeros(probs.shape[0], dtype=torch.bool)
-            keep = []
-            for i in order.tolist():
-                if suppressed[i]:
-                    continue
-                keep.append(i)
-                suppressed |= ious[i] > iou_threshold
-            return torch.tensor(sorted(keep), dtype=torch.long)
-
-        @staticmethod
-        def cc_2d(mask, get_counts=True):
-            m = mask.cpu().numpy()
-            labels = np.zeros(m.shape, np.int32)
-            counts = np.zeros(m.shape, np.int32)
-            for i in range(m.shape[0]):
-                lab, _ = ndi.label(m[i, 0], structure=np.ones((3, 3), dtype=int))
-                sizes = np.bincount(lab.ravel())
-                labels[i, 0] = lab
-                counts[i, 0] = np.where(lab > 0, sizes[lab], 0)
-            return torch.from_numpy(labels), torch.from_numpy(counts)
-
-    msv.cv_utils_kernel = CvUtils
 
 
 class Clock:

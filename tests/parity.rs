@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 
 use common::{Golden, cases, compare, load_rgb, tiny_bundle};
-use samclipseg::model::tensor::TensorF32;
 use samclipseg::{BackendOptions, Frame, PackedLayout, PostprocessOptions, Sam3Model};
 
 /// ONNX Runtime vs PyTorch, per engine output.
@@ -53,60 +52,7 @@ fn token_ids_match_the_processor() {
 
 #[test]
 fn engines_match_pytorch() {
-    let m = model();
-    for case in cases() {
-        let g = Golden::open(&case.case);
-        let prompts: Vec<&str> = case.prompts.iter().map(String::as_str).collect();
-
-        let texts = m.encode_texts(&prompts).unwrap();
-        for (p, t) in texts.iter().enumerate() {
-            let reference = g.f32("text_features");
-            compare(
-                "text_features",
-                &t.to_host().unwrap().data,
-                reference.item(p),
-                ENGINE_ATOL,
-                ENGINE_RTOL,
-            );
-        }
-
-        let image = m
-            .encode_pixels(
-                &g.f32("pixel_values"),
-                (case.image_width, case.image_height),
-            )
-            .unwrap();
-        for (name, ours) in ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"]
-            .iter()
-            .zip(&image.to_host().unwrap())
-        {
-            let reference = g.f32(name);
-            // The golden features may be stored per prompt (repeated); compare the first.
-            assert_eq!(ours.shape[1..], reference.shape[1..], "{name} shape");
-            let worst = compare(
-                name,
-                &ours.data,
-                reference.item(0),
-                ENGINE_ATOL,
-                ENGINE_RTOL,
-            );
-            println!("{}: {name} max diff {worst}", case.case);
-        }
-
-        let out = m.decode(&image, &texts).unwrap();
-        let pairs: [(&str, &TensorF32); 4] = [
-            ("pred_logits", &out.pred_logits),
-            ("pred_boxes", &out.pred_boxes),
-            ("pred_masks", &out.pred_masks),
-            ("presence_logits", &out.presence_logits),
-        ];
-        for (name, ours) in pairs {
-            let reference = g.f32(name);
-            assert_eq!(ours.shape, reference.shape, "{name} shape");
-            let worst = compare(name, &ours.data, &reference.data, ENGINE_ATOL, ENGINE_RTOL);
-            println!("{}: {name} max diff {worst}", case.case);
-        }
-    }
+    common::assert_engines_match_goldens(&model(), ENGINE_ATOL, ENGINE_RTOL, "");
 }
 
 #[test]

@@ -119,3 +119,56 @@ pub fn load_rgb(path: &Path) -> (Vec<u8>, usize, usize) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     (img.into_raw(), w, h)
 }
+
+/// Every engine of `m` against the golden outputs of every case: the text
+/// features, the image features and the decoder's outputs, each element
+/// within `atol + rtol * |reference|`. `label` prefixes what is printed.
+pub fn assert_engines_match_goldens(m: &samclipseg::Sam3Model, atol: f32, rtol: f32, label: &str) {
+    for case in cases() {
+        let g = Golden::open(&case.case);
+        let prompts: Vec<&str> = case.prompts.iter().map(String::as_str).collect();
+
+        let texts = m.encode_texts(&prompts).unwrap();
+        let reference = g.f32("text_features");
+        for (p, t) in texts.iter().enumerate() {
+            compare(
+                "text_features",
+                &t.to_host().unwrap().data,
+                reference.item(p),
+                atol,
+                rtol,
+            );
+        }
+
+        let image = m
+            .encode_pixels(
+                &g.f32("pixel_values"),
+                (case.image_width, case.image_height),
+            )
+            .unwrap();
+        for (name, ours) in ["fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"]
+            .iter()
+            .zip(&image.to_host().unwrap())
+        {
+            let reference = g.f32(name);
+            // The golden features may be stored per prompt (repeated); compare the first.
+            assert_eq!(ours.shape[1..], reference.shape[1..], "{name} shape");
+            let worst = compare(name, &ours.data, reference.item(0), atol, rtol);
+            println!("{}: {label}{name} max diff {worst}", case.case);
+        }
+
+        let out = m.decode(&image, &texts).unwrap();
+        let pairs: [(&str, &samclipseg::model::tensor::TensorF32); 4] = [
+            ("pred_logits", &out.pred_logits),
+            ("pred_boxes", &out.pred_boxes),
+            ("pred_masks", &out.pred_masks),
+            ("presence_logits", &out.presence_logits),
+        ];
+        for (name, ours) in pairs {
+            let reference = g.f32(name);
+            assert_eq!(ours.shape, reference.shape, "{name} shape");
+            let worst = compare(name, &ours.data, &reference.data, atol, rtol);
+            println!("{}: {label}{name} max diff {worst}", case.case);
+        }
+    }
+}
