@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Photo, bundle_copy_of, edit_bundle_manifest, harness_on, load_rgba, toy_bundle};
+use common::{Photo, bundle_copy_of, edit_bundle_manifest, harness_on, iou, load_rgba, toy_bundle};
 use gst::prelude::*;
 use gstsamclipseg::{OutputMode, SamClipSegMeta};
 
@@ -21,17 +21,6 @@ fn truth(ids_png: &str, id: u8) -> Vec<bool> {
     let mask: Vec<bool> = ids.as_raw().iter().map(|v| *v == id).collect();
     assert!(mask.iter().any(|v| *v), "{ids_png} has no object {id}");
     mask
-}
-
-fn iou(a: &[bool], b: &[bool]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
-    let union = a.iter().zip(b).filter(|(x, y)| **x || **y).count();
-    if union == 0 {
-        0.0
-    } else {
-        inter as f64 / union as f64
-    }
 }
 
 /// The union of the metadata's instance masks, placed at their rectangles.

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{harness_on, init, load_rgba, tiny_bundle};
+use common::{harness_on, init, iou, load_rgba, tiny_bundle};
 use gst::prelude::*;
 use gstsamclipseg::{InferenceState, OutputMode, SamClipSegMeta, TrackerMode};
 
@@ -241,16 +241,6 @@ fn occlusion_clip() -> Vec<(common::Photo, Vec<bool>)> {
 /// Fewer visible pixels than this and the circle counts as hidden (as the
 /// training's and engines/toy_tracker_demo.py's "visible").
 const VISIBLE_PX: usize = 6;
-
-fn iou(a: &[bool], b: &[bool]) -> f64 {
-    let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
-    let union = a.iter().zip(b).filter(|(x, y)| **x || **y).count();
-    if union == 0 {
-        0.0
-    } else {
-        inter as f64 / union as f64
-    }
-}
 
 /// What the element said about the circle on one frame.
 #[derive(Debug)]

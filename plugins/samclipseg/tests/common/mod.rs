@@ -207,3 +207,15 @@ pub fn edit_bundle_manifest(dir: &std::path::Path, from: &str, to: &str) {
     );
     std::fs::write(&path, text.replace(from, to)).unwrap();
 }
+
+/// Intersection over union of two masks of the same size (0 when both are empty).
+pub fn iou(a: &[bool], b: &[bool]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
+    let union = a.iter().zip(b).filter(|(x, y)| **x || **y).count();
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
