@@ -11,15 +11,16 @@ square (wholly hidden on frames 6-8), a blue triangle drifts below; prompt
 
 * SAM 3's streaming loop (``tracker=sam3``): reference_video.VideoLoop, the
   executable spec of the Rust port.
-  With the element's bound on lost objects (``track-patience``, default 5, is
-  also ``VideoLimits::lost_frames`` with ``tracker=sam3``: an object whose
-  tracked mask is empty on 5 frames in a row is dropped, src/stream/video/mod.rs),
-  which transformers' streaming mode does not have.
+  With the element's bound on lost objects (``track-patience``, here 10 as
+  the element tests set it; the element's default is 5. It is also
+  ``VideoLimits::lost_frames`` with ``tracker=sam3``: an object whose tracked
+  mask is empty on that many frames in a row is dropped,
+  src/stream/video/mod.rs), which transformers' streaming mode does not have.
 * The element's default tracker (``tracker=overlap``, src/stream/tracker.rs):
   the bundle's detector alone on every frame (post-processing as
   reference_postprocess.py: score > the bundle's default threshold, mask
   probability > 0.5), ids linked by mask IoU >= 0.3 with each track's last
-  mask, greedy, a track kept for ``track-patience`` (default 5) unmatched results.
+  mask, greedy, a track kept for ``track-patience`` (10, as above) unmatched results.
 
 Per frame: the circle's visible pixels, and for each run the id whose mask
 overlaps the circle most and that mask's IoU with the truth.  Exit code 1 when
@@ -49,8 +50,9 @@ import shapes_world as world  # noqa: E402
 PROMPT = "red circle"
 VISIBLE_PX = 6
 MIN_IOU = 0.3  # src/stream/tracker.rs
-PATIENCE = 5  # the element's track-patience default (src/stream/mod.rs)
-BACK_IOU = 0.5  # "the mask is back": the circle's id has a mask with at least this IoU with the truth
+PATIENCE = 10  # track-patience as the element tests set it (TOY_PATIENCE; the element's default is 5)
+BACK_IOU = 0.25  # "the mask is back": the circle's id has a mask with at least this IoU with the truth
+# (as in the element test: emerging from behind the square, the mask first covers part of it)
 
 
 def tokenize(bundle: str, text: str):
