@@ -153,9 +153,14 @@ toy: engines-deps
 TOY_TRACKER_WORK := engines/work/toy-tracker
 toy-tracker: engines-deps
 	nice -n 5 .venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --steps 4000 \
-		--clips 3 --frames 8 --schedule-minutes 35 --eval-every 100 --eval-clips 16
-	.venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK) --finish
-	.venv/bin/python engines/make_toy_video_fixture.py --checkpoint $(TOY_TRACKER_WORK)/checkpoint
+		--clips 3 --frames 8 --schedule-minutes 35 --eval-every 100 --eval-clips 16 --deadline-minutes 25
+	# the fine-tune that re-finds (engines/README.md, "The third attempt"): 500 steps
+	nice -n 5 .venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK)-e \
+		--init $(TOY_TRACKER_WORK)/state.pt --steps 4000 --clips 3 --frames 8 --lr 5e-4 \
+		--reacq-weight 8 --smooth-steps 0 --threads 2 --schedule-minutes 28 --deadline-minutes 19 \
+		--eval-every 100 --eval-clips 16
+	.venv/bin/python engines/train_toy_tracker.py --work $(TOY_TRACKER_WORK)-e --finish
+	.venv/bin/python engines/make_toy_video_fixture.py --checkpoint $(TOY_TRACKER_WORK)-e/checkpoint
 
 # Evaluates the committed toy bundle through the Rust core (numpy, Pillow and
 # scikit-image's photos: python3-skimage) on the first world's test set, the
