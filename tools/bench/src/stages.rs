@@ -117,6 +117,25 @@ pub struct PartA {
     pub references: Vec<Reference>,
 }
 
+/// The bundle on the CPU at `precision` with the bench's threads, its
+/// loading time printed.
+pub fn load_on_cpu(a: &Args, precision: Precision) -> BoxResult<Arc<samclipseg::Sam3Model>> {
+    let options = BackendOptions {
+        kind: BackendKind::Cpu,
+        intra_threads: a.threads,
+        precision,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
+    eprintln!(
+        "[bench] loaded {} in {precision} in {:.1} s",
+        a.bundle.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(model)
+}
+
 /// Runs part A: per precision one warm-up pass, then `--iters` timed passes
 /// of each, interleaved with each other and with the references'.
 pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
@@ -134,19 +153,7 @@ pub fn run(a: &Args, rgba: &[u8], png: &std::path::Path) -> BoxResult<PartA> {
             println!("(ours {p} skipped: {e})");
             continue;
         }
-        let options = BackendOptions {
-            kind: BackendKind::Cpu,
-            intra_threads: a.threads,
-            precision: p,
-            ..Default::default()
-        };
-        let t = Instant::now();
-        let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
-        eprintln!(
-            "[bench] loaded {} in {p} in {:.1} s",
-            a.bundle.display(),
-            t.elapsed().as_secs_f64()
-        );
+        let model = load_on_cpu(a, p)?;
         let mask_threshold = model.manifest().decoder.mask_threshold;
         ours.push(Ours {
             precision: p,

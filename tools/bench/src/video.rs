@@ -14,11 +14,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use samclipseg::stream::{VideoLimits, VideoTracker};
-use samclipseg::{BackendKind, BackendOptions, Frame, PackedLayout, PostprocessOptions, Precision};
+use samclipseg::{Frame, PackedLayout, PostprocessOptions, Precision};
 
 use crate::args::{Args, repo};
 use crate::error::BoxResult;
@@ -106,19 +105,7 @@ fn since(t: Instant) -> f64 {
 
 /// Our side: the model in fp32 (the tracker engines are fp32; PyTorch runs fp32).
 fn run_ours(a: &Args, frames: &[Vec<u8>]) -> BoxResult<Side> {
-    let options = BackendOptions {
-        kind: BackendKind::Cpu,
-        intra_threads: a.threads,
-        precision: Precision::Fp32,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    let model = Arc::new(samclipseg::Sam3Model::load(&a.bundle, &options)?);
-    eprintln!(
-        "[bench] loaded {} (fp32, with the tracker engines) in {:.1} s",
-        a.bundle.display(),
-        t.elapsed().as_secs_f64()
-    );
+    let model = crate::stages::load_on_cpu(a, Precision::Fp32)?;
     let spec = &model.manifest().preprocess;
     // Preprocessing is outside the clock on both sides: the reference's
     // processor runs before its forward.
