@@ -38,6 +38,8 @@ transposed back to (B,S,N,H) and reshaped, the reshape reads O directly.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 
 import numpy as np
@@ -113,7 +115,7 @@ def fuse(model: onnx.ModelProto, min_tokens: int = MIN_TOKENS) -> int:
         c = consumers.get(name, [])
         return c[0] if len(c) == 1 and name not in graph_outputs else None
 
-    fused, drop, add, uid = 0, set(), [], 0
+    fused, drop, add = 0, set(), []
     for sm in [n for n in g.node if n.op_type == "Softmax"]:
         mm2 = only_consumer(sm.output[0])
         if mm2 is None or mm2.op_type != "MatMul" or mm2.input[0] != sm.output[0]:
@@ -130,8 +132,8 @@ def fuse(model: onnx.ModelProto, min_tokens: int = MIN_TOKENS) -> int:
         keys = (shapes.get(kT) or [None] * 4)[-1]
         if max(seq, keys or 0) < min_tokens or vs[1] != heads or vs[3] != head:
             continue
-        uid += 1
-        p = f"fused_attention_{uid}"
+        fused += 1
+        p = f"fused_attention_{fused}"
         flat = p + "/bsd_shape"
         split = p + "/bsnh_shape"
         add.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), flat))
@@ -167,7 +169,6 @@ def fuse(model: onnx.ModelProto, min_tokens: int = MIN_TOKENS) -> int:
         idx = list(g.node).index(mm2)
         for k, n in enumerate(nodes):
             g.node.insert(idx + k, n)
-        fused += 1
     keep = [n for n in g.node if id(n) not in drop]
     del g.node[:]
     g.node.extend(keep)
@@ -180,14 +181,10 @@ def fuse(model: onnx.ModelProto, min_tokens: int = MIN_TOKENS) -> int:
 def fuse_file(src: str, dst: str, min_tokens: int = MIN_TOKENS) -> int:
     """Fuse ``src`` into ``dst`` (weights stay where they are: small graphs
     inline, large ones in ``dst``.data)."""
-    import os
-
     model = onnx.load(src)
     n = fuse(model, min_tokens)
     if n == 0:
         if os.path.abspath(src) != os.path.abspath(dst):
-            import shutil
-
             shutil.copyfile(src, dst)
         return 0  # nothing fused: the file as it was, byte for byte
     big = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
