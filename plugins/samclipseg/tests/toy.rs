@@ -7,7 +7,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Photo, bundle_copy_of, edit_bundle_manifest, harness_on, iou, load_rgba, toy_bundle};
+use common::{
+    Photo, alpha_mask, bundle_copy_of, edit_bundle_manifest, harness_on, iou, load_rgba,
+    placed_mask, toy_bundle,
+};
 use gst::prelude::*;
 use gstsamclipseg::{OutputMode, SamClipSegMeta};
 
@@ -30,26 +33,11 @@ fn meta_mask(buf: &gst::Buffer, width: usize, height: usize) -> (Vec<bool>, Vec<
     let mut labels = Vec::new();
     for inst in meta.instances() {
         labels.push(inst.label.clone());
-        let (x, y, w, h) = (
-            inst.x as usize,
-            inst.y as usize,
-            inst.width as usize,
-            inst.height as usize,
-        );
-        for row in 0..h {
-            for col in 0..w {
-                if inst.mask[row * w + col] != 0 {
-                    full[(y + row) * width + x + col] = true;
-                }
-            }
+        for (f, m) in full.iter_mut().zip(placed_mask(inst, width, height)) {
+            *f |= m;
         }
     }
     (full, labels)
-}
-
-fn alpha_mask(buf: &gst::Buffer) -> Vec<bool> {
-    let map = buf.map_readable().unwrap();
-    map.chunks_exact(4).map(|p| p[3] > 127).collect()
 }
 
 fn toy_harness(prompt: &str) -> gst_check::Harness {

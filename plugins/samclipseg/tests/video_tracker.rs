@@ -9,7 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{harness_on, init, iou, load_rgba, tiny_bundle};
+use common::{alpha_mask, harness_on, init, iou, load_rgba, placed_mask, tiny_bundle};
 use gst::prelude::*;
 use gstsamclipseg::{InferenceState, OutputMode, SamClipSegMeta, TrackerMode};
 
@@ -281,26 +281,17 @@ fn run_occlusion(tracker: TrackerMode) -> Vec<OnCircle> {
             let meta = SamClipSegMeta::from_buffer(&buf).expect("every buffer carries the meta");
             let mut ids = Vec::new();
             for inst in meta.instances() {
-                let mut full = vec![false; p.width * p.height];
-                let (x, y, w) = (inst.x as usize, inst.y as usize, inst.width as usize);
-                for row in 0..inst.height as usize {
-                    for col in 0..w {
-                        full[(y + row) * p.width + x + col] = inst.mask[row * w + col] != 0;
-                    }
-                }
-                ids.push((inst.id, iou(&full, truth)));
+                ids.push((inst.id, iou(&placed_mask(inst, p.width, p.height), truth)));
             }
             let best = ids
                 .iter()
                 .filter(|(_, v)| *v > 0.0)
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .copied();
-            let map = buf.map_readable().unwrap();
-            let alpha: Vec<bool> = map.chunks_exact(4).map(|px| px[3] > 127).collect();
             OnCircle {
                 visible: truth.iter().filter(|v| **v).count(),
                 best,
-                alpha_iou: iou(&alpha, truth),
+                alpha_iou: iou(&alpha_mask(&buf), truth),
             }
         })
         .collect()

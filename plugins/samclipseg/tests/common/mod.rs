@@ -219,3 +219,25 @@ pub fn iou(a: &[bool], b: &[bool]) -> f64 {
         inter as f64 / union as f64
     }
 }
+
+/// An instance's mask (its rectangle's) placed in a `width` x `height` frame.
+pub fn placed_mask(
+    inst: &gstsamclipseg::SegmentedInstance,
+    width: usize,
+    height: usize,
+) -> Vec<bool> {
+    let mut full = vec![false; width * height];
+    let (x, y, w) = (inst.x as usize, inst.y as usize, inst.width as usize);
+    for row in 0..inst.height as usize {
+        for col in 0..w {
+            full[(y + row) * width + x + col] = inst.mask[row * w + col] != 0;
+        }
+    }
+    full
+}
+
+/// The pixels of an RGBA buffer whose alpha is over half.
+pub fn alpha_mask(buf: &gst::BufferRef) -> Vec<bool> {
+    let map = buf.map_readable().unwrap();
+    map.chunks_exact(4).map(|p| p[3] > 127).collect()
+}
