@@ -17,7 +17,7 @@ export SAMCLIPSEG_DEV_ORT ?= 1
 # the development packages; ANALYTICS=0 / ANALYTICS=1 overrides.
 FEATURES = $$(bash scripts/cargo-features.sh)
 
-.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench bench-video toy eval-toy toy-tracker
+.PHONY: deps engines-deps build release install uninstall deb test test-analytics debian-ci lint demo studio fixtures video-fixture video-reference bench bench-bundle bench-avx2 bench-video toy eval-toy toy-tracker
 
 deps:
 	bash scripts/setup.sh
@@ -180,16 +180,39 @@ eval-toy: deps
 # cores, and should start on an idle machine (it warns above load 0.5).
 # Extra options: BENCH_ARGS=...
 BENCH_BUNDLE ?= engines/work/bench
-bench: engines-deps
+bench: bench-bundle
 	bash scripts/setup.sh triton
+	mkdir -p $(OUT)
+	set -o pipefail; cargo run --release -p samclipseg-bench -- \
+		--bundle $(BENCH_BUNDLE) --reference --remote --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
+
+bench-bundle: engines-deps
 	.venv/bin/python engines/make_bench_sam3.py --out $(BENCH_BUNDLE)
 	grep -q "variants.int8]" $(BENCH_BUNDLE)/bundle.toml || \
 		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE) --kinds static
 	grep -q "variants.int8_dynamic]" $(BENCH_BUNDLE)/bundle.toml || \
 		.venv/bin/python engines/quantize_bundle.py $(BENCH_BUNDLE) --kinds dynamic
+
+# The AVX2 route on a CPU that has more (engines/BENCHMARK.md, "AVX2 kernels
+# on an AMX machine"): tools/cpuid-mask hides AVX-512, VNNI, BF16 and AMX from
+# CPUID, so ONNX Runtime, OpenVINO and PyTorch pick an AVX2-only CPU's
+# kernels, and SAMCLIPSEG_CPU_FLAGS gives the element's `auto` the same view.
+# A proxy (this machine's memory and clocks); the report says so. Needs CPUID
+# faulting (cpuid_fault in /proc/cpuinfo); on an AVX2-only CPU run `make
+# bench` instead. Default: part A on the bench bundle, fp32 and int8 against
+# PyTorch; AVX2_BUNDLE=engines/work/full BENCH_AVX2_ARGS="--iters 2" for the
+# full-size model without the reference (a fresh frame takes tens of seconds;
+# the bench bundle is built only when it is the one measured).
+AVX2_CPU_FLAGS = avx avx2 fma f16c
+AVX2_BUNDLE ?= $(BENCH_BUNDLE)
+BENCH_AVX2_ARGS ?= --reference
+bench-avx2: $(if $(filter $(BENCH_BUNDLE),$(AVX2_BUNDLE)),bench-bundle)
 	mkdir -p $(OUT)
-	set -o pipefail; cargo run --release -p samclipseg-bench -- \
-		--bundle $(BENCH_BUNDLE) --reference --remote --work $(OUT)/bench $(BENCH_ARGS) | tee $(OUT)/bench.txt
+	cc -O2 -Wall -shared -fPIC -o $(OUT)/avx2_only.so tools/cpuid-mask/avx2_only.c
+	cargo build --release -p samclipseg-bench
+	set -o pipefail; LD_PRELOAD=$(abspath $(OUT))/avx2_only.so SAMCLIPSEG_CPU_FLAGS="$(AVX2_CPU_FLAGS)" \
+		cargo run --release -p samclipseg-bench -- --bundle $(AVX2_BUNDLE) --precisions fp32,int8 \
+		--skip-pipelines --skip-live --work $(OUT)/bench-avx2 $(BENCH_AVX2_ARGS) | tee $(OUT)/bench-avx2.txt
 
 # The tracker bench (engines/BENCHMARK.md, "Tracker bench"): a frame's parts
 # with 1, 4 and 16 objects through SAM 3's video loop, beside the

@@ -61,3 +61,80 @@ pub fn proc_status_kb(field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The instruction sets that decide the kernels, as CPUID reports them to
+/// ONNX Runtime, OpenVINO and PyTorch, and whether CPUID hides some that
+/// `/proc/cpuinfo` lists: under `tools/cpuid-mask` this machine runs the
+/// kernels of a CPU it is not, and the report must say so.
+pub fn cpuid_view() -> Option<String> {
+    let seen = cpuid_sets();
+    let listed = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = listed
+        .lines()
+        .find(|l| l.starts_with("flags"))?
+        .split(':')
+        .nth(1)?
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let hidden: Vec<&str> = CPUID_SETS
+        .iter()
+        .filter(|(name, ..)| flags.contains(name) && !seen.contains(name))
+        .map(|(name, ..)| *name)
+        .collect();
+    if hidden.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "CPUID is masked (tools/cpuid-mask): the libraries see {} and not {} that \
+         /proc/cpuinfo lists, so these are the AVX2 kernels on this machine's cores, memory \
+         and clocks: a proxy for an AVX2-only CPU, not one.",
+        if seen.is_empty() {
+            "none of the wide sets".to_string()
+        } else {
+            seen.join(" ")
+        },
+        hidden.join(" ")
+    ))
+}
+
+/// (`/proc/cpuinfo` name, CPUID leaf 7 sub-leaf, register, bit).
+const CPUID_SETS: [(&str, u32, char, u32); 7] = [
+    ("avx2", 0, 'b', 5),
+    ("avx512f", 0, 'b', 16),
+    ("avx512_vnni", 0, 'c', 11),
+    ("amx_tile", 0, 'd', 24),
+    ("amx_int8", 0, 'd', 25),
+    ("avx_vnni", 1, 'a', 4),
+    ("avx512_bf16", 1, 'a', 5),
+];
+
+/// The sets of [`CPUID_SETS`] that CPUID reports.
+#[cfg(target_arch = "x86_64")]
+pub fn cpuid_sets() -> Vec<&'static str> {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    #[allow(unused_unsafe)]
+    let max_leaf = unsafe { __cpuid(0) }.eax;
+    if max_leaf < 7 {
+        return Vec::new();
+    }
+    CPUID_SETS
+        .iter()
+        .filter(|&&(_, sub, reg, bit)| {
+            #[allow(unused_unsafe)]
+            let r = unsafe { __cpuid_count(7, sub) };
+            let word = match reg {
+                'a' => r.eax,
+                'b' => r.ebx,
+                'c' => r.ecx,
+                _ => r.edx,
+            };
+            word >> bit & 1 == 1
+        })
+        .map(|(name, ..)| *name)
+        .collect()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn cpuid_sets() -> Vec<&'static str> {
+    Vec::new()
+}

@@ -39,6 +39,13 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> BoxResult<()> {
     let a = Args::from_env()?;
+    if a.cpuid {
+        println!("cpuid: {}", machine::cpuid_sets().join(" "));
+        if let Some(masked) = machine::cpuid_view() {
+            println!("{masked}");
+        }
+        return Ok(());
+    }
     gst::init()?;
     gstsamclipseg::plugin_register_static()?;
     if let Some(n) = a.child_share {
@@ -53,6 +60,9 @@ fn run() -> BoxResult<()> {
         machine::cpu_count(),
         machine::load_average()
     );
+    if let Some(masked) = machine::cpuid_view() {
+        println!("{masked}");
+    }
     machine::warn_if_busy("when the bench started");
     println!(
         "Bundle: {} ({}), image {} px, {} queries, masks {}x{}; {} intra-op threads.",
