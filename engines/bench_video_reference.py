@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt", default="a person")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"],
                     help="attention implementation (default sdpa: PyTorch's fastest CPU path)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the model's weights and arithmetic (default float32; bfloat16 where the CPU has it natively)")
     ap.add_argument("--json", required=True, help="write the timings here")
     a = ap.parse_args(argv)
     counts = [int(n) for n in a.objects.split(",") if n.strip()]
@@ -129,14 +131,15 @@ def main(argv=None) -> int:
                              "(build the bundle with engines/make_bench_sam3.py --tracker)")
     install_cv_utils()
     t0 = time.time()
-    model = Sam3VideoModel.from_pretrained(ref, attn_implementation=a.attn, dtype=torch.float32).eval()
+    dtype = getattr(torch, a.dtype)
+    model = Sam3VideoModel.from_pretrained(ref, attn_implementation=a.attn, dtype=dtype).eval()
     log(f"loaded {ref} ({a.attn}) in {time.time() - t0:.1f} s")
     image_processor = Sam3ImageProcessor.from_pretrained(ref)
     tokenizer = export_sam3.build_clip_tokenizer()
     enc = tokenizer(a.prompt, return_tensors="pt", padding="max_length", max_length=32)
     paths = frame_paths(a.frames)
     images = [np.array(Image.open(p).convert("RGB")) for p in paths]  # writable: torch.from_numpy warns otherwise
-    pixels = [image_processor(images=im, return_tensors="pt").pixel_values for im in images]
+    pixels = [image_processor(images=im, return_tensors="pt").pixel_values.to(dtype) for im in images]
     if a.warmup >= len(pixels):
         raise SystemExit(f"bench_video_reference: error: --warmup {a.warmup} leaves none of the "
                          f"{len(pixels)} frames to time")
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
 
         for n in counts:
             model.max_num_objects = n
-            session = Sam3VideoInferenceSession(inference_device="cpu", dtype=torch.float32)
+            session = Sam3VideoInferenceSession(inference_device="cpu", dtype=dtype)
             session.add_prompt(a.prompt)
             session.prompt_input_ids[0] = enc.input_ids
             session.prompt_attention_masks[0] = enc.attention_mask
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
     with open(a.json, "w") as f:
         json.dump({
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "threads": a.threads, "attn": a.attn,
+            "python": platform.python_version(), "threads": a.threads, "attn": a.attn, "dtype": a.dtype,
             "checkpoint": ref, "prompt": a.prompt, "warmup": a.warmup, "frames": [os.path.basename(p) for p in paths],
             "runs": runs,
         }, f, indent=1)

@@ -264,6 +264,25 @@ impl Choice {
     }
 }
 
+/// The engines of the video tracker that run once per object and frame (the
+/// memory attention and the mask decoder), and so hold most of a tracked
+/// frame's time. Where the choice runs OpenVINO in bf16 they run there too:
+/// 2.6x faster per object on an AMX Xeon (engines/BENCHMARK.md, "Tracker
+/// bench"). The mask prompt and the memory encoder stay fp32 on ONNX Runtime
+/// (OpenVINO's provider refused the mask prompt's second input shape, and
+/// the memory encoder is a small share).
+pub const TRACKER_BF16_ENGINES: [&str; 2] = ["tracker_memory_attention", "tracker_mask_decoder"];
+
+impl Choice {
+    /// OpenVINO's hint for tracker engine `key`, or None for fp32 on ONNX
+    /// Runtime: bf16 for [`TRACKER_BF16_ENGINES`] where the image encoder's
+    /// float parts run in bf16 (native bf16 only), else None.
+    pub fn tracker_openvino_hint(&self, caps: &CpuCaps, key: &str) -> Option<&'static str> {
+        (TRACKER_BF16_ENGINES.contains(&key) && self.openvino_hint(caps) == Some("bf16"))
+            .then_some("bf16")
+    }
+}
+
 const DYNAMIC_HOW: &str = "dynamic int8 engines on ONNX Runtime's CPU provider";
 
 /// Resolves `requested` on a CPU with `caps` for a bundle with `files`. An
@@ -530,6 +549,69 @@ mod tests {
                 .unwrap()
                 .precision,
             Precision::Fp32
+        );
+    }
+
+    #[test]
+    fn the_tracker_follows_bf16_only_in_its_per_object_engines() {
+        let amx = CpuCaps::from_flags("avx2 amx_bf16 amx_int8");
+        let vnni = CpuCaps::from_flags("avx2 avx512_vnni");
+        let avx2 = CpuCaps::from_flags("avx2 fma");
+        let hint = |caps: &CpuCaps, p, files, key| {
+            choose(p, caps, files, false)
+                .unwrap()
+                .tracker_openvino_hint(caps, key)
+        };
+        let attention = "tracker_memory_attention";
+        // bf16, and static int8 whose float parts run in bf16
+        assert_eq!(
+            hint(&amx, Precision::Auto, Int8Files::NONE, attention),
+            Some("bf16")
+        );
+        assert_eq!(
+            hint(&amx, Precision::Auto, Int8Files::BOTH, attention),
+            Some("bf16")
+        );
+        assert_eq!(
+            hint(
+                &amx,
+                Precision::Auto,
+                Int8Files::BOTH,
+                "tracker_mask_decoder"
+            ),
+            Some("bf16")
+        );
+        // never the mask prompt or memory encoder, never fp32
+        assert_eq!(
+            hint(
+                &amx,
+                Precision::Auto,
+                Int8Files::BOTH,
+                "tracker_mask_prompt"
+            ),
+            None
+        );
+        assert_eq!(
+            hint(
+                &amx,
+                Precision::Auto,
+                Int8Files::BOTH,
+                "tracker_memory_encoder"
+            ),
+            None
+        );
+        assert_eq!(
+            hint(&amx, Precision::Fp32, Int8Files::BOTH, attention),
+            None
+        );
+        // no native bf16: static int8 runs OpenVINO in f32, the tracker stays on ONNX Runtime
+        assert_eq!(
+            hint(&vnni, Precision::Auto, Int8Files::BOTH, attention),
+            None
+        );
+        assert_eq!(
+            hint(&avx2, Precision::Auto, Int8Files::BOTH, attention),
+            None
         );
     }
 

@@ -19,7 +19,7 @@ use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
 use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_IMAGE_OUTPUTS};
-use crate::model::precision::{self, Choice, CpuCaps, Precision};
+use crate::model::precision::{self, Choice, CpuCaps, Precision, TRACKER_BF16_ENGINES};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 use crate::remote::RemoteEngines;
@@ -398,7 +398,9 @@ impl Sam3Model {
                     .into(),
             }
         } else {
-            // fp32 files on ONNX Runtime (CPU, or the CUDA provider through load_keyed).
+            // fp32 files on ONNX Runtime (CPU, or the CUDA provider through
+            // load_keyed); the per-object engines through OpenVINO in bf16
+            // where the image encoder runs in bf16 there.
             let load = |key: &'static str| -> Result<Engine> {
                 let spec = m.engines.tracker(key).ok_or_else(|| {
                     Error::bundle_file(
@@ -406,15 +408,28 @@ impl Sam3Model {
                         format!("[tracker] is present but engines.{key} is not declared"),
                     )
                 })?;
-                Engine::load_keyed(
-                    key,
-                    &bundle.dir.join(&spec.file),
-                    spec,
-                    options,
-                    memory.clone(),
-                    CpuRuntime::Ort,
-                )
+                let path = bundle.dir.join(&spec.file);
+                let on = |runtime| {
+                    Engine::load_keyed(key, &path, spec, options, memory.clone(), runtime)
+                };
+                match precision.tracker_openvino_hint(&caps, key) {
+                    None => on(CpuRuntime::Ort),
+                    Some(hint) => on(CpuRuntime::OpenVino { hint }).or_else(|e| {
+                        if options.precision != Precision::Auto {
+                            return Err(e);
+                        }
+                        log::warn!("precision=auto: {key} on OpenVINO failed ({e}); running fp32");
+                        on(CpuRuntime::Ort)
+                    }),
+                }
             };
+            if let Some(hint) = precision.tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0]) {
+                log::info!(
+                    "bundle {}: video tracker's {} in {hint} on OpenVINO, the rest fp32",
+                    m.bundle.name,
+                    TRACKER_BF16_ENGINES.join(" and ")
+                );
+            }
             Tracker::Loaded(Box::new(TrackerEngines {
                 memory_attention: load("tracker_memory_attention")?,
                 mask_decoder: load("tracker_mask_decoder")?,

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use samclipseg::model::precision::{CpuCaps, TRACKER_BF16_ENGINES};
 use samclipseg::stream::{VideoLimits, VideoTracker};
-use samclipseg::{Frame, PackedLayout, PostprocessOptions, Precision};
+use samclipseg::{Frame, PackedLayout, PostprocessOptions};
 
 use crate::args::{Args, repo};
 use crate::error::BoxResult;
@@ -99,13 +100,28 @@ fn write_frames(rgba: &[u8], count: usize, dir: &Path) -> BoxResult<Vec<Vec<u8>>
     Ok(frames)
 }
 
+/// Where the tracker's per-object engines run, when not fp32 on ONNX Runtime.
+fn tracker_runtimes(model: &samclipseg::Sam3Model) -> String {
+    let caps = CpuCaps::detect();
+    match model
+        .precision()
+        .tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0])
+    {
+        Some(hint) => format!(
+            "; the tracker's {} in {hint} on OpenVINO, the rest fp32",
+            TRACKER_BF16_ENGINES.join(" and ")
+        ),
+        None => "; the tracker's engines fp32 on ONNX Runtime".into(),
+    }
+}
+
 fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Our side: the model in fp32 (the tracker engines are fp32; PyTorch runs fp32).
+/// Our side: the model in `--video-precision` (fp32 by default, as PyTorch runs).
 fn run_ours(a: &Args, frames: &[Vec<u8>]) -> BoxResult<Side> {
-    let model = crate::stages::load_on_cpu(a, Precision::Fp32)?;
+    let model = crate::stages::load_on_cpu(a, a.video_precision)?;
     let spec = &model.manifest().preprocess;
     // Preprocessing is outside the clock on both sides: the reference's
     // processor runs before its forward.
@@ -126,9 +142,12 @@ fn run_ours(a: &Args, frames: &[Vec<u8>]) -> BoxResult<Side> {
 
     let mut side = Side {
         summary: format!(
-            "ONNX Runtime {}, fp32, {} intra-op threads",
+            "ONNX Runtime {}, {} ({}{}), {} intra-op threads",
             samclipseg::model::runtime::library_path()
                 .map_or("?".into(), |p| p.display().to_string()),
+            model.precision().precision,
+            model.precision().reason,
+            tracker_runtimes(&model),
             a.threads
         ),
         ..Default::default()
@@ -234,10 +253,11 @@ fn read_reference(path: &Path, counts: &[usize]) -> BoxResult<Side> {
     let mut side = Side {
         detector_only: path_run("detector-only")?,
         summary: format!(
-            "torch {}, transformers {}, Sam3VideoModel streaming, {} attention, fp32, {} threads",
+            "torch {}, transformers {}, Sam3VideoModel streaming, {} attention, {}, {} threads",
             v["torch"].as_str().unwrap_or("?"),
             v["transformers"].as_str().unwrap_or("?"),
             v["attn"].as_str().unwrap_or("?"),
+            v["dtype"].as_str().unwrap_or("float32"),
             v["threads"].as_u64().unwrap_or(0)
         ),
         ..Default::default()
@@ -246,6 +266,17 @@ fn read_reference(path: &Path, counts: &[usize]) -> BoxResult<Side> {
         side.tracked.push((n, path_run(&n.to_string())?));
     }
     Ok(side)
+}
+
+/// PyTorch's fastest configuration beside ours: bf16 where ours runs a
+/// reduced precision and the CPU has bf16 natively (elsewhere PyTorch would
+/// emulate it, slower than its fp32), else fp32 as ours.
+fn reference_dtype(a: &Args) -> &'static str {
+    if a.video_precision != samclipseg::Precision::Fp32 && CpuCaps::detect().bf16 {
+        "bfloat16"
+    } else {
+        "float32"
+    }
 }
 
 /// Runs engines/bench_video_reference.py on the same frames; its progress goes to stderr.
@@ -262,6 +293,7 @@ fn run_reference(a: &Args, frames_dir: &Path) -> BoxResult<PathBuf> {
         .args(["--warmup", &a.video_warmup.to_string()])
         .args(["--threads", &a.threads.to_string()])
         .args(["--prompt", &a.prompt])
+        .args(["--dtype", reference_dtype(a)])
         .arg("--json")
         .arg(&json)
         .status()
