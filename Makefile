@@ -220,7 +220,8 @@ bench-avx2: $(if $(filter $(BENCH_BUNDLE),$(AVX2_BUNDLE)),bench-bundle)
 # frames for the ratio. Builds engines/work/bench-video once (~4-5 min, 4.4 GB
 # peak); the run takes about 6-8 minutes on 2 idle cores (estimated). Start it
 # on an idle machine: it warns at load 0.5 and above. Extra options:
-# BENCH_VIDEO_ARGS=... (e.g. --video-objects 1,4 --video-frames 3)
+# BENCH_VIDEO_ARGS=... (e.g. --video-objects 1,4 --video-frames 3; --video-precision bf16
+# runs ours in bf16, the tracker too, and PyTorch in bfloat16 where the CPU has it)
 BENCH_VIDEO_BUNDLE ?= engines/work/bench-video
 bench-video: engines-deps
 	.venv/bin/python engines/make_bench_sam3.py --tracker --out $(BENCH_VIDEO_BUNDLE)
