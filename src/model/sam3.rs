@@ -19,7 +19,7 @@ use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
 use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_IMAGE_OUTPUTS};
-use crate::model::precision::{self, Choice, CpuCaps, Precision, TRACKER_BF16_ENGINES};
+use crate::model::precision::{self, Choice, CpuCaps, Precision};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 use crate::remote::RemoteEngines;
@@ -227,6 +227,23 @@ pub(crate) struct TrackerEngines {
     pub mask_decoder: Engine,
     pub mask_prompt: Engine,
     pub memory_encoder: Engine,
+    /// What they run in, in words ([`Sam3Model::tracker_precision`]).
+    pub precision: String,
+}
+
+/// The tracker's precision in words, from the engines that loaded on OpenVINO.
+fn tracker_precision(on_openvino: &[(&str, &str)]) -> String {
+    match on_openvino {
+        [] => "video tracker in fp32".into(),
+        [(_, hint), ..] => format!(
+            "video tracker's {} in {hint} on OpenVINO, the rest fp32",
+            on_openvino
+                .iter()
+                .map(|(key, _)| key.trim_start_matches("tracker_").replace('_', " "))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    }
 }
 
 /// Whether the model can run the bundle's video tracker.
@@ -401,6 +418,8 @@ impl Sam3Model {
             // fp32 files on ONNX Runtime (CPU, or the CUDA provider through
             // load_keyed); the per-object engines through OpenVINO in bf16
             // where the image encoder runs in bf16 there.
+            // Which engines loaded on OpenVINO (auto falls back to fp32).
+            let on_openvino = std::cell::RefCell::new(Vec::new());
             let load = |key: &'static str| -> Result<Engine> {
                 let spec = m.engines.tracker(key).ok_or_else(|| {
                     Error::bundle_file(
@@ -412,30 +431,30 @@ impl Sam3Model {
                 let on = |runtime| {
                     Engine::load_keyed(key, &path, spec, options, memory.clone(), runtime)
                 };
-                match precision.tracker_openvino_hint(&caps, key) {
-                    None => on(CpuRuntime::Ort),
-                    Some(hint) => on(CpuRuntime::OpenVino { hint }).or_else(|e| {
-                        if options.precision != Precision::Auto {
-                            return Err(e);
-                        }
+                let Some(hint) = precision.tracker_openvino_hint(&caps, key) else {
+                    return on(CpuRuntime::Ort);
+                };
+                match on(CpuRuntime::OpenVino { hint }) {
+                    Ok(engine) => {
+                        on_openvino.borrow_mut().push((key, hint));
+                        Ok(engine)
+                    }
+                    Err(e) if options.precision == Precision::Auto => {
                         log::warn!("precision=auto: {key} on OpenVINO failed ({e}); running fp32");
                         on(CpuRuntime::Ort)
-                    }),
+                    }
+                    Err(e) => Err(e),
                 }
             };
-            if let Some(hint) = precision.tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0]) {
-                log::info!(
-                    "bundle {}: video tracker's {} in {hint} on OpenVINO, the rest fp32",
-                    m.bundle.name,
-                    TRACKER_BF16_ENGINES.join(" and ")
-                );
-            }
-            Tracker::Loaded(Box::new(TrackerEngines {
+            let engines = TrackerEngines {
                 memory_attention: load("tracker_memory_attention")?,
                 mask_decoder: load("tracker_mask_decoder")?,
                 mask_prompt: load("tracker_mask_prompt")?,
                 memory_encoder: load("tracker_memory_encoder")?,
-            }))
+                precision: tracker_precision(&on_openvino.borrow()),
+            };
+            log::info!("bundle {}: {}", m.bundle.name, engines.precision);
+            Tracker::Loaded(Box::new(engines))
         };
         Ok(Sam3Model {
             bundle,
@@ -451,6 +470,15 @@ impl Sam3Model {
             text_batch: Mutex::new(None),
             precision,
         })
+    }
+
+    /// What the video tracker's engines run in, in words ("video tracker in
+    /// fp32", or which run in bf16 on OpenVINO); None without a tracker.
+    pub fn tracker_precision(&self) -> Option<&str> {
+        match &self.tracker {
+            Tracker::Loaded(engines) => Some(&engines.precision),
+            Tracker::Absent | Tracker::Unsupported { .. } => None,
+        }
     }
 
     /// What the image encoder and decoder run in, and why

@@ -343,6 +343,40 @@ fn toy_occlusion_sam3_at_auto_precision_tracks_as_fp32_does() {
     }
 }
 
+/// `precision-in-use` says where the tracker's engines run: its memory
+/// attention and mask decoder in bf16 where auto runs the image encoder in
+/// bf16 on OpenVINO, else the whole tracker in fp32.
+#[test]
+fn precision_in_use_names_the_video_tracker_s_precision() {
+    use samclipseg::model::precision::{CpuCaps, Int8Files, TRACKER_BF16_ENGINES, choose};
+    let h = harness_on(
+        &toy_video_bundle(),
+        &[
+            ("precision", &Precision::Auto),
+            ("tracker", &TrackerMode::Sam3),
+        ],
+    );
+    let in_use = h.element().unwrap().property::<String>("precision-in-use");
+    let caps = CpuCaps::detect();
+    let auto = choose(Precision::Auto, &caps, Int8Files::NONE, false).unwrap();
+    let expected = match auto.tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0]) {
+        Some(_) => {
+            "; video tracker's memory attention and mask decoder in bf16 on OpenVINO, the rest fp32"
+        }
+        None => "; video tracker in fp32",
+    };
+    assert!(
+        in_use.ends_with(expected),
+        "{in_use:?} should end with {expected:?}"
+    );
+    let fp32 = harness_on(&toy_video_bundle(), &[("tracker", &TrackerMode::Sam3)]);
+    let in_use = fp32
+        .element()
+        .unwrap()
+        .property::<String>("precision-in-use");
+    assert!(in_use.ends_with("; video tracker in fp32"), "{in_use:?}");
+}
+
 fn assert_sam3_keeps_the_circle(seen: &[OnCircle]) {
     let (_, back) = hide(seen);
     let first = seen

@@ -526,8 +526,12 @@ impl BaseTransformImpl for SamClipSeg {
             }
         })?;
         let choice = model.precision();
-        let precision = format!("{} ({})", choice.precision, choice.reason);
+        let mut precision = format!("{} ({})", choice.precision, choice.reason);
         gst::info!(CAT, imp = self, "image encoder and decoder in {precision}");
+        if let Some(tracker) = model.tracker_precision() {
+            gst::info!(CAT, imp = self, "{tracker}");
+            precision = format!("{precision}; {tracker}");
+        }
         let manifest = model.manifest().clone();
         gst::info!(
             CAT,

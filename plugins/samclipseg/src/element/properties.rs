@@ -168,8 +168,8 @@ fn table() -> Vec<Property> {
             spec: glib::ParamSpecString::builder("precision-in-use")
                 .nick("Precision in use")
                 .blurb(
-                    "What the running model's image encoder and decoder use, and why (empty while \
-                     stopped)",
+                    "What the running model's image encoder and decoder use, and why, then its \
+                     video tracker's engines where the bundle has them (empty while stopped)",
                 )
                 .read_only()
                 .build(),
