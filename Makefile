@@ -206,12 +206,12 @@ bench-bundle: engines-deps
 AVX2_CPU_FLAGS = avx avx2 fma f16c
 AVX2_BUNDLE ?= $(BENCH_BUNDLE)
 BENCH_AVX2_ARGS ?= --reference
-bench-avx2: $(if $(filter $(BENCH_BUNDLE),$(AVX2_BUNDLE)),bench-bundle)
+bench-avx2: engines-deps $(if $(filter $(abspath $(BENCH_BUNDLE)),$(abspath $(AVX2_BUNDLE))),bench-bundle)
 	mkdir -p $(OUT)
 	cc -O2 -Wall -shared -fPIC -o $(OUT)/avx2_only.so tools/cpuid-mask/avx2_only.c
 	cargo build --release -p samclipseg-bench
 	set -o pipefail; LD_PRELOAD=$(abspath $(OUT))/avx2_only.so SAMCLIPSEG_CPU_FLAGS="$(AVX2_CPU_FLAGS)" \
-		cargo run --release -p samclipseg-bench -- --bundle $(AVX2_BUNDLE) --precisions fp32,int8 \
+		$${CARGO_TARGET_DIR:-target}/release/samclipseg-bench --bundle $(AVX2_BUNDLE) --precisions fp32,int8 \
 		--skip-pipelines --skip-live --work $(OUT)/bench-avx2 $(BENCH_AVX2_ARGS) | tee $(OUT)/bench-avx2.txt
 
 # The tracker bench (engines/BENCHMARK.md, "Tracker bench"): a frame's parts

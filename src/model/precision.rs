@@ -111,6 +111,17 @@ impl fmt::Display for Precision {
     }
 }
 
+/// The first CPU's flags as `/proc/cpuinfo` lists them (empty where it cannot
+/// be read): what the kernel says the CPU has, whatever CPUID shows a process.
+pub fn cpuinfo_flags() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// What the CPU runs natively, from its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuCaps {
@@ -133,14 +144,7 @@ impl CpuCaps {
             caps.evidence = format!("{CPU_FLAGS_VAR}: {}", caps.evidence);
             return caps;
         }
-        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let flags = text
-            .lines()
-            .find(|l| l.starts_with("flags"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, f)| f)
-            .unwrap_or("");
-        CpuCaps::from_flags(flags)
+        CpuCaps::from_flags(&cpuinfo_flags().join(" "))
     }
 
     pub fn from_flags(flags: &str) -> CpuCaps {
@@ -267,19 +271,18 @@ impl Choice {
 /// The engines of the video tracker that run once per object and frame (the
 /// memory attention and the mask decoder), and so hold most of a tracked
 /// frame's time. Where the choice runs OpenVINO in bf16 they run there too:
-/// 2.6x faster per object on an AMX Xeon (engines/BENCHMARK.md, "Tracker
+/// 2.6-2.8x faster per object on an AMX Xeon (engines/BENCHMARK.md, "Tracker
 /// bench"). The mask prompt and the memory encoder stay fp32 on ONNX Runtime
-/// (OpenVINO's provider refused the mask prompt's second input shape, and
-/// the memory encoder is a small share).
+/// (OpenVINO's provider refused the mask prompt's second input shape at run
+/// time, and the memory encoder is a small share).
 pub const TRACKER_BF16_ENGINES: [&str; 2] = ["tracker_memory_attention", "tracker_mask_decoder"];
 
 impl Choice {
-    /// OpenVINO's hint for tracker engine `key`, or None for fp32 on ONNX
-    /// Runtime: bf16 for [`TRACKER_BF16_ENGINES`] where the image encoder's
-    /// float parts run in bf16 (native bf16 only), else None.
-    pub fn tracker_openvino_hint(&self, caps: &CpuCaps, key: &str) -> Option<&'static str> {
-        (TRACKER_BF16_ENGINES.contains(&key) && self.openvino_hint(caps) == Some("bf16"))
-            .then_some("bf16")
+    /// OpenVINO's hint for [`TRACKER_BF16_ENGINES`], or None for fp32 on
+    /// ONNX Runtime: bf16 where the image encoder's float parts run in bf16
+    /// (native bf16 only), else None.
+    pub fn tracker_hint(&self, caps: &CpuCaps) -> Option<&'static str> {
+        (self.openvino_hint(caps) == Some("bf16")).then_some("bf16")
     }
 }
 
@@ -553,66 +556,20 @@ mod tests {
     }
 
     #[test]
-    fn the_tracker_follows_bf16_only_in_its_per_object_engines() {
+    fn the_tracker_follows_bf16_only() {
         let amx = CpuCaps::from_flags("avx2 amx_bf16 amx_int8");
         let vnni = CpuCaps::from_flags("avx2 avx512_vnni");
         let avx2 = CpuCaps::from_flags("avx2 fma");
-        let hint = |caps: &CpuCaps, p, files, key| {
-            choose(p, caps, files, false)
-                .unwrap()
-                .tracker_openvino_hint(caps, key)
-        };
-        let attention = "tracker_memory_attention";
+        let hint =
+            |caps: &CpuCaps, p, files| choose(p, caps, files, false).unwrap().tracker_hint(caps);
         // bf16, and static int8 whose float parts run in bf16
-        assert_eq!(
-            hint(&amx, Precision::Auto, Int8Files::NONE, attention),
-            Some("bf16")
-        );
-        assert_eq!(
-            hint(&amx, Precision::Auto, Int8Files::BOTH, attention),
-            Some("bf16")
-        );
-        assert_eq!(
-            hint(
-                &amx,
-                Precision::Auto,
-                Int8Files::BOTH,
-                "tracker_mask_decoder"
-            ),
-            Some("bf16")
-        );
-        // never the mask prompt or memory encoder, never fp32
-        assert_eq!(
-            hint(
-                &amx,
-                Precision::Auto,
-                Int8Files::BOTH,
-                "tracker_mask_prompt"
-            ),
-            None
-        );
-        assert_eq!(
-            hint(
-                &amx,
-                Precision::Auto,
-                Int8Files::BOTH,
-                "tracker_memory_encoder"
-            ),
-            None
-        );
-        assert_eq!(
-            hint(&amx, Precision::Fp32, Int8Files::BOTH, attention),
-            None
-        );
+        assert_eq!(hint(&amx, Precision::Auto, Int8Files::NONE), Some("bf16"));
+        assert_eq!(hint(&amx, Precision::Auto, Int8Files::BOTH), Some("bf16"));
+        assert_eq!(hint(&amx, Precision::Bf16, Int8Files::NONE), Some("bf16"));
+        assert_eq!(hint(&amx, Precision::Fp32, Int8Files::BOTH), None);
         // no native bf16: static int8 runs OpenVINO in f32, the tracker stays on ONNX Runtime
-        assert_eq!(
-            hint(&vnni, Precision::Auto, Int8Files::BOTH, attention),
-            None
-        );
-        assert_eq!(
-            hint(&avx2, Precision::Auto, Int8Files::BOTH, attention),
-            None
-        );
+        assert_eq!(hint(&vnni, Precision::Auto, Int8Files::BOTH), None);
+        assert_eq!(hint(&avx2, Precision::Auto, Int8Files::BOTH), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
 use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_IMAGE_OUTPUTS};
-use crate::model::precision::{self, Choice, CpuCaps, Precision};
+use crate::model::precision::{self, Choice, CpuCaps, Precision, TRACKER_BF16_ENGINES};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 use crate::remote::RemoteEngines;
@@ -220,7 +220,8 @@ impl DeviceDecoderOutput {
 type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 
 /// SAM 3's four video tracker engines
-/// ([`crate::model::bundle::TRACKER_ENGINES`]), fp32, run by
+/// ([`crate::model::bundle::TRACKER_ENGINES`]), fp32 files (the per-object
+/// two may run in bf16 on OpenVINO: [`TRACKER_BF16_ENGINES`]), run by
 /// [`crate::stream::VideoTracker`].
 pub(crate) struct TrackerEngines {
     pub memory_attention: Engine,
@@ -231,15 +232,15 @@ pub(crate) struct TrackerEngines {
     pub precision: String,
 }
 
-/// The tracker's precision in words, from the engines that loaded on OpenVINO.
-fn tracker_precision(on_openvino: &[(&str, &str)]) -> String {
-    match on_openvino {
-        [] => "video tracker in fp32".into(),
-        [(_, hint), ..] => format!(
+/// The tracker's precision in words, from the engines that loaded on
+/// OpenVINO with `hint` (one hint for all: [`Choice::tracker_hint`]).
+fn tracker_precision(on_openvino: &[&str], hint: Option<&str>) -> String {
+    match (on_openvino, hint) {
+        ([], _) | (_, None) => "video tracker in fp32".into(),
+        (keys, Some(hint)) => format!(
             "video tracker's {} in {hint} on OpenVINO, the rest fp32",
-            on_openvino
-                .iter()
-                .map(|(key, _)| key.trim_start_matches("tracker_").replace('_', " "))
+            keys.iter()
+                .map(|key| key.trim_start_matches("tracker_").replace('_', " "))
                 .collect::<Vec<_>>()
                 .join(" and ")
         ),
@@ -431,12 +432,13 @@ impl Sam3Model {
                 let on = |runtime| {
                     Engine::load_keyed(key, &path, spec, options, memory.clone(), runtime)
                 };
-                let Some(hint) = precision.tracker_openvino_hint(&caps, key) else {
+                let hint = precision.tracker_hint(&caps);
+                let Some(hint) = hint.filter(|_| TRACKER_BF16_ENGINES.contains(&key)) else {
                     return on(CpuRuntime::Ort);
                 };
                 match on(CpuRuntime::OpenVino { hint }) {
                     Ok(engine) => {
-                        on_openvino.borrow_mut().push((key, hint));
+                        on_openvino.borrow_mut().push(key);
                         Ok(engine)
                     }
                     Err(e) if options.precision == Precision::Auto => {
@@ -451,7 +453,7 @@ impl Sam3Model {
                 mask_decoder: load("tracker_mask_decoder")?,
                 mask_prompt: load("tracker_mask_prompt")?,
                 memory_encoder: load("tracker_memory_encoder")?,
-                precision: tracker_precision(&on_openvino.borrow()),
+                precision: tracker_precision(&on_openvino.borrow(), precision.tracker_hint(&caps)),
             };
             log::info!("bundle {}: {}", m.bundle.name, engines.precision);
             Tracker::Loaded(Box::new(engines))

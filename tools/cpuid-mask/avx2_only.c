@@ -13,13 +13,18 @@
  * and steps over the instruction. Faulting is per thread, inherited by new
  * threads and processes, and reset by exec, where LD_PRELOAD sets it again.
  * Whatever ran CPUID before this constructor (the dynamic loader choosing
- * libc's memcpy) saw the real CPU.
+ * libc's memcpy) saw the real CPU. The handler must stay SIGSEGV's: a library
+ * that installs its own later (Python's faulthandler, gst-launch's crash
+ * handler) ends the emulation, and the next CPUID kills the process. Rust's
+ * standard library sees a handler there and leaves it, skipping its
+ * stack-overflow message.
  *
  * Build: cc -O2 -shared -fPIC -o avx2_only.so avx2_only.c
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <cpuid.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,20 +58,23 @@ static void mask(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, uint32_t
 }
 
 static void on_fault(int sig, siginfo_t *info, void *context) {
-    (void)info;
     ucontext_t *uc = context;
     greg_t *r = uc->uc_mcontext.gregs;
     const uint8_t *ip = (const uint8_t *)r[REG_RIP];
-    if (ip[0] != 0x0f || ip[1] != 0xa2) {
-        /* A real fault: let it happen again without us. */
+    /* A faulting CPUID comes from the kernel (SI_KERNEL) at a 0f a2. Anything
+     * else (a real fault, a SIGSEGV sent by kill) gets the default action. */
+    if (info->si_code != SI_KERNEL || ip[0] != 0x0f || ip[1] != 0xa2) {
         signal(sig, SIG_DFL);
+        raise(sig);
         return;
     }
+    int saved = errno;
     uint32_t leaf = (uint32_t)r[REG_RAX], sub = (uint32_t)r[REG_RCX];
     uint32_t a, b, c, d;
     cpuid_enabled(1);
     __cpuid_count(leaf, sub, a, b, c, d);
     cpuid_enabled(0);
+    errno = saved;
     mask(leaf, sub, &a, &b, &c, &d);
     r[REG_RAX] = a;
     r[REG_RBX] = b;
@@ -79,8 +87,9 @@ __attribute__((constructor)) static void start(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO;
+    /* nothing else runs on this thread while CPUID is briefly real */
+    sigfillset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, NULL) != 0 || cpuid_enabled(0) != 0) {
         fprintf(stderr,
                 "avx2_only: this kernel or CPU has no CPUID faulting (no cpuid_fault in "

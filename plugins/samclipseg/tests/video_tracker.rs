@@ -348,7 +348,7 @@ fn toy_occlusion_sam3_at_auto_precision_tracks_as_fp32_does() {
 /// bf16 on OpenVINO, else the whole tracker in fp32.
 #[test]
 fn precision_in_use_names_the_video_tracker_s_precision() {
-    use samclipseg::model::precision::{CpuCaps, Int8Files, TRACKER_BF16_ENGINES, choose};
+    use samclipseg::model::precision::{CpuCaps, Int8Files, choose};
     let h = harness_on(
         &toy_video_bundle(),
         &[
@@ -359,7 +359,7 @@ fn precision_in_use_names_the_video_tracker_s_precision() {
     let in_use = h.element().unwrap().property::<String>("precision-in-use");
     let caps = CpuCaps::detect();
     let auto = choose(Precision::Auto, &caps, Int8Files::NONE, false).unwrap();
-    let expected = match auto.tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0]) {
+    let expected = match auto.tracker_hint(&caps) {
         Some(_) => {
             "; video tracker's memory attention and mask decoder in bf16 on OpenVINO, the rest fp32"
         }

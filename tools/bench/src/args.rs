@@ -124,9 +124,10 @@ pub struct Args {
     /// some that /proc/cpuinfo lists (under tools/cpuid-mask), then exit.
     #[arg(long)]
     pub cpuid: bool,
-    /// --video: our side's precision (fp32, bf16 or int8; PyTorch stays
-    /// fp32). Where it runs the image encoder in bf16 on OpenVINO, the
-    /// tracker's memory attention and mask decoder run there in bf16 too.
+    /// --video: our side's precision (fp32, bf16 or int8). Where it runs the
+    /// image encoder in bf16 on OpenVINO, the tracker's memory attention and
+    /// mask decoder run there in bf16 too; PyTorch then runs in bfloat16
+    /// where the CPU has it natively, else fp32.
     #[arg(long, value_name = "P", default_value = "fp32", value_parser = parse_precision)]
     pub video_precision: samclipseg::Precision,
     /// Internal: run the sharing pipeline with this many elements and print one line.

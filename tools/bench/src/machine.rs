@@ -66,19 +66,12 @@ pub fn proc_status_kb(field: &str) -> u64 {
 /// ONNX Runtime, OpenVINO and PyTorch, and whether CPUID hides some that
 /// `/proc/cpuinfo` lists: under `tools/cpuid-mask` this machine runs the
 /// kernels of a CPU it is not, and the report must say so.
-pub fn cpuid_view() -> Option<String> {
+pub fn cpuid_mask_note() -> Option<String> {
     let seen = cpuid_sets();
-    let listed = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let flags = listed
-        .lines()
-        .find(|l| l.starts_with("flags"))?
-        .split(':')
-        .nth(1)?
-        .split_whitespace()
-        .collect::<Vec<_>>();
+    let flags = samclipseg::model::precision::cpuinfo_flags();
     let hidden: Vec<&str> = CPUID_SETS
         .iter()
-        .filter(|(name, ..)| flags.contains(name) && !seen.contains(name))
+        .filter(|(name, ..)| flags.iter().any(|f| f == name) && !seen.contains(name))
         .map(|(name, ..)| *name)
         .collect();
     if hidden.is_empty() {

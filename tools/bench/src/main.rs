@@ -41,7 +41,7 @@ fn run() -> BoxResult<()> {
     let a = Args::from_env()?;
     if a.cpuid {
         println!("cpuid: {}", machine::cpuid_sets().join(" "));
-        if let Some(masked) = machine::cpuid_view() {
+        if let Some(masked) = machine::cpuid_mask_note() {
             println!("{masked}");
         }
         return Ok(());
@@ -60,7 +60,7 @@ fn run() -> BoxResult<()> {
         machine::cpu_count(),
         machine::load_average()
     );
-    if let Some(masked) = machine::cpuid_view() {
+    if let Some(masked) = machine::cpuid_mask_note() {
         println!("{masked}");
     }
     machine::warn_if_busy("when the bench started");

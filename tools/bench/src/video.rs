@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use samclipseg::model::precision::{CpuCaps, TRACKER_BF16_ENGINES};
+use samclipseg::model::precision::CpuCaps;
 use samclipseg::stream::{VideoLimits, VideoTracker};
 use samclipseg::{Frame, PackedLayout, PostprocessOptions};
 
@@ -100,21 +100,6 @@ fn write_frames(rgba: &[u8], count: usize, dir: &Path) -> BoxResult<Vec<Vec<u8>>
     Ok(frames)
 }
 
-/// Where the tracker's per-object engines run, when not fp32 on ONNX Runtime.
-fn tracker_runtimes(model: &samclipseg::Sam3Model) -> String {
-    let caps = CpuCaps::detect();
-    match model
-        .precision()
-        .tracker_openvino_hint(&caps, TRACKER_BF16_ENGINES[0])
-    {
-        Some(hint) => format!(
-            "; the tracker's {} in {hint} on OpenVINO, the rest fp32",
-            TRACKER_BF16_ENGINES.join(" and ")
-        ),
-        None => "; the tracker's engines fp32 on ONNX Runtime".into(),
-    }
-}
-
 fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -142,12 +127,12 @@ fn run_ours(a: &Args, frames: &[Vec<u8>]) -> BoxResult<Side> {
 
     let mut side = Side {
         summary: format!(
-            "ONNX Runtime {}, {} ({}{}), {} intra-op threads",
+            "ONNX Runtime {}, {} ({}; {}), {} intra-op threads",
             samclipseg::model::runtime::library_path()
                 .map_or("?".into(), |p| p.display().to_string()),
             model.precision().precision,
             model.precision().reason,
-            tracker_runtimes(&model),
+            model.tracker_precision().unwrap_or("no video tracker"),
             a.threads
         ),
         ..Default::default()
