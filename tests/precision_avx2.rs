@@ -4,14 +4,23 @@
 //! instances on the toy scene. The CPU's flags are replaced
 //! (SAMCLIPSEG_CPU_FLAGS) before anything reads them, so this runs the AVX2
 //! branch on any machine: the only test of this binary, so no other thread
-//! sees the variable. ONNX Runtime picks its kernels from the real CPU, so on
-//! a VNNI machine the same file runs on its VNNI kernels; the choice and the
-//! file are what is tested here, the arithmetic in tests/precision.rs.
+//! sees the variable. ONNX Runtime picks its kernels from CPUID, so where the
+//! kernel offers CPUID faulting the test runs itself again under
+//! tools/cpuid-mask (CPUID without AVX-512, VNNI, BF16 or AMX): the AVX2
+//! kernels' arithmetic (`vpmaddubsw`, which saturates) is then what keeps
+//! fp32's instances, on any x86 machine. Elsewhere (no faulting: an AVX2-only
+//! CPU runs those kernels anyway) it runs once, as it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
+#[path = "common/avx2_shim.rs"]
+mod avx2_shim;
 #[path = "common/fidelity.rs"]
 mod fidelity;
+
+/// Set in the run under the shim.
+const UNDER_SHIM: &str = "SAMCLIPSEG_TEST_UNDER_AVX2_SHIM";
 
 use samclipseg::image::file::OwnedImage;
 use samclipseg::model::precision::{CPU_FLAGS_VAR, INT8_DYNAMIC, Int8Route};
@@ -21,6 +30,36 @@ const PROMPTS: [&str; 4] = ["red circle", "blue square", "green triangle", "shap
 
 #[test]
 fn an_avx2_cpu_runs_the_dynamic_int8_engines() {
+    if std::env::var_os(UNDER_SHIM).is_none()
+        && cfg!(target_arch = "x86_64")
+        && avx2_shim::cpuid_faulting()
+    {
+        let shim = avx2_shim::build(Path::new(env!("CARGO_TARGET_TMPDIR")));
+        let out = avx2_shim::under(
+            Command::new(std::env::current_exe().unwrap()).args([
+                "--exact",
+                "an_avx2_cpu_runs_the_dynamic_int8_engines",
+                "--nocapture",
+            ]),
+            &shim,
+        )
+        .env(UNDER_SHIM, "1")
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "under tools/cpuid-mask: {text}");
+        assert!(text.contains("1 passed"), "{text}");
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::env::var_os(UNDER_SHIM).is_some() {
+        assert!(
+            !std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx2"),
+            "the shim shows CPUID AVX2 without AVX-512"
+        );
+    }
     // SAFETY: this binary's only test sets it before any thread reads it.
     unsafe { std::env::set_var(CPU_FLAGS_VAR, "fpu sse4_2 avx f16c avx2 fma") };
     let toy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy-shapes-sam3");

@@ -6,6 +6,9 @@
 //! the real CPU through.
 #![cfg(target_arch = "x86_64")]
 
+#[path = "../../../tests/common/avx2_shim.rs"]
+mod avx2_shim;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -16,7 +19,7 @@ fn cpuid(preload: Option<&Path>) -> (i32, String, String) {
     let mut cmd = Command::new(BENCH);
     cmd.arg("--cpuid");
     if let Some(shim) = preload {
-        cmd.env("LD_PRELOAD", shim);
+        avx2_shim::under(&mut cmd, shim);
     }
     let out = cmd.output().expect("run samclipseg-bench --cpuid");
     (
@@ -36,24 +39,14 @@ fn sets(stdout: &str) -> Vec<String> {
 
 #[test]
 fn the_shim_shows_avx2_only_or_refuses_without_cpuid_faulting() {
-    let shim = Path::new(env!("CARGO_TARGET_TMPDIR")).join("avx2_only.so");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cpuid-mask/avx2_only.c");
-    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o"])
-        .arg(&shim)
-        .arg(&source)
-        .status()
-        .expect("run the C compiler (cc)");
-    assert!(cc.success(), "compiling {} failed", source.display());
+    let shim = avx2_shim::build(Path::new(env!("CARGO_TARGET_TMPDIR")));
 
     let (code, real, _) = cpuid(None);
     assert_eq!(code, 0);
     let real = sets(&real);
 
     let (code, out, err) = cpuid(Some(&shim));
-    let faulting = samclipseg::model::precision::cpuinfo_flags()
-        .iter()
-        .any(|f| f == "cpuid_fault");
+    let faulting = avx2_shim::cpuid_faulting();
     if code == 3 {
         // No CPUID faulting here (or arch_prctl refused, e.g. by seccomp):
         // refused, saying why, before the program ran.
