@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod fallback;
 pub mod precision;
 pub mod registry;
 pub mod runtime;

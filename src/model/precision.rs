@@ -277,6 +277,23 @@ impl Choice {
 /// time, and the memory encoder is a small share).
 pub const TRACKER_BF16_ENGINES: [&str; 2] = ["tracker_memory_attention", "tracker_mask_decoder"];
 
+/// The environment variable that replaces [`TRACKER_BF16_ENGINES`] (a space-
+/// or comma-separated list of tracker engine keys): for tests (the fallback
+/// of a run OpenVINO refuses) and for trying an engine on OpenVINO.
+pub const TRACKER_BF16_VAR: &str = "SAMCLIPSEG_TRACKER_BF16_ENGINES";
+
+/// [`TRACKER_BF16_ENGINES`], or what [`TRACKER_BF16_VAR`] says.
+pub fn tracker_bf16_engines() -> Vec<String> {
+    match std::env::var(TRACKER_BF16_VAR) {
+        Ok(list) => list
+            .split([' ', ','])
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => TRACKER_BF16_ENGINES.map(str::to_string).to_vec(),
+    }
+}
+
 impl Choice {
     /// OpenVINO's hint for [`TRACKER_BF16_ENGINES`], or None for fp32 on
     /// ONNX Runtime: bf16 where the image encoder's float parts run in bf16

@@ -19,7 +19,8 @@ use crate::model::backend::{
     BackendKind, BackendOptions, Bound, CpuRuntime, Engine, Input, per_bundle_options,
 };
 use crate::model::bundle::{Bundle, EngineRole, Manifest, TRACKER_IMAGE_OUTPUTS};
-use crate::model::precision::{self, Choice, CpuCaps, Precision, TRACKER_BF16_ENGINES};
+use crate::model::fallback::{FallbackEngine, OpenFp32};
+use crate::model::precision::{self, Choice, CpuCaps, Precision};
 use crate::model::tensor::{TensorF32, TensorI64};
 use crate::prompt::tokenizer::{PromptTokenizer, TokenizedPrompt, normalise_prompt};
 use crate::remote::RemoteEngines;
@@ -221,13 +222,13 @@ type TextBatch = Option<(Vec<Arc<TextFeatures>>, DeviceTensor)>;
 
 /// SAM 3's four video tracker engines
 /// ([`crate::model::bundle::TRACKER_ENGINES`]), fp32 files (the per-object
-/// two may run in bf16 on OpenVINO: [`TRACKER_BF16_ENGINES`]), run by
+/// two may run in bf16 on OpenVINO: [`precision::TRACKER_BF16_ENGINES`]), run by
 /// [`crate::stream::VideoTracker`].
 pub(crate) struct TrackerEngines {
-    pub memory_attention: Engine,
-    pub mask_decoder: Engine,
-    pub mask_prompt: Engine,
-    pub memory_encoder: Engine,
+    pub memory_attention: FallbackEngine,
+    pub mask_decoder: FallbackEngine,
+    pub mask_prompt: FallbackEngine,
+    pub memory_encoder: FallbackEngine,
     /// What they run in, in words ([`Sam3Model::tracker_precision`]).
     pub precision: String,
 }
@@ -421,29 +422,37 @@ impl Sam3Model {
             // where the image encoder runs in bf16 there.
             // Which engines loaded on OpenVINO (auto falls back to fp32).
             let on_openvino = std::cell::RefCell::new(Vec::new());
-            let load = |key: &'static str| -> Result<Engine> {
+            let bf16_engines = precision::tracker_bf16_engines();
+            let load = |key: &'static str| -> Result<FallbackEngine> {
                 let spec = m.engines.tracker(key).ok_or_else(|| {
                     Error::bundle_file(
                         bundle.dir.join(crate::model::bundle::MANIFEST),
                         format!("[tracker] is present but engines.{key} is not declared"),
                     )
                 })?;
-                let path = bundle.dir.join(&spec.file);
-                let on = |runtime| {
-                    Engine::load_keyed(key, &path, spec, options, memory.clone(), runtime)
+                let open = {
+                    let (path, spec) = (bundle.dir.join(&spec.file), spec.clone());
+                    let (options, memory) = (options.clone(), memory.clone());
+                    move |runtime| {
+                        Engine::load_keyed(key, &path, &spec, &options, memory.clone(), runtime)
+                    }
                 };
                 let hint = precision.tracker_hint(&caps);
-                let Some(hint) = hint.filter(|_| TRACKER_BF16_ENGINES.contains(&key)) else {
-                    return on(CpuRuntime::Ort);
+                let Some(hint) = hint.filter(|_| bf16_engines.iter().any(|k| k == key)) else {
+                    return Ok(FallbackEngine::new(open(CpuRuntime::Ort)?, None));
                 };
-                match on(CpuRuntime::OpenVino { hint }) {
+                let auto = options.precision == Precision::Auto;
+                match open(CpuRuntime::OpenVino { hint }) {
                     Ok(engine) => {
                         on_openvino.borrow_mut().push(key);
-                        Ok(engine)
+                        // auto: a run OpenVINO refuses moves it to fp32
+                        let fp32 =
+                            auto.then(|| -> OpenFp32 { Box::new(move || open(CpuRuntime::Ort)) });
+                        Ok(FallbackEngine::new(engine, fp32))
                     }
-                    Err(e) if options.precision == Precision::Auto => {
+                    Err(e) if auto => {
                         log::warn!("precision=auto: {key} on OpenVINO failed ({e}); running fp32");
-                        on(CpuRuntime::Ort)
+                        Ok(FallbackEngine::new(open(CpuRuntime::Ort)?, None))
                     }
                     Err(e) => Err(e),
                 }
@@ -481,6 +490,24 @@ impl Sam3Model {
             Tracker::Loaded(engines) => Some(&engines.precision),
             Tracker::Absent | Tracker::Unsupported { .. } => None,
         }
+    }
+
+    /// The tracker engines that a run OpenVINO refused moved to fp32 on ONNX
+    /// Runtime ([`FallbackEngine`]), by key.
+    pub fn tracker_fallbacks(&self) -> Vec<&'static str> {
+        let Tracker::Loaded(e) = &self.tracker else {
+            return Vec::new();
+        };
+        [
+            &e.memory_attention,
+            &e.mask_decoder,
+            &e.mask_prompt,
+            &e.memory_encoder,
+        ]
+        .into_iter()
+        .filter(|engine| engine.fell_back())
+        .map(|engine| engine.key())
+        .collect()
     }
 
     /// What the image encoder and decoder run in, and why
