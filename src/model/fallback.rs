@@ -16,18 +16,42 @@ pub type OpenFp32 = Box<dyn Fn() -> Result<Engine> + Send + Sync>;
 
 pub struct FallbackEngine {
     engine: Engine,
+    /// OpenVINO's precision hint it loaded with; None: ONNX Runtime.
+    openvino: Option<&'static str>,
     /// None: no fallback (fp32 already, or a precision asked for explicitly).
     open_fp32: Option<OpenFp32>,
     fp32: Mutex<Option<Arc<Engine>>>,
 }
 
 impl FallbackEngine {
-    pub fn new(engine: Engine, open_fp32: Option<OpenFp32>) -> FallbackEngine {
+    /// An engine on ONNX Runtime: nothing to fall back to.
+    pub fn on_ort(engine: Engine) -> FallbackEngine {
         FallbackEngine {
             engine,
-            open_fp32,
+            openvino: None,
+            open_fp32: None,
             fp32: Mutex::new(None),
         }
+    }
+
+    /// An engine loaded on OpenVINO with `hint`, and how to open its fp32
+    /// copy when a run fails there (None: a failure is an error).
+    pub fn on_openvino(
+        engine: Engine,
+        hint: &'static str,
+        open_fp32: Option<OpenFp32>,
+    ) -> FallbackEngine {
+        FallbackEngine {
+            openvino: Some(hint),
+            open_fp32,
+            ..FallbackEngine::on_ort(engine)
+        }
+    }
+
+    /// OpenVINO's precision hint it loaded with, or None on ONNX Runtime
+    /// (whatever a fallback did since).
+    pub fn openvino_hint(&self) -> Option<&'static str> {
+        self.openvino
     }
 
     /// Whether a failed run has moved it to its fp32 copy.

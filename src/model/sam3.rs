@@ -229,22 +229,37 @@ pub(crate) struct TrackerEngines {
     pub mask_decoder: FallbackEngine,
     pub mask_prompt: FallbackEngine,
     pub memory_encoder: FallbackEngine,
-    /// What they run in, in words ([`Sam3Model::tracker_precision`]).
-    pub precision: String,
 }
 
-/// The tracker's precision in words, from the engines that loaded on
-/// OpenVINO with `hint` (one hint for all: [`Choice::tracker_hint`]).
-fn tracker_precision(on_openvino: &[&str], hint: Option<&str>) -> String {
-    match (on_openvino, hint) {
-        ([], _) | (_, None) => "video tracker in fp32".into(),
-        (keys, Some(hint)) => format!(
+impl TrackerEngines {
+    fn all(&self) -> [&FallbackEngine; 4] {
+        [
+            &self.memory_attention,
+            &self.mask_decoder,
+            &self.mask_prompt,
+            &self.memory_encoder,
+        ]
+    }
+
+    /// What they run in, in words, as loaded (one hint for all:
+    /// [`Choice::tracker_hint`]).
+    fn precision(&self) -> String {
+        let on_openvino: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter_map(|e| e.openvino_hint().map(|hint| (e.key(), hint)))
+            .collect();
+        let Some(&(_, hint)) = on_openvino.first() else {
+            return "video tracker in fp32".into();
+        };
+        format!(
             "video tracker's {} in {hint} on OpenVINO, the rest fp32",
-            keys.iter()
-                .map(|key| key.trim_start_matches("tracker_").replace('_', " "))
+            on_openvino
+                .iter()
+                .map(|(key, _)| key.trim_start_matches("tracker_").replace('_', " "))
                 .collect::<Vec<_>>()
                 .join(" and ")
-        ),
+        )
     }
 }
 
@@ -420,9 +435,9 @@ impl Sam3Model {
             // fp32 files on ONNX Runtime (CPU, or the CUDA provider through
             // load_keyed); the per-object engines through OpenVINO in bf16
             // where the image encoder runs in bf16 there.
-            // Which engines loaded on OpenVINO (auto falls back to fp32).
-            let on_openvino = std::cell::RefCell::new(Vec::new());
             let bf16_engines = precision::tracker_bf16_engines();
+            let tracker_hint = precision.tracker_hint(&caps);
+            let auto = options.precision == Precision::Auto;
             let load = |key: &'static str| -> Result<FallbackEngine> {
                 let spec = m.engines.tracker(key).ok_or_else(|| {
                     Error::bundle_file(
@@ -437,22 +452,20 @@ impl Sam3Model {
                         Engine::load_keyed(key, &path, &spec, &options, memory.clone(), runtime)
                     }
                 };
-                let hint = precision.tracker_hint(&caps);
-                let Some(hint) = hint.filter(|_| bf16_engines.iter().any(|k| k == key)) else {
-                    return Ok(FallbackEngine::new(open(CpuRuntime::Ort)?, None));
+                let on_openvino = bf16_engines.iter().any(|k| k == key);
+                let Some(hint) = tracker_hint.filter(|_| on_openvino) else {
+                    return Ok(FallbackEngine::on_ort(open(CpuRuntime::Ort)?));
                 };
-                let auto = options.precision == Precision::Auto;
                 match open(CpuRuntime::OpenVino { hint }) {
                     Ok(engine) => {
-                        on_openvino.borrow_mut().push(key);
                         // auto: a run OpenVINO refuses moves it to fp32
                         let fp32 =
                             auto.then(|| -> OpenFp32 { Box::new(move || open(CpuRuntime::Ort)) });
-                        Ok(FallbackEngine::new(engine, fp32))
+                        Ok(FallbackEngine::on_openvino(engine, hint, fp32))
                     }
                     Err(e) if auto => {
                         log::warn!("precision=auto: {key} on OpenVINO failed ({e}); running fp32");
-                        Ok(FallbackEngine::new(open(CpuRuntime::Ort)?, None))
+                        Ok(FallbackEngine::on_ort(open(CpuRuntime::Ort)?))
                     }
                     Err(e) => Err(e),
                 }
@@ -462,9 +475,8 @@ impl Sam3Model {
                 mask_decoder: load("tracker_mask_decoder")?,
                 mask_prompt: load("tracker_mask_prompt")?,
                 memory_encoder: load("tracker_memory_encoder")?,
-                precision: tracker_precision(&on_openvino.borrow(), precision.tracker_hint(&caps)),
             };
-            log::info!("bundle {}: {}", m.bundle.name, engines.precision);
+            log::info!("bundle {}: {}", m.bundle.name, engines.precision());
             Tracker::Loaded(Box::new(engines))
         };
         Ok(Sam3Model {
@@ -485,9 +497,9 @@ impl Sam3Model {
 
     /// What the video tracker's engines run in, in words ("video tracker in
     /// fp32", or which run in bf16 on OpenVINO); None without a tracker.
-    pub fn tracker_precision(&self) -> Option<&str> {
+    pub fn tracker_precision(&self) -> Option<String> {
         match &self.tracker {
-            Tracker::Loaded(engines) => Some(&engines.precision),
+            Tracker::Loaded(engines) => Some(engines.precision()),
             Tracker::Absent | Tracker::Unsupported { .. } => None,
         }
     }
@@ -498,16 +510,11 @@ impl Sam3Model {
         let Tracker::Loaded(e) = &self.tracker else {
             return Vec::new();
         };
-        [
-            &e.memory_attention,
-            &e.mask_decoder,
-            &e.mask_prompt,
-            &e.memory_encoder,
-        ]
-        .into_iter()
-        .filter(|engine| engine.fell_back())
-        .map(|engine| engine.key())
-        .collect()
+        e.all()
+            .into_iter()
+            .filter(|engine| engine.fell_back())
+            .map(|engine| engine.key())
+            .collect()
     }
 
     /// What the image encoder and decoder run in, and why

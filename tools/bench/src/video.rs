@@ -132,7 +132,9 @@ fn run_ours(a: &Args, frames: &[Vec<u8>]) -> BoxResult<Side> {
                 .map_or("?".into(), |p| p.display().to_string()),
             model.precision().precision,
             model.precision().reason,
-            model.tracker_precision().unwrap_or("no video tracker"),
+            model
+                .tracker_precision()
+                .unwrap_or_else(|| "no video tracker".into()),
             a.threads
         ),
         ..Default::default()
@@ -312,11 +314,6 @@ pub fn run(a: &Args, rgba: &[u8]) -> BoxResult<VideoBench> {
         )
         .into());
     }
-    let uptime = Command::new("uptime")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|e| format!("(uptime did not run: {e})"));
-    println!("uptime: {uptime}");
     let warmup = a.video_warmup as usize;
     let count = warmup + a.video_frames as usize;
     let dir = a.work.join("video-frames");
